@@ -1,0 +1,70 @@
+// Package config loads a service's configuration from the environment with go-envconfig.
+//
+// Every service declares a struct embedding Base, with `env` tags and defaults that run the
+// one-machine dev stack, and a Validate method. Load fills it once in main; tests build the
+// struct directly.
+package config
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Base holds the variables every service accepts (DESIGN.md, "Operator interface").
+type Base struct {
+	NATSURL          string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
+	DatabaseURL      string `env:"DATABASE_URL, default=postgres://postgres@127.0.0.1:5432/ctrip?sslmode=disable"`
+	LogLevel         string `env:"LOG_LEVEL, default=info"`
+	OpsAddr          string `env:"OPS_ADDR, default=:9090"`
+	OTLPEndpoint     string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	ServiceName      string `env:"OTEL_SERVICE_NAME"`
+	MigrateOnStart   bool   `env:"MIGRATE_ON_START, default=true"`
+	StreamsProvision bool   `env:"STREAMS_PROVISION, default=true"`
+	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=25s"`
+}
+
+// Validate reports the first bad value, naming its variable.
+func (b Base) Validate() error {
+	if b.NATSURL == "" {
+		return &Error{Var: "NATS_URL", Msg: "must not be empty"}
+	}
+	if b.DatabaseURL == "" {
+		return &Error{Var: "DATABASE_URL", Msg: "must not be empty"}
+	}
+	switch b.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{Var: "LOG_LEVEL", Msg: fmt.Sprintf("%q is not one of debug, info, warn, error", b.LogLevel)}
+	}
+	if b.ShutdownTimeout <= 0 {
+		return &Error{Var: "SHUTDOWN_TIMEOUT", Msg: "must be positive"}
+	}
+	return nil
+}
+
+// Error names the environment variable whose value is unusable.
+type Error struct {
+	Var string
+	Msg string
+}
+
+func (e *Error) Error() string { return "config: " + e.Var + ": " + e.Msg }
+
+// Validator is implemented by every service config.
+type Validator interface{ Validate() error }
+
+// Load fills cfg from the process environment and validates it.
+func Load(ctx context.Context, cfg Validator) error {
+	return LoadFrom(ctx, cfg, envconfig.OsLookuper())
+}
+
+// LoadFrom is Load with an explicit lookuper (tests pass envconfig.MapLookuper).
+func LoadFrom(ctx context.Context, cfg Validator, l envconfig.Lookuper) error {
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: cfg, Lookuper: l}); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return cfg.Validate()
+}

@@ -1,0 +1,122 @@
+// Package event holds the event envelope of DESIGN.md — the JSON carried on PAYMENTS and
+// posted to merchants as the webhook body — and the NATS header names every message carries.
+package event
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Header names on every NATS message.
+const (
+	HeaderMsgID     = "Nats-Msg-Id"
+	HeaderEventType = "Ctrip-Event-Type"
+)
+
+// Subjects on the PAYMENTS stream.
+const (
+	SubjectCreated     = "payments.created"
+	SubjectDetected    = "payments.detected"
+	SubjectConfirmed   = "payments.confirmed"
+	SubjectExpired     = "payments.expired"
+	SubjectReorged     = "payments.reorged"
+	SubjectSwept       = "payments.swept"
+	SubjectSweepFailed = "payments.sweep_failed"
+)
+
+// Envelope is the event as stored on PAYMENTS and sent as the webhook body.
+type Envelope struct {
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Timestamp time.Time       `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// Validate checks the fields every consumer relies on.
+func (e Envelope) Validate() error {
+	switch {
+	case e.ID == "":
+		return fmt.Errorf("event: missing id")
+	case e.Type == "":
+		return fmt.Errorf("event: missing type")
+	case e.Timestamp.IsZero():
+		return fmt.Errorf("event: missing timestamp")
+	case len(e.Data) == 0 || e.Data[0] != '{':
+		return fmt.Errorf("event: data must be a JSON object")
+	}
+	return nil
+}
+
+// Payment is the data of every payment.* event. Amounts are decimal strings in base units
+// (big integers), with the human amount alongside.
+type Payment struct {
+	PaymentID                string          `json:"payment_id"`
+	MerchantID               string          `json:"merchant_id"`
+	Status                   string          `json:"status"`
+	ChainID                  int64           `json:"chain_id"`
+	Chain                    string          `json:"chain"`
+	Address                  string          `json:"address"`
+	Token                    string          `json:"token"`
+	TokenID                  string          `json:"token_id,omitempty"`
+	TokenContract            *string         `json:"token_contract"`
+	Amount                   string          `json:"amount"`
+	AmountBaseUnits          string          `json:"amount_base_units"`
+	AmountReceivedBaseUnits  string          `json:"amount_received_base_units"`
+	Confirmations            int64           `json:"confirmations"`
+	Transactions             []Transaction   `json:"transactions"`
+	Metadata                 json.RawMessage `json:"metadata,omitempty"`
+	ExpiresAt                *time.Time      `json:"expires_at,omitempty"`
+}
+
+// Transaction is one transfer counted towards a payment.
+type Transaction struct {
+	TxHash         string `json:"tx_hash"`
+	LogIndex       *int64 `json:"log_index"`
+	BlockNumber    uint64 `json:"block_number"`
+	ValueBaseUnits string `json:"value_base_units"`
+}
+
+// TypeForSubject maps a PAYMENTS subject to the merchant-facing event type:
+// "payments.confirmed" → "payment.confirmed".
+func TypeForSubject(subject string) string {
+	if rest, ok := strings.CutPrefix(subject, "payments."); ok {
+		return "payment." + rest
+	}
+	return subject
+}
+
+// New builds an envelope with a fresh id and the current time.
+func New(typ string, data any) (Envelope, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("event: marshal data: %w", err)
+	}
+	return Envelope{ID: NewID("evt"), Type: typ, Timestamp: time.Now().UTC().Truncate(time.Millisecond), Data: raw}, nil
+}
+
+// crockford is the ULID alphabet: ids sort by creation time and read unambiguously.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewID returns prefix_<ULID>: 48 bits of milliseconds then 80 random bits, 26 characters.
+func NewID(prefix string) string {
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	binary.BigEndian.PutUint64(b[:8], ms<<16)
+	if _, err := rand.Read(b[6:]); err != nil {
+		panic(fmt.Sprintf("event: crypto/rand failed: %v", err)) // the OS is broken; nothing sane to do
+	}
+	hi := binary.BigEndian.Uint64(b[:8])
+	lo := binary.BigEndian.Uint64(b[8:])
+	out := make([]byte, 26)
+	// 128 bits → 26 base32 digits (the first digit carries 3 bits).
+	for i := 25; i >= 0; i-- {
+		out[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return prefix + "_" + string(out)
+}

@@ -1,0 +1,131 @@
+// Package telemetry sets up OpenTelemetry: traces exported over OTLP/HTTP when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set (Jaeger accepts OTLP), metrics served in the Prometheus
+// format, and the ops HTTP listener with /healthz, /readyz and /metrics.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Telemetry is what a service gets back: its tracer, meter, Prometheus registry and a shutdown.
+type Telemetry struct {
+	Tracer   trace.Tracer
+	Meter    metric.Meter
+	Registry *prometheus.Registry
+	shutdown []func(context.Context) error
+}
+
+// Setup installs the global propagator (W3C tracecontext + baggage) and tracer provider. With
+// no OTLP endpoint, traces are not exported but context is still propagated.
+func Setup(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error) {
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry resource: %w", err)
+	}
+	t := &Telemetry{Registry: prometheus.NewRegistry()}
+	if otlpEndpoint != "" {
+		// The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself (scheme, host, path).
+		exp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("otlp exporter: %w", err)
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		otel.SetTracerProvider(tp)
+		t.Tracer = tp.Tracer(service)
+		t.shutdown = append(t.shutdown, tp.Shutdown)
+	} else {
+		t.Tracer = noop.NewTracerProvider().Tracer(service)
+	}
+	t.Registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	exp, err := otelprom.New(otelprom.WithRegisterer(t.Registry))
+	if err != nil {
+		return nil, fmt.Errorf("prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
+	t.Meter = mp.Meter(service)
+	t.shutdown = append(t.shutdown, mp.Shutdown)
+	return t, nil
+}
+
+// Shutdown flushes pending spans and metrics.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, f := range t.shutdown {
+		errs = append(errs, f(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Ops is the health and metrics listener. Ready reports 503 until SetReady(true).
+type Ops struct {
+	srv   *http.Server
+	ln    net.Listener
+	ready atomic.Bool
+	check func(context.Context) error
+}
+
+// StartOps listens on addr (":0" picks a port) and serves /healthz, /readyz and /metrics.
+// check, when set, is run by /readyz (e.g. NATS connected, DB ping).
+func StartOps(addr string, reg *prometheus.Registry, check func(context.Context) error, log *slog.Logger) (*Ops, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ops listener %s: %w", addr, err)
+	}
+	o := &Ops{ln: ln, check: check}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !o.ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		if o.check != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := o.check(ctx); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := o.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("ops listener stopped", "err", err)
+		}
+	}()
+	return o, nil
+}
+
+// Addr is the listener's address.
+func (o *Ops) Addr() string { return o.ln.Addr().String() }
+
+// SetReady flips /readyz.
+func (o *Ops) SetReady(v bool) { o.ready.Store(v) }
+
+// Shutdown stops the listener.
+func (o *Ops) Shutdown(ctx context.Context) error { return o.srv.Shutdown(ctx) }

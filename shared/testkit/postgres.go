@@ -1,0 +1,149 @@
+package testkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/ctrip-pay/pipeline/shared/postgres"
+)
+
+// cluster is the Postgres server tests create their databases on: the one named by
+// TEST_DATABASE_URL or DATABASE_URL, or else a private cluster started once per test binary.
+var cluster struct {
+	once     sync.Once
+	adminURL string
+	err      error
+	stop     func()
+}
+
+// Main wraps testing.M.Run so that a private cluster started by this package is stopped when the
+// package's tests end. Use it in TestMain: func TestMain(m *testing.M) { testkit.Main(m) }.
+func Main(m interface{ Run() int }) {
+	code := m.Run()
+	if cluster.stop != nil {
+		cluster.stop()
+	}
+	os.Exit(code)
+}
+
+// MustDatabaseURL creates an empty throwaway database and returns its URL; it is dropped at
+// test cleanup.
+func MustDatabaseURL(tb testing.TB) string {
+	tb.Helper()
+	cluster.once.Do(func() { cluster.adminURL, cluster.stop, cluster.err = findOrStartCluster() })
+	if cluster.err != nil {
+		tb.Fatalf("postgres for tests: %v", cluster.err)
+	}
+	admin, err := sqlx.Open("postgres", cluster.adminURL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer admin.Close()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "test_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		tb.Fatalf("create database: %v", err)
+	}
+	tb.Cleanup(func() {
+		a, err := sqlx.Open("postgres", cluster.adminURL)
+		if err != nil {
+			return
+		}
+		defer a.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := a.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			tb.Logf("drop database %s: %v", name, err)
+		}
+	})
+	u, _ := url.Parse(cluster.adminURL)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// MustDB returns a connection to a fresh, migrated database.
+func MustDB(tb testing.TB) (*sqlx.DB, string) {
+	tb.Helper()
+	dsn := MustDatabaseURL(tb)
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	if _, err := postgres.Migrate(ctx, db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		tb.Fatal(err)
+	}
+	return db, dsn
+}
+
+func findOrStartCluster() (string, func(), error) {
+	for _, v := range []string{"TEST_DATABASE_URL", "DATABASE_URL"} {
+		if u := os.Getenv(v); u != "" {
+			return u, nil, nil
+		}
+	}
+	return startPrivateCluster()
+}
+
+// startPrivateCluster runs initdb + pg_ctl in a temp dir on a free port. Postgres refuses to run
+// as root, so as root the cluster is owned by and started as the postgres user.
+func startPrivateCluster() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "ctrip-pg-")
+	if err != nil {
+		return "", nil, err
+	}
+	asUser := func(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+	if u, err := user.Current(); err == nil && u.Uid == "0" {
+		pg, err := user.Lookup("postgres")
+		if err != nil {
+			return "", nil, fmt.Errorf("running as root and no postgres user: %w", err)
+		}
+		uid, _ := strconv.Atoi(pg.Uid)
+		gid, _ := strconv.Atoi(pg.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return "", nil, err
+		}
+		asUser = func(name string, args ...string) *exec.Cmd {
+			return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asUser("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync").CombinedOutput(); err != nil {
+		return "", nil, fmt.Errorf("initdb: %v: %s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, dir)
+	if out, err := asUser("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
+		return "", nil, fmt.Errorf("pg_ctl start: %v: %s", err, out)
+	}
+	stop := func() {
+		_ = asUser("pg_ctl", "-D", data, "-m", "immediate", "stop").Run()
+		os.RemoveAll(dir)
+	}
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), stop, nil
+}
