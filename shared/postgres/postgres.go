@@ -138,3 +138,18 @@ func Migrate(ctx context.Context, db *sqlx.DB, log *slog.Logger) (int, error) {
 	}
 	return n, nil
 }
+
+// MigrateURL is the `migrate` subcommand every binary accepts: open, migrate, close.
+func MigrateURL(ctx context.Context, url string, log *slog.Logger) error {
+	db, err := Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := Migrate(ctx, db, log)
+	if err != nil {
+		return err
+	}
+	log.Info("migrations up to date", "applied", n)
+	return nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/safehttp"
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
+	"github.com/ctrip-pay/pipeline/shared/config"
+)
+
+// Config is the webhook sender's environment (README, "Configuration").
+type Config struct {
+	config.Base
+
+	// WebhookURL and WebhookSecret are the seed's single global endpoint, kept as the default
+	// endpoint that receives every event.
+	WebhookURL    string `env:"WEBHOOK_URL"`
+	WebhookSecret string `env:"WEBHOOK_SECRET"`
+
+	Backoff              Schedule      `env:"WEBHOOK_BACKOFF, default=5s,5m,30m,2h,5h,10h,10h"`
+	Timeout              time.Duration `env:"WEBHOOK_TIMEOUT, default=10s"`
+	Concurrency          int           `env:"WEBHOOK_CONCURRENCY, default=64"`
+	EndpointConcurrency  int           `env:"WEBHOOK_ENDPOINT_CONCURRENCY, default=16"`
+	FanoutConcurrency    int           `env:"WEBHOOK_FANOUT_CONCURRENCY, default=16"`
+	MaxRetryAfter        time.Duration `env:"WEBHOOK_MAX_RETRY_AFTER, default=1h"`
+	AllowPrivateNetworks bool          `env:"WEBHOOK_ALLOW_PRIVATE_NETWORKS, default=false"`
+	AllowHTTP            bool          `env:"WEBHOOK_ALLOW_HTTP, default=false"`
+}
+
+// Schedule is a comma-separated list of durations: the BackOff of the webhook-sender consumer.
+type Schedule []time.Duration
+
+// EnvDecode implements envconfig.Decoder.
+func (s *Schedule) EnvDecode(v string) error {
+	var out Schedule
+	for _, part := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil {
+			return fmt.Errorf("WEBHOOK_BACKOFF: %q: %w", part, err)
+		}
+		out = append(out, d)
+	}
+	*s = out
+	return nil
+}
+
+func (s Schedule) String() string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// Policy is the outbound URL policy.
+func (c Config) Policy() safehttp.Policy {
+	return safehttp.Policy{AllowHTTP: c.AllowHTTP, AllowPrivateNetworks: c.AllowPrivateNetworks}
+}
+
+// Validate names the first unusable variable.
+func (c Config) Validate() error {
+	if err := c.Base.Validate(); err != nil {
+		return err
+	}
+	bad := func(v, msg string) error { return &config.Error{Var: v, Msg: msg} }
+	if len(c.Backoff) == 0 {
+		return bad("WEBHOOK_BACKOFF", "needs at least one duration")
+	}
+	for _, d := range c.Backoff {
+		if d <= 0 {
+			return bad("WEBHOOK_BACKOFF", fmt.Sprintf("%v: durations must be positive", d))
+		}
+	}
+	if c.Timeout <= 0 {
+		return bad("WEBHOOK_TIMEOUT", "must be positive")
+	}
+	if c.Concurrency < 1 {
+		return bad("WEBHOOK_CONCURRENCY", "must be at least 1")
+	}
+	if c.EndpointConcurrency < 1 {
+		return bad("WEBHOOK_ENDPOINT_CONCURRENCY", "must be at least 1")
+	}
+	if c.FanoutConcurrency < 1 {
+		return bad("WEBHOOK_FANOUT_CONCURRENCY", "must be at least 1")
+	}
+	if c.MaxRetryAfter < 0 {
+		return bad("WEBHOOK_MAX_RETRY_AFTER", "must not be negative")
+	}
+	if c.WebhookURL != "" {
+		if err := safehttp.ValidateURL(c.WebhookURL, c.Policy()); err != nil {
+			hint := ""
+			if errors.Is(err, safehttp.ErrSchemeNotAllowed) {
+				hint = " (set WEBHOOK_ALLOW_HTTP=true for a plain-http receiver)"
+			} else if errors.Is(err, safehttp.ErrAddressNotAllowed) {
+				hint = " (set WEBHOOK_ALLOW_PRIVATE_NETWORKS=true for a receiver on a private network)"
+			}
+			return bad("WEBHOOK_URL", err.Error()+hint)
+		}
+		if c.WebhookSecret == "" {
+			return bad("WEBHOOK_SECRET", "required when WEBHOOK_URL is set")
+		}
+		if _, err := signature.ParseSecret(c.WebhookSecret); err != nil {
+			return bad("WEBHOOK_SECRET", err.Error())
+		}
+	}
+	return nil
+}

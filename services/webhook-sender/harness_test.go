@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// harness is one test's world: embedded NATS, a fresh migrated database, and a running sender.
+type harness struct {
+	t    *testing.T
+	nats *testkit.NATS
+	db   *sqlx.DB
+	dsn  string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cfg  Config
+
+	stopSender func()
+}
+
+func newHarness(t *testing.T, backoff ...time.Duration) *harness {
+	t.Helper()
+	if len(backoff) == 0 {
+		backoff = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}
+	}
+	h := &harness{t: t, nats: testkit.MustNATS(t)}
+	h.db, h.dsn = testkit.MustDB(t)
+	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h.nc = nc
+	h.js, _ = jetstream.New(nc)
+	h.cfg = Config{
+		Base: config.Base{
+			NATSURL: h.nats.URL(), DatabaseURL: h.dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
+			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
+		},
+		Backoff: backoff, Timeout: 2 * time.Second, Concurrency: 8, EndpointConcurrency: 4,
+		FanoutConcurrency: 4, MaxRetryAfter: 5 * time.Second, AllowHTTP: true, AllowPrivateNetworks: true,
+	}
+	return h
+}
+
+// start runs the sender in-process until the test ends or stop is called.
+func (h *harness) start() {
+	h.t.Helper()
+	if err := h.cfg.Validate(); err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, h.cfg) }()
+	var once sync.Once
+	h.stopSender = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					h.t.Errorf("sender: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				h.t.Errorf("sender did not stop")
+			}
+		})
+	}
+	h.t.Cleanup(h.stopSender)
+	// Ready once its consumers exist.
+	h.eventually(10*time.Second, "sender provisioned", func() bool {
+		_, err := h.js.Consumer(context.Background(), "PAYMENTS", "webhook-fanout")
+		return err == nil
+	})
+}
+
+func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (h *harness) merchant(id string) {
+	h.t.Helper()
+	if _, err := h.db.Exec(`INSERT INTO merchants (id, name) VALUES ($1, $1) ON CONFLICT DO NOTHING`, id); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// endpoint creates an endpoint for merchant and returns its id and secret.
+func (h *harness) endpoint(merchantID, url string, eventTypes ...string) (string, string) {
+	h.t.Helper()
+	h.merchant(merchantID)
+	secret, err := signature.NewSecret()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	id := event.NewID("ep")
+	if eventTypes == nil {
+		eventTypes = []string{}
+	}
+	if _, err := h.db.Exec(`INSERT INTO webhook_endpoints (id, merchant_id, url, secret, event_types, legacy_signature)
+		VALUES ($1, $2, $3, $4, $5, true)`, id, merchantID, url, secret, pq.Array(eventTypes)); err != nil {
+		h.t.Fatal(err)
+	}
+	return id, secret
+}
+
+// publish puts a payment event on PAYMENTS as the other services do.
+func (h *harness) publish(subject, merchantID string) event.Envelope {
+	h.t.Helper()
+	env, err := event.New(event.TypeForSubject(subject), event.Payment{
+		PaymentID: event.NewID("pay"), MerchantID: merchantID, Status: "confirmed", ChainID: 1337, Chain: "devnet",
+		Address: "0x00000000000000000000000000000000000000aa", Token: "ETH", Amount: "12.5",
+		AmountBaseUnits: "12500000000000000000", AmountReceivedBaseUnits: "12500000000000000000",
+		Transactions: []event.Transaction{},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	body, _ := json.Marshal(env)
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(event.HeaderMsgID, env.ID)
+	m.Header.Set(event.HeaderEventType, env.Type)
+	if _, err := h.js.PublishMsg(context.Background(), m); err != nil {
+		h.t.Fatal(err)
+	}
+	return env
+}
+
+type attemptRow struct {
+	Attempt    int     `db:"attempt"`
+	StatusCode *int    `db:"status_code"`
+	Error      *string `db:"error"`
+	Body       *string `db:"response_body"`
+	Delivered  bool    `db:"delivered"`
+	LatencyMS  float64 `db:"latency_ms"`
+}
+
+func (h *harness) attempts(eventID, endpointID string) []attemptRow {
+	h.t.Helper()
+	var rows []attemptRow
+	if err := h.db.Select(&rows, `SELECT attempt, status_code, error, response_body, delivered, latency_ms
+		FROM webhook_attempts WHERE event_id = $1 AND endpoint_id = $2 ORDER BY id`, eventID, endpointID); err != nil {
+		h.t.Fatal(err)
+	}
+	return rows
+}
+
+func (h *harness) count(query string, args ...any) int {
+	h.t.Helper()
+	var n int
+	if err := h.db.Get(&n, query, args...); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// receiver is a merchant's webhook endpoint that records every request and answers from a script.
+type receiver struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	requests []received
+	respond  func(n int, r *http.Request) (int, http.Header)
+}
+
+type received struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+func newReceiver(t *testing.T, respond func(n int, r *http.Request) (int, http.Header)) *receiver {
+	rc := &receiver{respond: respond}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.requests = append(rc.requests, received{at: time.Now(), header: r.Header.Clone(), body: body})
+		n := len(rc.requests)
+		respond := rc.respond
+		rc.mu.Unlock()
+		code, hdr := http.StatusOK, http.Header(nil)
+		if respond != nil {
+			code, hdr = respond(n, r)
+		}
+		for k, v := range hdr {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(code)
+		w.Write([]byte(`{"ok":` + map[bool]string{true: "true", false: "false"}[code/100 == 2] + `}`))
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) got() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.requests...)
+}
+
+func (rc *receiver) setRespond(f func(n int, r *http.Request) (int, http.Header)) {
+	rc.mu.Lock()
+	rc.respond = f
+	rc.mu.Unlock()
+}
+
+func status(code int) func(int, *http.Request) (int, http.Header) {
+	return func(int, *http.Request) (int, http.Header) { return code, nil }
+}

@@ -1,0 +1,193 @@
+// Package postgres is the webhook sender's adapter to the shared database: endpoints (read,
+// disable), delivery attempts and dead letters.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+)
+
+// Store implements the webhook package's store interfaces on *sqlx.DB.
+type Store struct{ db *sqlx.DB }
+
+var (
+	_ webhook.EndpointFinder  = (*Store)(nil)
+	_ webhook.DeliveryStore   = (*Store)(nil)
+	_ webhook.DeadLetterStore = (*Store)(nil)
+)
+
+// New wraps db.
+func New(db *sqlx.DB) *Store { return &Store{db: db} }
+
+const endpointCols = `id, merchant_id, url, secret, previous_secret, previous_secret_expires_at,
+	legacy_signature, enabled, deleted_at IS NOT NULL AS deleted`
+
+// EndpointsFor returns the enabled endpoints of the merchant subscribed to eventType, plus the
+// default endpoint (merchant_id NULL) which receives everything.
+func (s *Store) EndpointsFor(ctx context.Context, merchantID, eventType string) ([]webhook.Endpoint, error) {
+	var eps []webhook.Endpoint
+	err := s.db.SelectContext(ctx, &eps, `SELECT `+endpointCols+` FROM webhook_endpoints
+		WHERE deleted_at IS NULL AND enabled
+		  AND (merchant_id = $1 OR merchant_id IS NULL)
+		  AND (cardinality(event_types) = 0 OR $2 = ANY(event_types))
+		ORDER BY id`, merchantID, eventType)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints for %s: %w", merchantID, err)
+	}
+	return eps, nil
+}
+
+// Endpoint returns one endpoint, deleted or not.
+func (s *Store) Endpoint(ctx context.Context, id string) (webhook.Endpoint, error) {
+	var ep webhook.Endpoint
+	err := s.db.GetContext(ctx, &ep, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ep, webhook.ErrNotFound
+	}
+	if err != nil {
+		return ep, fmt.Errorf("endpoint %s: %w", id, err)
+	}
+	return ep, nil
+}
+
+// DisableEndpoint turns an endpoint off with a reason (410 Gone).
+func (s *Store) DisableEndpoint(ctx context.Context, id, reason string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE webhook_endpoints
+		SET enabled = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
+		WHERE id = $1 AND enabled`, id, reason)
+	if err != nil {
+		return fmt.Errorf("disable endpoint %s: %w", id, err)
+	}
+	return nil
+}
+
+// UpsertDefaultEndpoint stores the WEBHOOK_URL / WEBHOOK_SECRET endpoint (merchant_id NULL, legacy
+// signature on, as the seed signed). A changed URL or secret replaces the old values; an
+// endpoint disabled by a 410 stays disabled until an operator re-enables it.
+func (s *Store) UpsertDefaultEndpoint(ctx context.Context, id, url, secret string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO webhook_endpoints (id, merchant_id, url, secret, legacy_signature)
+		VALUES ($1, NULL, $2, $3, true)
+		ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret, deleted_at = NULL,
+			updated_at = now()
+		WHERE webhook_endpoints.url <> EXCLUDED.url OR webhook_endpoints.secret <> EXCLUDED.secret
+		   OR webhook_endpoints.deleted_at IS NOT NULL`, id, url, secret)
+	if err != nil {
+		return fmt.Errorf("default endpoint: %w", err)
+	}
+	return nil
+}
+
+// DeleteEndpoint soft-deletes (used when WEBHOOK_URL is unset again).
+func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE webhook_endpoints SET deleted_at = now(), updated_at = now()
+		WHERE id = $1 AND deleted_at IS NULL`, id)
+	return err
+}
+
+// RecordAttempt inserts one attempt row.
+func (s *Store) RecordAttempt(ctx context.Context, a webhook.Attempt) error {
+	var status sql.NullInt32
+	if a.StatusCode != 0 {
+		status = sql.NullInt32{Int32: int32(a.StatusCode), Valid: true}
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO webhook_attempts
+		(event_id, event_type, payment_id, endpoint_id, stream_seq, attempt, status_code, latency_ms,
+		 error, response_body, delivered)
+		VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $8, NULLIF($9, ''), NULLIF($10, ''), $11)`,
+		a.EventID, a.EventType, a.PaymentID, a.EndpointID, int64(a.StreamSeq), a.Attempt, status,
+		float64(a.Latency.Microseconds())/1000, a.Error, validUTF8(a.ResponseBody), a.Delivered)
+	if err != nil {
+		return fmt.Errorf("record attempt: %w", err)
+	}
+	return nil
+}
+
+// validUTF8 keeps a truncated response body storable in a text column.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return string([]rune(s)) // replaces invalid bytes with U+FFFD
+}
+
+// LastAttemptError returns the error of the most recent failed attempt of (event, endpoint).
+func (s *Store) LastAttemptError(ctx context.Context, eventID, endpointID string) (string, error) {
+	var e sql.NullString
+	err := s.db.GetContext(ctx, &e, `SELECT COALESCE(error, 'HTTP ' || status_code) FROM webhook_attempts
+		WHERE event_id = $1 AND endpoint_id = $2 AND NOT delivered ORDER BY id DESC LIMIT 1`, eventID, endpointID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return e.String, err
+}
+
+const deadLetterCols = `id, origin_stream, origin_seq, origin_subject, endpoint_id, event_id, event_type,
+	payment_id, merchant_id, reason, deliveries, last_error, body, dlq_seq, published_at, replay_count`
+
+// SaveDeadLetter inserts the dead letter once per (origin_stream, origin_seq).
+func (s *Store) SaveDeadLetter(ctx context.Context, dl webhook.DeadLetter) (webhook.DeadLetter, error) {
+	hdr, err := json.Marshal(dl.Headers)
+	if err != nil {
+		return dl, err
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO webhook_dead_letters
+		(id, origin_stream, origin_seq, origin_subject, endpoint_id, event_id, event_type, payment_id,
+		 merchant_id, reason, deliveries, last_error, headers, body)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
+		ON CONFLICT (origin_stream, origin_seq) DO NOTHING`,
+		dl.ID, dl.OriginStream, int64(dl.OriginSeq), dl.OriginSubject, dl.EndpointID, dl.EventID, dl.EventType,
+		dl.PaymentID, dl.MerchantID, dl.Reason, dl.Deliveries, dl.LastError, hdr, dl.Body)
+	if err != nil {
+		return dl, fmt.Errorf("save dead letter: %w", err)
+	}
+	return s.deadLetterWhere(ctx, `origin_stream = $1 AND origin_seq = $2`, dl.OriginStream, int64(dl.OriginSeq))
+}
+
+// DeadLetter returns one dead letter by id.
+func (s *Store) DeadLetter(ctx context.Context, id string) (webhook.DeadLetter, error) {
+	return s.deadLetterWhere(ctx, `id = $1`, id)
+}
+
+func (s *Store) deadLetterWhere(ctx context.Context, where string, args ...any) (webhook.DeadLetter, error) {
+	var row struct {
+		webhook.DeadLetter
+		Hdr []byte `db:"headers"`
+	}
+	err := s.db.GetContext(ctx, &row, `SELECT `+deadLetterCols+`, headers FROM webhook_dead_letters WHERE `+where, args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return webhook.DeadLetter{}, webhook.ErrNotFound
+	}
+	if err != nil {
+		return webhook.DeadLetter{}, fmt.Errorf("dead letter: %w", err)
+	}
+	if err := json.Unmarshal(row.Hdr, &row.DeadLetter.Headers); err != nil {
+		return webhook.DeadLetter{}, fmt.Errorf("dead letter headers: %w", err)
+	}
+	return row.DeadLetter, nil
+}
+
+// MarkDeadLetterPublished records that the copy on dlq.webhooks.* exists.
+func (s *Store) MarkDeadLetterPublished(ctx context.Context, id string, dlqSeq uint64) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE webhook_dead_letters SET published_at = now(), dlq_seq = $2
+		WHERE id = $1 AND published_at IS NULL`, id, int64(dlqSeq))
+	return err
+}
+
+// MarkReplayed bumps the replay counter and returns its new value.
+func (s *Store) MarkReplayed(ctx context.Context, id string) (int, error) {
+	var n int
+	err := s.db.GetContext(ctx, &n, `UPDATE webhook_dead_letters SET replay_count = replay_count + 1,
+		last_replayed_at = now() WHERE id = $1 RETURNING replay_count`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, webhook.ErrNotFound
+	}
+	return n, err
+}

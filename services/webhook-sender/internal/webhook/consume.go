@@ -1,0 +1,59 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Loop pulls from a durable consumer and runs handle on up to workers messages at once. Stop
+// drains it: no new messages are taken, and it waits for the handlers in flight.
+type Loop struct {
+	iter jetstream.MessagesContext
+	wg   sync.WaitGroup
+}
+
+// StartLoop starts pulling. handle must settle every message itself.
+func StartLoop(ctx context.Context, cons jetstream.Consumer, workers int, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * workers))
+	if err != nil {
+		return nil, err
+	}
+	l := &Loop{iter: iter}
+	msgs := make(chan jetstream.Msg)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer close(msgs)
+		for {
+			msg, err := iter.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				log.Warn("pull failed", "err", err)
+				continue
+			}
+			msgs <- msg
+		}
+	}()
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for msg := range msgs {
+				handle(ctx, msg)
+			}
+		}()
+	}
+	return l, nil
+}
+
+// Stop stops pulling and waits for in-flight handlers.
+func (l *Loop) Stop() {
+	l.iter.Drain()
+	l.wg.Wait()
+}

@@ -1,0 +1,463 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+)
+
+// maxResponseBody is how much of a merchant's response is kept with the attempt.
+const maxResponseBody = 4 << 10
+
+// endpointCacheTTL bounds how long a changed endpoint (new URL, rotated secret, disabled by an
+// operator) keeps being used from memory. Deliveries are far more frequent than edits.
+const endpointCacheTTL = 2 * time.Second
+
+// Deliverer is the delivery stage: one signed POST per WEBHOOKS message delivery.
+//
+// Retries use the consumer's BackOff: a failed attempt is neither acked nor nacked (a plain Nak
+// would ignore BackOff and redeliver at once); the message's ack timer is restarted with
+// InProgress at the moment of failure, so the server redelivers it BackOff[n-1] later. While an
+// attempt is queued or running, InProgress heartbeats keep the server from redelivering it
+// early (the first step, 5s by default, is shorter than WEBHOOK_TIMEOUT).
+type Deliverer struct {
+	store               DeliveryStore
+	client              *http.Client
+	schedule            []time.Duration
+	maxDeliver          int
+	maxRetryAfter       time.Duration
+	endpointConcurrency int
+	tracer              trace.Tracer
+	log                 *slog.Logger
+	metrics             deliveryMetrics
+
+	inflight chan struct{} // global bound on concurrent HTTP attempts
+	held     chan struct{} // bound on messages held in this process (queued + in flight)
+	heldCap  int           // per-endpoint share of held, so one slow endpoint cannot take all
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	lanes map[string]*lane
+	cache map[string]cachedEndpoint
+}
+
+type lane struct {
+	slots chan struct{} // per-endpoint concurrent attempts
+	held  int
+}
+
+type cachedEndpoint struct {
+	ep      Endpoint
+	keys    []signature.Secret
+	legacy  signature.Secret
+	expires time.Time
+}
+
+// DelivererConfig configures a Deliverer. Schedule and MaxDeliver must be the consumer's own
+// BackOff and MaxDeliver.
+type DelivererConfig struct {
+	Store               DeliveryStore
+	Client              *http.Client
+	Schedule            []time.Duration
+	MaxDeliver          int
+	MaxRetryAfter       time.Duration
+	Concurrency         int
+	EndpointConcurrency int
+	Tracer              trace.Tracer
+	Meter               metric.Meter
+	Log                 *slog.Logger
+}
+
+// NewDeliverer builds the delivery stage.
+func NewDeliverer(c DelivererConfig) (*Deliverer, error) {
+	if len(c.Schedule) == 0 || c.MaxDeliver < 1 || c.Concurrency < 1 || c.EndpointConcurrency < 1 {
+		return nil, fmt.Errorf("deliverer: schedule, max deliver and concurrency must be set")
+	}
+	m, err := newDeliveryMetrics(c.Meter)
+	if err != nil {
+		return nil, err
+	}
+	heldLimit := 4 * c.Concurrency
+	return &Deliverer{
+		store: c.Store, client: c.Client, schedule: c.Schedule, maxDeliver: c.MaxDeliver,
+		maxRetryAfter: c.MaxRetryAfter, endpointConcurrency: c.EndpointConcurrency,
+		tracer: c.Tracer, log: c.Log, metrics: m,
+		inflight: make(chan struct{}, c.Concurrency),
+		held:     make(chan struct{}, heldLimit),
+		heldCap:  max(1, heldLimit/2),
+		lanes:    map[string]*lane{},
+		cache:    map[string]cachedEndpoint{},
+	}, nil
+}
+
+// step is the redelivery delay after delivery n: BackOff[n-1], the last entry beyond its end.
+func (d *Deliverer) step(n int) time.Duration {
+	return d.schedule[min(max(n, 1), len(d.schedule))-1]
+}
+
+// Dispatch takes one message from the consumer loop. It returns quickly: the attempt runs in its
+// own goroutine. It blocks only when the process already holds its limit of messages, which
+// is what stops pulling.
+func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		d.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		return
+	}
+	n := int(md.NumDelivered)
+	endpointID := strings.TrimPrefix(msg.Subject(), DeliverSubjectPrefix)
+	stopBeat := d.heartbeat(msg, d.step(n))
+
+	d.mu.Lock()
+	ln := d.lanes[endpointID]
+	if ln == nil {
+		ln = &lane{slots: make(chan struct{}, d.endpointConcurrency)}
+		d.lanes[endpointID] = ln
+	}
+	overflow := ln.held >= d.heldCap && n < d.maxDeliver
+	if !overflow {
+		ln.held++
+	}
+	d.mu.Unlock()
+	if overflow {
+		// This endpoint already holds its share; hand the message back to be redelivered after
+		// the current step. It costs one delivery count but no HTTP attempt.
+		stopBeat()
+		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "deferred")))
+		if err := msg.NakWithDelay(d.schedule[0]); err != nil {
+			d.log.Warn("nak failed", "err", err)
+		}
+		return
+	}
+	select {
+	case d.held <- struct{}{}:
+	case <-ctx.Done():
+		stopBeat()
+		d.release(ln)
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer func() { <-d.held }()
+		defer d.release(ln)
+		d.deliver(ctx, msg, md, endpointID, ln, stopBeat)
+	}()
+}
+
+func (d *Deliverer) release(ln *lane) {
+	d.mu.Lock()
+	ln.held--
+	d.mu.Unlock()
+}
+
+// Wait blocks until every dispatched attempt has been settled.
+func (d *Deliverer) Wait() { d.wg.Wait() }
+
+// heartbeat sends InProgress every half step until stopped, so a message waiting for a slot or
+// in a slow request is not redelivered meanwhile. The returned stop waits for the ticker
+// goroutine, so no InProgress follows the final ack/term.
+func (d *Deliverer) heartbeat(msg jetstream.Msg, step time.Duration) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(max(step/2, time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					d.log.Debug("in-progress failed", "err", err)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-exited }) }
+}
+
+// outcome of one attempt.
+type outcome struct {
+	delivered  bool
+	terminate  string        // term reason "<code>: <detail>" when set
+	retryAfter time.Duration // honoured Retry-After, 0 when none
+	err        string        // what went wrong, for the log and the dead letter
+}
+
+func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, ln *lane, stopBeat func()) {
+	n := int(md.NumDelivered)
+	ctx = natsbus.Extract(ctx, msg.Headers())
+	ctx, span := d.tracer.Start(ctx, "webhook.deliver", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("webhook.endpoint_id", endpointID), attribute.Int("webhook.attempt", n)))
+	defer span.End()
+
+	out := d.attempt(ctx, msg, md, endpointID, ln)
+	stopBeat()
+
+	log := d.log.With("endpoint_id", endpointID, "attempt", n, "stream_seq", md.Sequence.Stream)
+	switch {
+	case out.delivered:
+		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "delivered")))
+		if err := msg.DoubleAck(ctx); err != nil {
+			// Redelivered later: the merchant may see this event twice, which webhook-id lets it detect.
+			log.WarnContext(ctx, "ack after delivery failed", "err", err)
+		}
+	case out.terminate != "":
+		span.SetStatus(codes.Error, out.terminate)
+		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "terminated")))
+		log.WarnContext(ctx, "delivery terminated", "reason", out.terminate)
+		if err := msg.TermWithReason(truncate(out.terminate, 1024)); err != nil {
+			log.WarnContext(ctx, "term failed", "err", err)
+		}
+	case n >= d.maxDeliver:
+		// The last allowed attempt failed: terminate now rather than wait one more ack timer
+		// (up to 10h) for the server's MAX_DELIVERIES advisory. The dead letter gets it at once.
+		span.SetStatus(codes.Error, out.err)
+		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "exhausted")))
+		log.WarnContext(ctx, "delivery exhausted", "err", out.err)
+		if err := msg.TermWithReason(truncate(ReasonMaxDeliveries+": "+out.err, 1024)); err != nil {
+			log.WarnContext(ctx, "term failed", "err", err)
+		}
+	default:
+		span.SetStatus(codes.Error, out.err)
+		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "retry")))
+		step := d.step(n)
+		if out.retryAfter > step {
+			// NakWithDelay(x) on a BackOff consumer redelivers after x + BackOff[n-1] - BackOff[0].
+			log.InfoContext(ctx, "delivery failed, honouring Retry-After", "err", out.err, "retry_after", out.retryAfter)
+			if err := msg.NakWithDelay(out.retryAfter - step + d.schedule[0]); err != nil {
+				log.WarnContext(ctx, "nak failed", "err", err)
+			}
+			return
+		}
+		log.InfoContext(ctx, "delivery failed, will retry", "err", out.err, "next_in", step)
+		// Restart the ack timer now, so the redelivery comes one full step after the failure.
+		if err := msg.InProgress(); err != nil {
+			log.WarnContext(ctx, "in-progress failed", "err", err)
+		}
+	}
+}
+
+// attempt loads the endpoint, waits for a slot, POSTs and records the attempt.
+func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, ln *lane) outcome {
+	body := msg.Data()
+	var env event.Envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return outcome{terminate: ReasonPoison + ": undecodable webhook body: " + err.Error()}
+	}
+	if err := env.Validate(); err != nil {
+		return outcome{terminate: ReasonPoison + ": " + err.Error()}
+	}
+	var data struct {
+		PaymentID string `json:"payment_id"`
+	}
+	_ = json.Unmarshal(env.Data, &data) // payment_id is only for the record; absent is fine
+
+	ce, err := d.endpoint(ctx, endpointID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return outcome{terminate: ReasonEndpointUnknown + ": no endpoint " + endpointID}
+	case err != nil:
+		return outcome{err: "loading endpoint: " + err.Error()}
+	case ce.ep.Deleted:
+		return outcome{terminate: ReasonEndpointDisabled + ": endpoint deleted"}
+	case !ce.ep.Enabled:
+		return outcome{terminate: ReasonEndpointDisabled + ": endpoint disabled"}
+	}
+
+	select {
+	case ln.slots <- struct{}{}:
+	case <-ctx.Done():
+		return outcome{err: "shutting down"}
+	}
+	defer func() { <-ln.slots }()
+	select {
+	case d.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return outcome{err: "shutting down"}
+	}
+	defer func() { <-d.inflight }()
+
+	res := d.post(ctx, ce, env.ID, body)
+	a := Attempt{
+		EventID: env.ID, EventType: env.Type, PaymentID: data.PaymentID, EndpointID: endpointID,
+		StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered), StatusCode: res.status,
+		Latency: res.latency, Error: res.err, ResponseBody: res.body, Delivered: res.status/100 == 2,
+	}
+	d.metrics.latency.Record(ctx, res.latency.Seconds())
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.Int("http.response.status_code", res.status), attribute.String("webhook.event_id", env.ID))
+	}
+	// A lost attempt row must not turn a delivered webhook into a retry (the merchant would get
+	// it again), so a failed insert is logged and counted, not retried.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := d.store.RecordAttempt(rctx, a); err != nil {
+		d.metrics.recordFailures.Add(ctx, 1)
+		d.log.ErrorContext(ctx, "recording attempt failed", "event_id", env.ID, "err", err)
+	}
+
+	switch {
+	case a.Delivered:
+		return outcome{delivered: true}
+	case res.status == http.StatusGone:
+		reason := fmt.Sprintf("410 Gone at %s", time.Now().UTC().Format(time.RFC3339))
+		if err := d.store.DisableEndpoint(rctx, endpointID, reason); err != nil {
+			return outcome{err: "HTTP 410; disabling endpoint failed: " + err.Error()}
+		}
+		d.forget(endpointID)
+		d.log.WarnContext(ctx, "endpoint disabled", "endpoint_id", endpointID, "reason", reason)
+		return outcome{terminate: ReasonEndpointGone + ": HTTP 410 Gone, endpoint disabled"}
+	}
+	out := outcome{err: res.err}
+	if out.err == "" {
+		out.err = fmt.Sprintf("HTTP %d", res.status)
+	}
+	if res.status == http.StatusTooManyRequests || res.status == http.StatusServiceUnavailable {
+		out.retryAfter = min(res.retryAfter, d.maxRetryAfter)
+	}
+	return out
+}
+
+type postResult struct {
+	status     int
+	latency    time.Duration
+	body       string
+	err        string
+	retryAfter time.Duration
+}
+
+func (d *Deliverer) post(ctx context.Context, ce cachedEndpoint, eventID string, body []byte) postResult {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ce.ep.URL, bytes.NewReader(body))
+	if err != nil {
+		return postResult{err: "building request: " + err.Error()}
+	}
+	now := time.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "ctrip-webhooks/1")
+	req.Header.Set("webhook-id", eventID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("webhook-signature", signature.Header(ce.keys, eventID, now, body))
+	if ce.ep.LegacySignature {
+		req.Header.Set("X-Webhook-Signature", signature.Legacy(ce.legacy, body))
+	}
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
+	start := time.Now()
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return postResult{latency: time.Since(start), err: err.Error()}
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	// Drain a little more so the connection can be reused; a huge body just closes it.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	return postResult{
+		status: resp.StatusCode, latency: time.Since(start), body: string(snippet),
+		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	}
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; anything else is 0.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// endpoint returns the endpoint with its parsed signing keys, from a short-lived cache.
+func (d *Deliverer) endpoint(ctx context.Context, id string) (cachedEndpoint, error) {
+	d.mu.Lock()
+	ce, ok := d.cache[id]
+	d.mu.Unlock()
+	if ok && time.Now().Before(ce.expires) {
+		return ce, nil
+	}
+	ep, err := d.store.Endpoint(ctx, id)
+	if err != nil {
+		return ce, err
+	}
+	ce = cachedEndpoint{ep: ep, expires: time.Now().Add(endpointCacheTTL)}
+	if ep.Enabled && !ep.Deleted {
+		cur, err := signature.ParseSecret(ep.Secret)
+		if err != nil {
+			return ce, fmt.Errorf("endpoint %s secret: %w", id, err)
+		}
+		ce.keys, ce.legacy = []signature.Secret{cur}, cur
+		if ep.PreviousSecret != nil && ep.PreviousSecretExpiresAt != nil && time.Now().Before(*ep.PreviousSecretExpiresAt) {
+			if prev, err := signature.ParseSecret(*ep.PreviousSecret); err == nil {
+				ce.keys = append(ce.keys, prev)
+				// The cache must not sign with the old key past its expiry.
+				ce.expires = minTime(ce.expires, *ep.PreviousSecretExpiresAt)
+			}
+		}
+	}
+	d.mu.Lock()
+	d.cache[id] = ce
+	d.mu.Unlock()
+	return ce, nil
+}
+
+func (d *Deliverer) forget(id string) {
+	d.mu.Lock()
+	delete(d.cache, id)
+	d.mu.Unlock()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+type deliveryMetrics struct {
+	outcomes       metric.Int64Counter
+	latency        metric.Float64Histogram
+	recordFailures metric.Int64Counter
+}
+
+func newDeliveryMetrics(m metric.Meter) (deliveryMetrics, error) {
+	var dm deliveryMetrics
+	var err error
+	if dm.outcomes, err = m.Int64Counter("webhook_deliveries", metric.WithDescription("Delivery outcomes: delivered, retry, exhausted, terminated, deferred")); err != nil {
+		return dm, err
+	}
+	if dm.latency, err = m.Float64Histogram("webhook_attempt_duration", metric.WithUnit("s"), metric.WithDescription("HTTP attempt latency")); err != nil {
+		return dm, err
+	}
+	if dm.recordFailures, err = m.Int64Counter("webhook_attempt_record_failures", metric.WithDescription("Attempts that could not be written to Postgres")); err != nil {
+		return dm, err
+	}
+	return dm, nil
+}

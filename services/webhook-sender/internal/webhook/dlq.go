@@ -1,0 +1,198 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+)
+
+// Dead-letter headers on dlq.webhooks.<endpoint_id>.
+const (
+	HeaderDlqID            = "Dlq-Id"
+	HeaderDlqReason        = "Dlq-Reason"
+	HeaderDlqOriginStream  = "Dlq-Origin-Stream"
+	HeaderDlqOriginSeq     = "Dlq-Origin-Seq"
+	HeaderDlqOriginSubject = "Dlq-Origin-Subject"
+	HeaderDlqDeliveries    = "Dlq-Deliveries"
+	HeaderDlqLastError     = "Dlq-Last-Error"
+	// DLQSubjectPrefix + endpoint id is where dead letters are copied.
+	DLQSubjectPrefix = "dlq.webhooks."
+)
+
+const (
+	advisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
+	advisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED."
+)
+
+// advisory holds the fields shared by the MAX_DELIVERIES and MSG_TERMINATED advisories.
+type advisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries int    `json:"deliveries"`
+	Reason     string `json:"reason"` // MSG_TERMINATED only
+}
+
+// MsgGetter fetches an original message by stream sequence.
+type MsgGetter interface {
+	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
+}
+
+// DLQProcessor turns each advisory on DLQ into a dead letter: a row in Postgres and a copy of
+// the original on dlq.webhooks.<endpoint_id> with Dlq-* headers, once per original.
+type DLQProcessor struct {
+	Store  DeadLetterStore
+	Origin MsgGetter // the WEBHOOKS stream
+	JS     Publisher
+	Tracer trace.Tracer
+	Log    *slog.Logger
+}
+
+// Handle processes and settles one advisory.
+func (p *DLQProcessor) Handle(ctx context.Context, msg jetstream.Msg) {
+	ctx, span := p.Tracer.Start(ctx, "webhook.dead_letter")
+	defer span.End()
+	err := p.process(ctx, msg.Subject(), msg.Data())
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	settle(ctx, msg, err, p.Log)
+}
+
+func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte) error {
+	var adv advisory
+	if err := json.Unmarshal(data, &adv); err != nil || adv.StreamSeq == 0 {
+		return Poison(ReasonPoison, fmt.Errorf("undecodable advisory on %s: %v", subject, err))
+	}
+	reason, lastErr := ReasonMaxDeliveries, ""
+	if strings.HasPrefix(subject, advisoryTerminated) {
+		// The sender terminates with "<code>: <detail>".
+		code, detail, _ := strings.Cut(adv.Reason, ": ")
+		reason, lastErr = code, detail
+		if reason == "" {
+			reason = "terminated"
+		}
+	} else if !strings.HasPrefix(subject, advisoryMaxDeliveries) {
+		return Poison(ReasonPoison, fmt.Errorf("unexpected advisory subject %s", subject))
+	}
+
+	dl := DeadLetter{
+		ID: event.NewID("dl"), OriginStream: adv.Stream, OriginSeq: adv.StreamSeq,
+		Reason: reason, Deliveries: adv.Deliveries, Headers: map[string]string{},
+	}
+	orig, err := p.Origin.GetMsg(ctx, adv.StreamSeq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// Aged out of WEBHOOKS before we got here: keep what the advisory says.
+		dl.OriginSubject, dl.EndpointID = "", "unknown"
+		dl.Body = []byte{}
+		lastErr = strings.TrimSpace(lastErr + " (original message no longer in " + adv.Stream + ")")
+	case err != nil:
+		return Transient(fmt.Errorf("get %s #%d: %w", adv.Stream, adv.StreamSeq, err))
+	default:
+		dl.OriginSubject = orig.Subject
+		dl.EndpointID = strings.TrimPrefix(orig.Subject, DeliverSubjectPrefix)
+		dl.Body = orig.Data
+		for k, v := range orig.Header {
+			if len(v) > 0 {
+				dl.Headers[k] = v[0]
+			}
+		}
+		var env event.Envelope
+		if json.Unmarshal(orig.Data, &env) == nil {
+			dl.EventID, dl.EventType = nonEmpty(env.ID), nonEmpty(env.Type)
+			var d struct {
+				PaymentID  string `json:"payment_id"`
+				MerchantID string `json:"merchant_id"`
+			}
+			if json.Unmarshal(env.Data, &d) == nil {
+				dl.PaymentID, dl.MerchantID = nonEmpty(d.PaymentID), nonEmpty(d.MerchantID)
+			}
+		}
+		if lastErr == "" && dl.EventID != nil {
+			if lastErr, err = p.Store.LastAttemptError(ctx, *dl.EventID, dl.EndpointID); err != nil {
+				return Transient(err)
+			}
+		}
+	}
+	if lastErr != "" {
+		dl.LastError = &lastErr
+	}
+
+	saved, err := p.Store.SaveDeadLetter(ctx, dl)
+	if err != nil {
+		return Transient(err)
+	}
+	log := p.Log.With("dead_letter_id", saved.ID, "origin_seq", saved.OriginSeq, "reason", saved.Reason)
+	if saved.PublishedAt != nil {
+		log.DebugContext(ctx, "advisory redelivered; dead letter already published")
+		return nil
+	}
+	m := nats.NewMsg(DLQSubjectPrefix + saved.EndpointID)
+	m.Data = saved.Body
+	for k, v := range saved.Headers {
+		if k != event.HeaderMsgID {
+			m.Header.Set(k, v)
+		}
+	}
+	// Deterministic: a crash between publish and MarkDeadLetterPublished republishes into the
+	// duplicate window and is dropped.
+	m.Header.Set(event.HeaderMsgID, "dlq."+saved.OriginStream+"."+strconv.FormatUint(saved.OriginSeq, 10))
+	m.Header.Set(HeaderDlqID, saved.ID)
+	m.Header.Set(HeaderDlqReason, saved.Reason)
+	m.Header.Set(HeaderDlqOriginStream, saved.OriginStream)
+	m.Header.Set(HeaderDlqOriginSeq, strconv.FormatUint(saved.OriginSeq, 10))
+	m.Header.Set(HeaderDlqOriginSubject, saved.OriginSubject)
+	m.Header.Set(HeaderDlqDeliveries, strconv.Itoa(saved.Deliveries))
+	if saved.LastError != nil {
+		m.Header.Set(HeaderDlqLastError, headerSafe(*saved.LastError))
+	}
+	natsbus.Inject(ctx, m.Header)
+	ack, err := p.JS.PublishMsg(ctx, m)
+	if err != nil {
+		return Transient(fmt.Errorf("publish dead letter: %w", err))
+	}
+	if err := p.Store.MarkDeadLetterPublished(ctx, saved.ID, ack.Sequence); err != nil {
+		return Transient(err)
+	}
+	log.WarnContext(ctx, "dead-lettered webhook delivery", "endpoint_id", saved.EndpointID, "event_id", deref(saved.EventID),
+		"payment_id", deref(saved.PaymentID), "deliveries", saved.Deliveries, "last_error", deref(saved.LastError))
+	return nil
+}
+
+// headerSafe keeps a value on one header line and bounded.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	return truncate(s, 1024)
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,84 @@
+// Package webhook turns payment events into signed webhook deliveries: the fan-out stage
+// (PAYMENTS → one WEBHOOKS message per endpoint), the delivery stage (signed POST, retried on
+// the consumer's BackOff schedule) and the dead-letter stage (advisories → dlq.webhooks.*).
+package webhook
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Endpoint is a merchant's webhook destination.
+type Endpoint struct {
+	ID                      string     `db:"id"`
+	MerchantID              *string    `db:"merchant_id"`
+	URL                     string     `db:"url"`
+	Secret                  string     `db:"secret"`
+	PreviousSecret          *string    `db:"previous_secret"`
+	PreviousSecretExpiresAt *time.Time `db:"previous_secret_expires_at"`
+	LegacySignature         bool       `db:"legacy_signature"`
+	Enabled                 bool       `db:"enabled"`
+	Deleted                 bool       `db:"deleted"`
+}
+
+// Attempt is one recorded delivery attempt.
+type Attempt struct {
+	EventID      string
+	EventType    string
+	PaymentID    string
+	EndpointID   string
+	StreamSeq    uint64
+	Attempt      int
+	StatusCode   int // 0 when there was no HTTP response
+	Latency      time.Duration
+	Error        string
+	ResponseBody string
+	Delivered    bool
+}
+
+// DeadLetter is an exhausted or terminated delivery, copied out of WEBHOOKS.
+type DeadLetter struct {
+	ID            string            `db:"id"`
+	OriginStream  string            `db:"origin_stream"`
+	OriginSeq     uint64            `db:"origin_seq"`
+	OriginSubject string            `db:"origin_subject"`
+	EndpointID    string            `db:"endpoint_id"`
+	EventID       *string           `db:"event_id"`
+	EventType     *string           `db:"event_type"`
+	PaymentID     *string           `db:"payment_id"`
+	MerchantID    *string           `db:"merchant_id"`
+	Reason        string            `db:"reason"`
+	Deliveries    int               `db:"deliveries"`
+	LastError     *string           `db:"last_error"`
+	Headers       map[string]string `db:"-"`
+	Body          []byte            `db:"body"`
+	DLQSeq        *uint64           `db:"dlq_seq"`
+	PublishedAt   *time.Time        `db:"published_at"`
+	ReplayCount   int               `db:"replay_count"`
+}
+
+// ErrNotFound is returned by stores for a missing row.
+var ErrNotFound = errors.New("not found")
+
+// EndpointFinder lists the endpoints an event must go to.
+type EndpointFinder interface {
+	EndpointsFor(ctx context.Context, merchantID, eventType string) ([]Endpoint, error)
+}
+
+// DeliveryStore is what the delivery stage needs from Postgres.
+type DeliveryStore interface {
+	Endpoint(ctx context.Context, id string) (Endpoint, error)
+	RecordAttempt(ctx context.Context, a Attempt) error
+	DisableEndpoint(ctx context.Context, id, reason string) error
+}
+
+// DeadLetterStore is what the dead-letter stage and replay need from Postgres.
+type DeadLetterStore interface {
+	// SaveDeadLetter inserts dl unless a row for the same origin exists; it returns the stored row.
+	SaveDeadLetter(ctx context.Context, dl DeadLetter) (DeadLetter, error)
+	MarkDeadLetterPublished(ctx context.Context, id string, dlqSeq uint64) error
+	LastAttemptError(ctx context.Context, eventID, endpointID string) (string, error)
+	DeadLetter(ctx context.Context, id string) (DeadLetter, error)
+	MarkReplayed(ctx context.Context, id string) (int, error)
+}

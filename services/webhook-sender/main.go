@@ -1,0 +1,217 @@
+// Command webhook-sender fans payment events out to merchant endpoints, delivers signed
+// webhooks with JetStream redelivery on the BackOff schedule, and dead-letters exhausted ones.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/safehttp"
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/logging"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/telemetry"
+	"github.com/ctrip-pay/pipeline/streams"
+)
+
+const serviceName = "webhook-sender"
+
+// DefaultEndpointID is the endpoint made from WEBHOOK_URL / WEBHOOK_SECRET.
+const DefaultEndpointID = "ep_default"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var cfg Config
+	if err := config.Load(ctx, &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		err = sharedpg.MigrateURL(ctx, cfg.DatabaseURL, logging.New(os.Stdout, cfg.LogLevel, serviceName))
+	} else {
+		err = run(ctx, cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, serviceName+":", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config) (err error) {
+	name := cfg.ServiceName
+	if name == "" {
+		name = serviceName
+	}
+	log := logging.New(os.Stdout, cfg.LogLevel, name)
+	tel, err := telemetry.Setup(ctx, name, cfg.OTLPEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if serr := tel.Shutdown(sctx); serr != nil {
+			log.Warn("telemetry shutdown", "err", serr)
+		}
+	}()
+
+	db, err := sharedpg.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cfg.MigrateOnStart {
+		if _, err := sharedpg.Migrate(ctx, db, log); err != nil {
+			return err
+		}
+	}
+	nc, js, err := natsbus.Connect(ctx, cfg.NATSURL, name, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if derr := nc.Drain(); derr != nil {
+			log.Warn("nats drain", "err", derr)
+		}
+	}()
+	if cfg.StreamsProvision {
+		if err := provision(ctx, js, cfg.Backoff); err != nil {
+			return err
+		}
+	}
+	ops, err := telemetry.StartOps(cfg.OpsAddr, tel.Registry, func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("nats not connected")
+		}
+		return db.PingContext(ctx)
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ops.Shutdown(sctx)
+	}()
+
+	store := postgres.New(db)
+	if cfg.WebhookURL != "" {
+		if err := store.UpsertDefaultEndpoint(ctx, DefaultEndpointID, cfg.WebhookURL, cfg.WebhookSecret); err != nil {
+			return err
+		}
+	} else if err := store.DeleteEndpoint(ctx, DefaultEndpointID); err != nil {
+		return err
+	}
+
+	fanoutCons, err := js.Consumer(ctx, streams.Payments, "webhook-fanout")
+	if err != nil {
+		return fmt.Errorf("consumer webhook-fanout: %w", err)
+	}
+	senderCons, err := js.Consumer(ctx, streams.Webhooks, "webhook-sender")
+	if err != nil {
+		return fmt.Errorf("consumer webhook-sender: %w", err)
+	}
+	dlqCons, err := js.Consumer(ctx, streams.DLQ, "dlq-processor")
+	if err != nil {
+		return fmt.Errorf("consumer dlq-processor: %w", err)
+	}
+	webhooksStream, err := js.Stream(ctx, streams.Webhooks)
+	if err != nil {
+		return fmt.Errorf("stream WEBHOOKS: %w", err)
+	}
+	// The schedule is the consumer's own: with STREAMS_PROVISION=false an operator may have
+	// set it with the nats CLI.
+	info := senderCons.CachedInfo().Config
+	schedule, maxDeliver := info.BackOff, info.MaxDeliver
+	if len(schedule) == 0 {
+		schedule = []time.Duration{info.AckWait}
+	}
+	if maxDeliver < 1 {
+		maxDeliver = len(schedule) + 1
+	}
+
+	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
+		Store:    store,
+		Client:   safehttp.NewClient(cfg.Policy(), cfg.Timeout, cfg.EndpointConcurrency),
+		Schedule: schedule, MaxDeliver: maxDeliver, MaxRetryAfter: cfg.MaxRetryAfter,
+		Concurrency: cfg.Concurrency, EndpointConcurrency: cfg.EndpointConcurrency,
+		Tracer: tel.Tracer, Meter: tel.Meter, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	fanout := &webhook.Fanout{Endpoints: store, JS: js, Tracer: tel.Tracer, Log: log}
+	dlq := &webhook.DLQProcessor{Store: store, Origin: webhooksStream, JS: js, Tracer: tel.Tracer, Log: log}
+
+	// Handlers run on a context that survives the shutdown signal, so in-flight deliveries can
+	// finish; it is cancelled if they overrun the shutdown timeout.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	dlqLoop, err := webhook.StartLoop(work, dlqCons, 4, dlq.Handle, log)
+	if err != nil {
+		return err
+	}
+	sendLoop, err := webhook.StartLoop(work, senderCons, 1, deliverer.Dispatch, log)
+	if err != nil {
+		return err
+	}
+	fanoutLoop, err := webhook.StartLoop(work, fanoutCons, cfg.FanoutConcurrency, fanout.Handle, log)
+	if err != nil {
+		return err
+	}
+	ops.SetReady(true)
+	log.Info("webhook-sender running", "schedule", Schedule(schedule).String(), "max_deliver", maxDeliver,
+		"concurrency", cfg.Concurrency, "default_endpoint", cfg.WebhookURL != "", "ops_addr", ops.Addr())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	ops.SetReady(false)
+	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
+	defer timer.Stop()
+	fanoutLoop.Stop()
+	sendLoop.Stop()
+	deliverer.Wait()
+	dlqLoop.Stop()
+	return nil
+}
+
+// provision applies the streams and consumers this service uses; the webhook-sender consumer
+// takes its BackOff from WEBHOOK_BACKOFF and MaxDeliver = len(BackOff)+1.
+func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) error {
+	var ss []jetstream.StreamConfig
+	for _, n := range []string{streams.DLQ, streams.Payments, streams.Webhooks} {
+		s, err := streams.Stream(n)
+		if err != nil {
+			return err
+		}
+		ss = append(ss, s)
+	}
+	var cs []natsbus.Consumer
+	for _, c := range []struct{ stream, durable string }{
+		{streams.DLQ, "dlq-processor"}, {streams.Webhooks, "webhook-sender"}, {streams.Payments, "webhook-fanout"},
+	} {
+		cc, err := streams.Consumer(c.stream, c.durable)
+		if err != nil {
+			return err
+		}
+		if c.durable == "webhook-sender" {
+			cc.BackOff = backoff
+			cc.AckWait = backoff[0]
+			cc.MaxDeliver = len(backoff) + 1
+		}
+		cs = append(cs, natsbus.Consumer{Stream: c.stream, Config: cc})
+	}
+	return natsbus.Provision(ctx, js, ss, cs)
+}
