@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
 )
 
 func TestDeliveredFirstTimeSignedAndRecorded(t *testing.T) {
