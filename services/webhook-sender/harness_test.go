@@ -233,3 +233,12 @@ func (rc *receiver) setRespond(f func(n int, r *http.Request) (int, http.Header)
 func status(code int) func(int, *http.Request) (int, http.Header) {
 	return func(int, *http.Request) (int, http.Header) { return code, nil }
 }
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

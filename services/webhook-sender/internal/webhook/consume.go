@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -18,7 +19,8 @@ type Loop struct {
 
 // StartLoop starts pulling. handle must settle every message itself.
 func StartLoop(ctx context.Context, cons jetstream.Consumer, workers int, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * workers))
+	// A short pull expiry bounds how long a pull lost in a NATS restart stalls the loop.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2*workers), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, err
 	}

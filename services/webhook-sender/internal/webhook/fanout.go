@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -73,7 +74,12 @@ func (f *Fanout) fanout(ctx context.Context, subject string, body []byte) error 
 		m.Header.Set(event.HeaderMsgID, env.ID+"."+ep.ID)
 		m.Header.Set(event.HeaderEventType, env.Type)
 		natsbus.Inject(ctx, m.Header)
-		if _, err := f.JS.PublishMsg(ctx, m); err != nil {
+		// Bounded well inside the consumer's AckWait, so a publish lost in a NATS restart is
+		// retried (same Nats-Msg-Id) rather than left waiting.
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := f.JS.PublishMsg(pctx, m)
+		cancel()
+		if err != nil {
 			return Transient(fmt.Errorf("publish to %s: %w", m.Subject, err))
 		}
 	}
