@@ -39,7 +39,7 @@ func (s *Schedule) EnvDecode(v string) error {
 	for _, part := range strings.Split(v, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(part))
 		if err != nil {
-			return fmt.Errorf("WEBHOOK_BACKOFF: %q: %w", part, err)
+			return fmt.Errorf("%q: %w", part, err)
 		}
 		out = append(out, d)
 	}

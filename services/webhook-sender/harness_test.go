@@ -132,12 +132,8 @@ func (h *harness) endpoint(merchantID, url string, eventTypes ...string) (string
 // publish puts a payment event on PAYMENTS as the other services do.
 func (h *harness) publish(subject, merchantID string) event.Envelope {
 	h.t.Helper()
-	env, err := event.New(event.TypeForSubject(subject), event.Payment{
-		PaymentID: event.NewID("pay"), MerchantID: merchantID, Status: "confirmed", ChainID: 1337, Chain: "devnet",
-		Address: "0x00000000000000000000000000000000000000aa", Token: "ETH", Amount: "12.5",
-		AmountBaseUnits: "12500000000000000000", AmountReceivedBaseUnits: "12500000000000000000",
-		Transactions: []event.Transaction{},
-	})
+	env, err := newTestEnvelope(merchantID)
+	env.Type = event.TypeForSubject(subject)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -241,4 +237,13 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func newTestEnvelope(merchantID string) (event.Envelope, error) {
+	return event.New("payment.confirmed", event.Payment{
+		PaymentID: event.NewID("pay"), MerchantID: merchantID, Status: "confirmed", ChainID: 1337, Chain: "devnet",
+		Address: "0x00000000000000000000000000000000000000aa", Token: "ETH", Amount: "12.5",
+		AmountBaseUnits: "12500000000000000000", AmountReceivedBaseUnits: "12500000000000000000",
+		Transactions: []event.Transaction{},
+	})
 }

@@ -8,6 +8,8 @@ package config
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
@@ -15,14 +17,14 @@ import (
 
 // Base holds the variables every service accepts (DESIGN.md, "Operator interface").
 type Base struct {
-	NATSURL          string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
-	DatabaseURL      string `env:"DATABASE_URL, default=postgres://postgres@127.0.0.1:5432/ctrip?sslmode=disable"`
-	LogLevel         string `env:"LOG_LEVEL, default=info"`
-	OpsAddr          string `env:"OPS_ADDR, default=:9090"`
-	OTLPEndpoint     string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
-	ServiceName      string `env:"OTEL_SERVICE_NAME"`
-	MigrateOnStart   bool   `env:"MIGRATE_ON_START, default=true"`
-	StreamsProvision bool   `env:"STREAMS_PROVISION, default=true"`
+	NATSURL          string        `env:"NATS_URL, default=nats://127.0.0.1:4222"`
+	DatabaseURL      string        `env:"DATABASE_URL, default=postgres://postgres@127.0.0.1:5432/ctrip?sslmode=disable"`
+	LogLevel         string        `env:"LOG_LEVEL, default=info"`
+	OpsAddr          string        `env:"OPS_ADDR, default=:9090"`
+	OTLPEndpoint     string        `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	ServiceName      string        `env:"OTEL_SERVICE_NAME"`
+	MigrateOnStart   bool          `env:"MIGRATE_ON_START, default=true"`
+	StreamsProvision bool          `env:"STREAMS_PROVISION, default=true"`
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=25s"`
 }
 
@@ -64,7 +66,38 @@ func Load(ctx context.Context, cfg Validator) error {
 // LoadFrom is Load with an explicit lookuper (tests pass envconfig.MapLookuper).
 func LoadFrom(ctx context.Context, cfg Validator, l envconfig.Lookuper) error {
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: cfg, Lookuper: l}); err != nil {
+		// envconfig names the Go field ("Concurrency: strconv.ParseInt..."); operators know the
+		// variable, so name that instead.
+		field, rest, ok := strings.Cut(err.Error(), ": ")
+		if v, found := envNames(reflect.TypeOf(cfg))[field]; ok && found {
+			return &Error{Var: v, Msg: rest}
+		}
 		return fmt.Errorf("config: %w", err)
 	}
 	return cfg.Validate()
+}
+
+// envNames maps field names to their env variable names, through embedded structs.
+func envNames(t reflect.Type) map[string]string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	out := map[string]string{}
+	if t.Kind() != reflect.Struct {
+		return out
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			for k, v := range envNames(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if tag := f.Tag.Get("env"); tag != "" {
+			name, _, _ := strings.Cut(tag, ",")
+			out[f.Name] = strings.TrimSpace(name)
+		}
+	}
+	return out
 }
