@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 
 // harness is one test's world: embedded NATS, a fresh migrated database, and a running sender.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	nats *testkit.NATS
 	db   *sqlx.DB
 	dsn  string
@@ -36,7 +36,7 @@ type harness struct {
 	stopSender func()
 }
 
-func newHarness(t *testing.T, backoff ...time.Duration) *harness {
+func newHarness(t testing.TB, backoff ...time.Duration) *harness {
 	t.Helper()
 	if len(backoff) == 0 {
 		backoff = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}
@@ -191,7 +191,7 @@ type received struct {
 	body   []byte
 }
 
-func newReceiver(t *testing.T, respond func(n int, r *http.Request) (int, http.Header)) *receiver {
+func newReceiver(t testing.TB, respond func(n int, r *http.Request) (int, http.Header)) *receiver {
 	rc := &receiver{respond: respond}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -230,7 +230,7 @@ func status(code int) func(int, *http.Request) (int, http.Header) {
 	return func(int, *http.Request) (int, http.Header) { return code, nil }
 }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -142,8 +142,9 @@ func run(ctx context.Context, cfg Config) (err error) {
 		maxDeliver = len(schedule) + 1
 	}
 
+	recorder := webhook.NewAttemptRecorder(store, 4, 500)
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
-		Store:    store,
+		Store: store, Recorder: recorder,
 		Client:   safehttp.NewClient(cfg.Policy(), cfg.Timeout, cfg.EndpointConcurrency),
 		Schedule: schedule, MaxDeliver: maxDeliver, MaxRetryAfter: cfg.MaxRetryAfter,
 		Concurrency: cfg.Concurrency, EndpointConcurrency: cfg.EndpointConcurrency,
@@ -152,22 +153,24 @@ func run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	fanout := &webhook.Fanout{Endpoints: store, JS: js, Tracer: tel.Tracer, Log: log}
+	fanout := &webhook.Fanout{Endpoints: &webhook.CachedEndpoints{Store: store}, JS: js, Tracer: tel.Tracer, Log: log}
 	dlq := &webhook.DLQProcessor{Store: store, Origin: webhooksStream, JS: js, Tracer: tel.Tracer, Log: log}
 
 	// Handlers run on a context that survives the shutdown signal, so in-flight deliveries can
 	// finish; it is cancelled if they overrun the shutdown timeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	dlqLoop, err := webhook.StartLoop(work, dlqCons, 4, dlq.Handle, log)
+	dlqLoop, err := webhook.StartLoop(work, dlqCons, 4, 8, dlq.Handle, log)
 	if err != nil {
 		return err
 	}
-	sendLoop, err := webhook.StartLoop(work, senderCons, 1, deliverer.Dispatch, log)
+	// One dispatcher: Dispatch hands each message to its own goroutine and blocks only when
+	// the process holds its limit of messages.
+	sendLoop, err := webhook.StartLoop(work, senderCons, 1, 2*cfg.Concurrency, deliverer.Dispatch, log)
 	if err != nil {
 		return err
 	}
-	fanoutLoop, err := webhook.StartLoop(work, fanoutCons, cfg.FanoutConcurrency, fanout.Handle, log)
+	fanoutLoop, err := webhook.StartLoop(work, fanoutCons, cfg.FanoutConcurrency, 2*cfg.FanoutConcurrency, fanout.Handle, log)
 	if err != nil {
 		return err
 	}
@@ -183,6 +186,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	fanoutLoop.Stop()
 	sendLoop.Stop()
 	deliverer.Wait()
+	recorder.Close()
 	dlqLoop.Stop()
 	return nil
 }

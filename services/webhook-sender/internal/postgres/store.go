@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
 )
@@ -19,16 +20,18 @@ import (
 type Store struct{ db *sqlx.DB }
 
 var (
-	_ webhook.EndpointFinder  = (*Store)(nil)
-	_ webhook.DeliveryStore   = (*Store)(nil)
-	_ webhook.DeadLetterStore = (*Store)(nil)
+	_ webhook.EndpointFinder    = (*Store)(nil)
+	_ webhook.DeliveryStore     = (*Store)(nil)
+	_ webhook.DeadLetterStore   = (*Store)(nil)
+	_ webhook.EndpointLister    = (*Store)(nil)
+	_ webhook.AttemptBatchStore = (*Store)(nil)
 )
 
 // New wraps db.
 func New(db *sqlx.DB) *Store { return &Store{db: db} }
 
 const endpointCols = `id, merchant_id, url, secret, previous_secret, previous_secret_expires_at,
-	legacy_signature, enabled, deleted_at IS NOT NULL AS deleted`
+	event_types, legacy_signature, enabled, deleted_at IS NOT NULL AS deleted`
 
 // EndpointsFor returns the enabled endpoints of the merchant subscribed to eventType, plus the
 // default endpoint (merchant_id NULL) which receives everything.
@@ -41,6 +44,19 @@ func (s *Store) EndpointsFor(ctx context.Context, merchantID, eventType string) 
 		ORDER BY id`, merchantID, eventType)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints for %s: %w", merchantID, err)
+	}
+	return eps, nil
+}
+
+// MerchantEndpoints returns the merchant's enabled endpoints for every event type, plus the
+// default endpoint.
+func (s *Store) MerchantEndpoints(ctx context.Context, merchantID string) ([]webhook.Endpoint, error) {
+	var eps []webhook.Endpoint
+	err := s.db.SelectContext(ctx, &eps, `SELECT `+endpointCols+` FROM webhook_endpoints
+		WHERE deleted_at IS NULL AND enabled AND (merchant_id = $1 OR merchant_id IS NULL)
+		ORDER BY id`, merchantID)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints of %s: %w", merchantID, err)
 	}
 	return eps, nil
 }
@@ -92,20 +108,33 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
 	return err
 }
 
-// RecordAttempt inserts one attempt row.
-func (s *Store) RecordAttempt(ctx context.Context, a webhook.Attempt) error {
-	var status sql.NullInt32
-	if a.StatusCode != 0 {
-		status = sql.NullInt32{Int32: int32(a.StatusCode), Valid: true}
+// RecordAttempts inserts attempt rows with one statement.
+func (s *Store) RecordAttempts(ctx context.Context, as []webhook.Attempt) error {
+	n := len(as)
+	var (
+		eventIDs, types, payments, endpoints, errs, bodies = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		seqs, attempts, statuses                           = make([]int64, n), make([]int64, n), make([]int64, n)
+		latencies                                          = make([]float64, n)
+		delivered                                          = make([]bool, n)
+	)
+	for i, a := range as {
+		eventIDs[i], types[i], payments[i], endpoints[i] = a.EventID, a.EventType, a.PaymentID, a.EndpointID
+		errs[i], bodies[i] = a.Error, validUTF8(a.ResponseBody)
+		seqs[i], attempts[i], statuses[i] = int64(a.StreamSeq), int64(a.Attempt), int64(a.StatusCode)
+		latencies[i], delivered[i] = float64(a.Latency.Microseconds())/1000, a.Delivered
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO webhook_attempts
 		(event_id, event_type, payment_id, endpoint_id, stream_seq, attempt, status_code, latency_ms,
 		 error, response_body, delivered)
-		VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $8, NULLIF($9, ''), NULLIF($10, ''), $11)`,
-		a.EventID, a.EventType, a.PaymentID, a.EndpointID, int64(a.StreamSeq), a.Attempt, status,
-		float64(a.Latency.Microseconds())/1000, a.Error, validUTF8(a.ResponseBody), a.Delivered)
+		SELECT e, t, NULLIF(p, ''), ep, seq, att, NULLIF(st, 0), lat, NULLIF(er, ''), NULLIF(body, ''), del
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::int[],
+		            $8::float8[], $9::text[], $10::text[], $11::bool[])
+		     AS u(e, t, p, ep, seq, att, st, lat, er, body, del)`,
+		pq.Array(eventIDs), pq.Array(types), pq.Array(payments), pq.Array(endpoints), pq.Array(seqs),
+		pq.Array(attempts), pq.Array(statuses), pq.Array(latencies), pq.Array(errs), pq.Array(bodies),
+		pq.Array(delivered))
 	if err != nil {
-		return fmt.Errorf("record attempt: %w", err)
+		return fmt.Errorf("record %d attempts: %w", n, err)
 	}
 	return nil
 }

@@ -17,10 +17,11 @@ type Loop struct {
 	wg   sync.WaitGroup
 }
 
-// StartLoop starts pulling. handle must settle every message itself.
-func StartLoop(ctx context.Context, cons jetstream.Consumer, workers int, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
+// StartLoop starts pulling, keeping up to buffer messages fetched ahead. handle must settle
+// every message itself.
+func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
 	// A short pull expiry bounds how long a pull lost in a NATS restart stalls the loop.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2*workers), jetstream.PullExpiry(5*time.Second))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(buffer, 1)), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ const endpointCacheTTL = 2 * time.Second
 // early (the first step, 5s by default, is shorter than WEBHOOK_TIMEOUT).
 type Deliverer struct {
 	store               DeliveryStore
+	recorder            DeliveryRecorder
 	client              *http.Client
 	schedule            []time.Duration
 	maxDeliver          int
@@ -64,7 +65,8 @@ type Deliverer struct {
 
 type lane struct {
 	slots chan struct{} // per-endpoint concurrent attempts
-	held  int
+	held  int           // messages of this endpoint held in the process, under Deliverer.mu
+	freed chan struct{} // signalled when held drops
 }
 
 type cachedEndpoint struct {
@@ -78,6 +80,7 @@ type cachedEndpoint struct {
 // BackOff and MaxDeliver.
 type DelivererConfig struct {
 	Store               DeliveryStore
+	Recorder            DeliveryRecorder
 	Client              *http.Client
 	Schedule            []time.Duration
 	MaxDeliver          int
@@ -100,12 +103,12 @@ func NewDeliverer(c DelivererConfig) (*Deliverer, error) {
 	}
 	heldLimit := 4 * c.Concurrency
 	return &Deliverer{
-		store: c.Store, client: c.Client, schedule: c.Schedule, maxDeliver: c.MaxDeliver,
+		store: c.Store, recorder: c.Recorder, client: c.Client, schedule: c.Schedule, maxDeliver: c.MaxDeliver,
 		maxRetryAfter: c.MaxRetryAfter, endpointConcurrency: c.EndpointConcurrency,
 		tracer: c.Tracer, log: c.Log, metrics: m,
 		inflight: make(chan struct{}, c.Concurrency),
 		held:     make(chan struct{}, heldLimit),
-		heldCap:  max(1, heldLimit/2),
+		heldCap:  max(1, heldLimit*3/4),
 		lanes:    map[string]*lane{},
 		cache:    map[string]cachedEndpoint{},
 	}, nil
@@ -129,20 +132,11 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	endpointID := strings.TrimPrefix(msg.Subject(), DeliverSubjectPrefix)
 	stopBeat := d.heartbeat(msg, d.step(n))
 
-	d.mu.Lock()
-	ln := d.lanes[endpointID]
-	if ln == nil {
-		ln = &lane{slots: make(chan struct{}, d.endpointConcurrency)}
-		d.lanes[endpointID] = ln
-	}
-	overflow := ln.held >= d.heldCap && n < d.maxDeliver
-	if !overflow {
-		ln.held++
-	}
-	d.mu.Unlock()
-	if overflow {
-		// This endpoint already holds its share; hand the message back to be redelivered after
-		// the current step. It costs one delivery count but no HTTP attempt.
+	ln := d.lane(endpointID)
+	if !d.admit(ctx, ln, n) {
+		// This endpoint already holds its share and is not draining: hand the message back to
+		// be redelivered after the current step. It costs one delivery count but no HTTP
+		// attempt; on the last delivery it is kept regardless.
 		stopBeat()
 		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "deferred")))
 		if err := msg.NakWithDelay(d.schedule[0]); err != nil {
@@ -166,10 +160,52 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	}()
 }
 
+func (d *Deliverer) lane(endpointID string) *lane {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ln := d.lanes[endpointID]
+	if ln == nil {
+		ln = &lane{slots: make(chan struct{}, d.endpointConcurrency), freed: make(chan struct{}, 1)}
+		d.lanes[endpointID] = ln
+	}
+	return ln
+}
+
+// laneWait is how long Dispatch waits for a full lane to drain before deferring: a healthy
+// endpoint frees a slot within milliseconds, a hanging one does not, and meanwhile every other
+// endpoint waits too, so it is short.
+const laneWait = 50 * time.Millisecond
+
+// admit takes a place in the endpoint's lane, waiting up to laneWait for one to free up.
+func (d *Deliverer) admit(ctx context.Context, ln *lane, n int) bool {
+	timer := time.NewTimer(laneWait)
+	defer timer.Stop()
+	for {
+		d.mu.Lock()
+		if ln.held < d.heldCap || n >= d.maxDeliver {
+			ln.held++
+			d.mu.Unlock()
+			return true
+		}
+		d.mu.Unlock()
+		select {
+		case <-ln.freed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 func (d *Deliverer) release(ln *lane) {
 	d.mu.Lock()
 	ln.held--
 	d.mu.Unlock()
+	select {
+	case ln.freed <- struct{}{}:
+	default:
+	}
 }
 
 // Wait blocks until every dispatched attempt has been settled.
@@ -316,7 +352,7 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	// it again), so a failed insert is logged and counted, not retried.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := d.store.RecordAttempt(rctx, a); err != nil {
+	if err := d.recorder.RecordAttempt(rctx, a); err != nil {
 		d.metrics.recordFailures.Add(ctx, 1)
 		d.log.ErrorContext(ctx, "recording attempt failed", "event_id", env.ID, "err", err)
 	}

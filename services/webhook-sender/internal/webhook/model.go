@@ -7,19 +7,22 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // Endpoint is a merchant's webhook destination.
 type Endpoint struct {
-	ID                      string     `db:"id"`
-	MerchantID              *string    `db:"merchant_id"`
-	URL                     string     `db:"url"`
-	Secret                  string     `db:"secret"`
-	PreviousSecret          *string    `db:"previous_secret"`
-	PreviousSecretExpiresAt *time.Time `db:"previous_secret_expires_at"`
-	LegacySignature         bool       `db:"legacy_signature"`
-	Enabled                 bool       `db:"enabled"`
-	Deleted                 bool       `db:"deleted"`
+	ID                      string         `db:"id"`
+	MerchantID              *string        `db:"merchant_id"`
+	URL                     string         `db:"url"`
+	Secret                  string         `db:"secret"`
+	PreviousSecret          *string        `db:"previous_secret"`
+	PreviousSecretExpiresAt *time.Time     `db:"previous_secret_expires_at"`
+	EventTypes              pq.StringArray `db:"event_types"` // empty: every type
+	LegacySignature         bool           `db:"legacy_signature"`
+	Enabled                 bool           `db:"enabled"`
+	Deleted                 bool           `db:"deleted"`
 }
 
 // Attempt is one recorded delivery attempt.
@@ -69,8 +72,12 @@ type EndpointFinder interface {
 // DeliveryStore is what the delivery stage needs from Postgres.
 type DeliveryStore interface {
 	Endpoint(ctx context.Context, id string) (Endpoint, error)
-	RecordAttempt(ctx context.Context, a Attempt) error
 	DisableEndpoint(ctx context.Context, id, reason string) error
+}
+
+// DeliveryRecorder writes an attempt row.
+type DeliveryRecorder interface {
+	RecordAttempt(ctx context.Context, a Attempt) error
 }
 
 // DeadLetterStore is what the dead-letter stage and replay need from Postgres.

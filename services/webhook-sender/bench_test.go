@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
+)
+
+// BenchmarkWebhookThroughput pushes BENCH_EVENTS (default 20000) payment events through the
+// running sender (fan-out → WEBHOOKS → signed POST → attempt row → ack) into a local receiver,
+// and in the same run measures the raw rate at which that receiver takes plain POSTs of the
+// same body from a Go client at the same concurrency. Run it with scripts/bench-webhooks.sh.
+func BenchmarkWebhookThroughput(b *testing.B) {
+	events := 20000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_EVENTS")); err == nil && v > 0 {
+		events = v
+	}
+	concurrency := 64
+	if v, err := strconv.Atoi(os.Getenv("BENCH_CONCURRENCY")); err == nil && v > 0 {
+		concurrency = v
+	}
+	for range b.N {
+		r := runThroughput(b, events, concurrency)
+		b.ReportMetric(r.deliveriesPerSec, "deliveries/s")
+		b.ReportMetric(r.rawPerSec, "raw_posts/s")
+		b.ReportMetric(r.deliveriesPerSec/r.rawPerSec, "ratio")
+		b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50_ms")
+		b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99_ms")
+		fmt.Printf("events=%d concurrency=%d publish rate=%s\n", events, concurrency, cmp.Or(os.Getenv("BENCH_RATE"), "burst"))
+		fmt.Printf("raw HTTP POSTs/s (plain Go client, same receiver): %.0f\n", r.rawPerSec)
+		fmt.Printf("sender deliveries/s (publish of first event → receipt of last): %.0f\n", r.deliveriesPerSec)
+		fmt.Printf("ratio deliveries/raw: %.2f\n", r.deliveriesPerSec/r.rawPerSec)
+		fmt.Printf("publish→receipt latency: p50 %v  p99 %v  max %v\n", r.p50, r.p99, r.max)
+		fmt.Printf("publishing alone took %v (%.0f events/s)\n", r.publishTook, float64(events)/r.publishTook.Seconds())
+	}
+}
+
+type throughput struct {
+	rawPerSec, deliveriesPerSec float64
+	p50, p99, max, publishTook  time.Duration
+}
+
+// benchReceiver is the merchant: it reads the body, notes when each webhook-id first arrived and
+// answers 200.
+type benchReceiver struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	received map[string]time.Time
+	count    atomic.Int64
+}
+
+func runThroughput(b *testing.B, events, concurrency int) throughput {
+	h := newHarness(b, time.Second, 5*time.Second)
+	rc := &benchReceiver{received: make(map[string]time.Time, events)}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if id := r.Header.Get("webhook-id"); id != "" {
+			now := time.Now()
+			rc.mu.Lock()
+			if _, ok := rc.received[id]; !ok {
+				rc.received[id] = now
+			}
+			rc.mu.Unlock()
+		}
+		rc.count.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	b.Cleanup(rc.srv.Close)
+	h.endpoint("m_bench", rc.srv.URL)
+
+	envs := make([]event.Envelope, events)
+	bodies := make([][]byte, events)
+	for i := range envs {
+		env, err := newTestEnvelope("m_bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		envs[i], bodies[i] = env, mustJSON(b, env)
+	}
+
+	// 1. Raw: the same receiver, plain POSTs of the same body, same concurrency.
+	raw := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(events) {
+					return
+				}
+				resp, err := raw.Post(rc.srv.URL, "application/json", bytes.NewReader(bodies[i]))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	rawTook := time.Since(start)
+	if got := rc.count.Load(); got != int64(events) {
+		b.Fatalf("receiver counted %d raw POSTs, want %d", got, events)
+	}
+
+	// 2. Through the sender, publishing while it runs.
+	// One merchant endpoint takes everything, so its per-endpoint limit is the global one.
+	h.cfg.Concurrency, h.cfg.EndpointConcurrency, h.cfg.FanoutConcurrency = concurrency, concurrency, 64
+	if v, err := strconv.Atoi(os.Getenv("BENCH_FANOUT")); err == nil && v > 0 {
+		h.cfg.FanoutConcurrency = v
+	}
+	h.start()
+	published := make([]time.Time, events)
+	js, err := jetstream.New(h.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// BENCH_RATE paces publishing (events/s) to measure latency below saturation; unset, all
+	// events are published at once and the figure is throughput under a burst.
+	var pace time.Duration
+	if v, err := strconv.Atoi(os.Getenv("BENCH_RATE")); err == nil && v > 0 {
+		pace = time.Second / time.Duration(v)
+	}
+	start = time.Now()
+	for i, env := range envs {
+		if pace > 0 {
+			if wait := time.Until(start.Add(time.Duration(i) * pace)); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+		m := nats.NewMsg("payments.confirmed")
+		m.Data = bodies[i]
+		m.Header.Set(event.HeaderMsgID, env.ID)
+		m.Header.Set(event.HeaderEventType, env.Type)
+		published[i] = time.Now()
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		b.Fatal("publishing did not complete")
+	}
+	publishTook := time.Since(start)
+	if f := os.Getenv("BENCH_GOROUTINES"); f != "" {
+		time.AfterFunc(2*time.Second, func() {
+			out, _ := os.Create(f)
+			pprof.Lookup("goroutine").WriteTo(out, 1)
+			out.Close()
+		})
+	}
+	fanoutDone := make(chan time.Duration, 1)
+	go func() {
+		ws, err := h.js.Stream(b.Context(), "WEBHOOKS")
+		if err != nil {
+			return
+		}
+		for {
+			info, err := ws.Info(b.Context())
+			if err == nil && info.State.Msgs >= uint64(events) {
+				fanoutDone <- time.Since(start)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		rc.mu.Lock()
+		n := len(rc.received)
+		rc.mu.Unlock()
+		if n == events {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d events delivered", n, events)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var last time.Time
+	lat := make([]time.Duration, events)
+	rc.mu.Lock()
+	for i, env := range envs {
+		at := rc.received[env.ID]
+		lat[i] = at.Sub(published[i])
+		if at.After(last) {
+			last = at
+		}
+	}
+	rc.mu.Unlock()
+	slices.Sort(lat)
+	select {
+	case d := <-fanoutDone:
+		fmt.Printf("fan-out of all events onto WEBHOOKS took %v (%.0f events/s)\n", d, float64(events)/d.Seconds())
+	default:
+	}
+	// Every delivery was also recorded.
+	h.eventually(time.Minute, "attempt rows", func() bool {
+		return h.count(`SELECT count(*) FROM webhook_attempts WHERE delivered`) >= events
+	})
+	var redelivered, rows int
+	_ = h.db.Get(&rows, `SELECT count(*) FROM webhook_attempts`)
+	_ = h.db.Get(&redelivered, `SELECT count(*) FROM webhook_attempts WHERE attempt > 1`)
+	fmt.Printf("attempt rows %d, of which redeliveries %d; receiver saw %d requests\n", rows, redelivered, rc.count.Load()-int64(events))
+	return throughput{
+		rawPerSec:        float64(events) / rawTook.Seconds(),
+		deliveriesPerSec: float64(events) / last.Sub(start).Seconds(),
+		p50:              lat[len(lat)/2],
+		p99:              lat[len(lat)*99/100],
+		max:              lat[len(lat)-1],
+		publishTook:      publishTook,
+	}
+}

@@ -1,0 +1,87 @@
+package webhook
+
+import (
+	"context"
+	"sync"
+)
+
+// AttemptBatchStore writes many attempt rows in one statement.
+type AttemptBatchStore interface {
+	RecordAttempts(ctx context.Context, as []Attempt) error
+}
+
+// AttemptRecorder batches attempt rows: each caller still waits until its own row is written,
+// but concurrent attempts share one INSERT. Under light load a batch is a single row and is
+// written at once; under load batches form from whatever queued while the last one was written.
+// At thousands of deliveries a second, one INSERT per attempt is what limits throughput.
+type AttemptRecorder struct {
+	store    AttemptBatchStore
+	queue    chan pendingAttempt
+	maxBatch int
+	wg       sync.WaitGroup
+}
+
+type pendingAttempt struct {
+	a    Attempt
+	done chan error
+}
+
+// NewAttemptRecorder starts writers goroutines; Close stops them after the queue drains.
+func NewAttemptRecorder(store AttemptBatchStore, writers, maxBatch int) *AttemptRecorder {
+	r := &AttemptRecorder{store: store, queue: make(chan pendingAttempt, maxBatch*writers), maxBatch: maxBatch}
+	for range writers {
+		r.wg.Add(1)
+		go r.write()
+	}
+	return r
+}
+
+var _ DeliveryRecorder = (*AttemptRecorder)(nil)
+
+// RecordAttempt queues a and waits for its batch to be written.
+func (r *AttemptRecorder) RecordAttempt(ctx context.Context, a Attempt) error {
+	p := pendingAttempt{a: a, done: make(chan error, 1)}
+	select {
+	case r.queue <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *AttemptRecorder) write() {
+	defer r.wg.Done()
+	batch := make([]pendingAttempt, 0, r.maxBatch)
+	rows := make([]Attempt, 0, r.maxBatch)
+	for first := range r.queue {
+		batch, rows = append(batch[:0], first), append(rows[:0], first.a)
+	fill:
+		for len(batch) < r.maxBatch {
+			select {
+			case p, ok := <-r.queue:
+				if !ok {
+					break fill
+				}
+				batch, rows = append(batch, p), append(rows, p.a)
+			default:
+				break fill
+			}
+		}
+		// Not the callers' contexts: one caller giving up must not fail the others' rows.
+		err := r.store.RecordAttempts(context.Background(), rows)
+		for _, p := range batch {
+			p.done <- err
+		}
+	}
+}
+
+// Close stops accepting rows and waits for the queued ones to be written.
+func (r *AttemptRecorder) Close() {
+	close(r.queue)
+	r.wg.Wait()
+}
