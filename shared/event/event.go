@@ -54,22 +54,22 @@ func (e Envelope) Validate() error {
 // Payment is the data of every payment.* event. Amounts are decimal strings in base units
 // (big integers), with the human amount alongside.
 type Payment struct {
-	PaymentID                string          `json:"payment_id"`
-	MerchantID               string          `json:"merchant_id"`
-	Status                   string          `json:"status"`
-	ChainID                  int64           `json:"chain_id"`
-	Chain                    string          `json:"chain"`
-	Address                  string          `json:"address"`
-	Token                    string          `json:"token"`
-	TokenID                  string          `json:"token_id,omitempty"`
-	TokenContract            *string         `json:"token_contract"`
-	Amount                   string          `json:"amount"`
-	AmountBaseUnits          string          `json:"amount_base_units"`
-	AmountReceivedBaseUnits  string          `json:"amount_received_base_units"`
-	Confirmations            int64           `json:"confirmations"`
-	Transactions             []Transaction   `json:"transactions"`
-	Metadata                 json.RawMessage `json:"metadata,omitempty"`
-	ExpiresAt                *time.Time      `json:"expires_at,omitempty"`
+	PaymentID               string          `json:"payment_id"`
+	MerchantID              string          `json:"merchant_id"`
+	Status                  string          `json:"status"`
+	ChainID                 int64           `json:"chain_id"`
+	Chain                   string          `json:"chain"`
+	Address                 string          `json:"address"`
+	Token                   string          `json:"token"`
+	TokenID                 string          `json:"token_id,omitempty"`
+	TokenContract           *string         `json:"token_contract"`
+	Amount                  string          `json:"amount"`
+	AmountBaseUnits         string          `json:"amount_base_units"`
+	AmountReceivedBaseUnits string          `json:"amount_received_base_units"`
+	Confirmations           int64           `json:"confirmations"`
+	Transactions            []Transaction   `json:"transactions"`
+	Metadata                json.RawMessage `json:"metadata,omitempty"`
+	ExpiresAt               *time.Time      `json:"expires_at,omitempty"`
 }
 
 // Transaction is one transfer counted towards a payment.

@@ -102,12 +102,13 @@ func findOrStartCluster() (string, func(), error) {
 			return u, nil, nil
 		}
 	}
-	return startPrivateCluster()
+	return StartPostgres()
 }
 
-// startPrivateCluster runs initdb + pg_ctl in a temp dir on a free port. Postgres refuses to run
-// as root, so as root the cluster is owned by and started as the postgres user.
-func startPrivateCluster() (string, func(), error) {
+// StartPostgres runs initdb + pg_ctl in a temp dir on a free port and returns the URL of its
+// postgres database and a function that stops and removes it. Postgres refuses to run as root,
+// so as root the cluster is owned by and started as the postgres user. The dev stack uses it too.
+func StartPostgres() (string, func(), error) {
 	dir, err := os.MkdirTemp("", "ctrip-pg-")
 	if err != nil {
 		return "", nil, err
