@@ -340,3 +340,28 @@ func TestOneSlowEndpointDoesNotStarveOthers(t *testing.T) {
 		t.Fatalf("slow endpoint has %d concurrent requests, want the per-endpoint limit %d", n, h.cfg.EndpointConcurrency)
 	}
 }
+
+func TestRotatedSecretSignsWithBothUntilExpiry(t *testing.T) {
+	h := newHarness(t)
+	rc := newReceiver(t, nil)
+	epID, newSecret := h.endpoint("m_1", rc.srv.URL)
+	oldSecret, _ := signature.NewSecret()
+	if _, err := h.db.Exec(`UPDATE webhook_endpoints SET previous_secret = $2, previous_secret_expires_at = now() + interval '1 hour'
+		WHERE id = $1`, epID, oldSecret); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	env := h.publish("payments.confirmed", "m_1")
+	h.eventually(10*time.Second, "delivery", func() bool { return len(rc.got()) == 1 })
+	req := rc.got()[0]
+	sigs := strings.Fields(req.header.Get("webhook-signature"))
+	if len(sigs) != 2 {
+		t.Fatalf("webhook-signature %q: want one signature per active secret", req.header.Get("webhook-signature"))
+	}
+	for _, s := range []string{newSecret, oldSecret} {
+		key, _ := signature.ParseSecret(s)
+		if err := signature.Verify(key, env.ID, req.header.Get("webhook-timestamp"), req.header.Get("webhook-signature"), req.body, time.Now(), time.Minute); err != nil {
+			t.Fatalf("a receiver holding one of the two secrets cannot verify: %v", err)
+		}
+	}
+}
