@@ -42,7 +42,8 @@ func BenchmarkWebhookThroughput(b *testing.B) {
 		b.ReportMetric(r.deliveriesPerSec/r.rawPerSec, "ratio")
 		b.ReportMetric(float64(r.p50.Microseconds())/1000, "p50_ms")
 		b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99_ms")
-		fmt.Printf("events=%d concurrency=%d publish rate=%s\n", events, concurrency, cmp.Or(os.Getenv("BENCH_RATE"), "burst"))
+		fmt.Printf("events=%d concurrency=%d publish rate=%s stage=%s\n", events, concurrency,
+			cmp.Or(os.Getenv("BENCH_RATE"), "burst"), cmp.Or(os.Getenv("BENCH_STAGE"), "fan-out+delivery"))
 		fmt.Printf("raw HTTP POSTs/s (plain Go client, same receiver): %.0f\n", r.rawPerSec)
 		fmt.Printf("sender deliveries/s (publish of first event → receipt of last): %.0f\n", r.deliveriesPerSec)
 		fmt.Printf("ratio deliveries/raw: %.2f\n", r.deliveriesPerSec/r.rawPerSec)
@@ -82,7 +83,8 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		w.WriteHeader(http.StatusOK)
 	}))
 	b.Cleanup(rc.srv.Close)
-	h.endpoint("m_bench", rc.srv.URL)
+	epID, _ := h.endpoint("m_bench", rc.srv.URL)
+	deliveryOnly := os.Getenv("BENCH_STAGE") == "deliver"
 
 	envs := make([]event.Envelope, events)
 	bodies := make([][]byte, events)
@@ -152,6 +154,11 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		m := nats.NewMsg("payments.confirmed")
 		m.Data = bodies[i]
 		m.Header.Set(event.HeaderMsgID, env.ID)
+		if deliveryOnly {
+			// What the fan-out would publish: measures the delivery stage alone.
+			m.Subject = "webhooks.deliver." + epID
+			m.Header.Set(event.HeaderMsgID, env.ID+"."+epID)
+		}
 		m.Header.Set(event.HeaderEventType, env.Type)
 		published[i] = time.Now()
 		if _, err := js.PublishMsgAsync(m); err != nil {

@@ -23,7 +23,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
-	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
@@ -258,8 +257,10 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	switch {
 	case out.delivered:
 		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "delivered")))
-		if err := msg.DoubleAck(ctx); err != nil {
-			// Redelivered later: the merchant may see this event twice, which webhook-id lets it detect.
+		// A plain Ack: if it is lost (NATS restarting) the message is redelivered and the merchant
+		// sees the event twice, which webhook-id lets it detect. DoubleAck would only tell us so,
+		// at the cost of a round trip per delivery.
+		if err := msg.Ack(); err != nil {
 			log.WarnContext(ctx, "ack after delivery failed", "err", err)
 		}
 	case out.terminate != "":
@@ -301,17 +302,10 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 // attempt loads the endpoint, waits for a slot, POSTs and records the attempt.
 func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, ln *lane) outcome {
 	body := msg.Data()
-	var env event.Envelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return outcome{terminate: ReasonPoison + ": undecodable webhook body: " + err.Error()}
-	}
-	if err := env.Validate(); err != nil {
+	env, err := decodeWebhookBody(body)
+	if err != nil {
 		return outcome{terminate: ReasonPoison + ": " + err.Error()}
 	}
-	var data struct {
-		PaymentID string `json:"payment_id"`
-	}
-	_ = json.Unmarshal(env.Data, &data) // payment_id is only for the record; absent is fine
 
 	ce, err := d.endpoint(ctx, endpointID)
 	switch {
@@ -340,7 +334,7 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 
 	res := d.post(ctx, ce, env.ID, body)
 	a := Attempt{
-		EventID: env.ID, EventType: env.Type, PaymentID: data.PaymentID, EndpointID: endpointID,
+		EventID: env.ID, EventType: env.Type, PaymentID: env.Data.PaymentID, EndpointID: endpointID,
 		StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered), StatusCode: res.status,
 		Latency: res.latency, Error: res.err, ResponseBody: res.body, Delivered: res.status/100 == 2,
 	}
@@ -377,6 +371,35 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		out.retryAfter = min(res.retryAfter, d.maxRetryAfter)
 	}
 	return out
+}
+
+// webhookBody is the part of the envelope the delivery stage reads. One decode checks the shape
+// (data must be an object) and picks the fields out; the body is posted as it is.
+type webhookBody struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      *struct {
+		PaymentID string `json:"payment_id"`
+	} `json:"data"`
+}
+
+func decodeWebhookBody(body []byte) (webhookBody, error) {
+	var env webhookBody
+	if err := json.Unmarshal(body, &env); err != nil {
+		return env, fmt.Errorf("undecodable webhook body: %w", err)
+	}
+	switch {
+	case env.ID == "":
+		return env, errors.New("event: missing id")
+	case env.Type == "":
+		return env, errors.New("event: missing type")
+	case env.Timestamp.IsZero():
+		return env, errors.New("event: missing timestamp")
+	case env.Data == nil:
+		return env, errors.New("event: data must be a JSON object")
+	}
+	return env, nil
 }
 
 type postResult struct {
