@@ -77,7 +77,9 @@ type Transaction struct {
 	TxHash         string `json:"tx_hash"`
 	LogIndex       *int64 `json:"log_index"`
 	BlockNumber    uint64 `json:"block_number"`
+	BlockHash      string `json:"block_hash,omitempty"`
 	ValueBaseUnits string `json:"value_base_units"`
+	Status         string `json:"status,omitempty"` // detected, confirmed, reorged
 }
 
 // TypeForSubject maps a PAYMENTS subject to the merchant-facing event type:
