@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/safehttp"
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
 	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/safehttp"
+	"github.com/ctrip-pay/pipeline/shared/signature"
 )
 
 // Config is the webhook sender's environment (README, "Configuration").

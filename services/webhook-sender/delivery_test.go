@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+	"github.com/ctrip-pay/pipeline/shared/signature"
 )
 
 func TestDeliveredFirstTimeSignedAndRecorded(t *testing.T) {

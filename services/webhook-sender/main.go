@@ -14,12 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/safehttp"
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/logging"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/safehttp"
 	"github.com/ctrip-pay/pipeline/shared/telemetry"
 	"github.com/ctrip-pay/pipeline/streams"
 )

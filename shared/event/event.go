@@ -122,3 +122,29 @@ func NewID(prefix string) string {
 	}
 	return prefix + "_" + string(out)
 }
+
+// Subjects on the CHAIN stream, per chain id.
+func HeadSubject(chainID int64) string  { return fmt.Sprintf("chain.%d.head", chainID) }
+func ReorgSubject(chainID int64) string { return fmt.Sprintf("chain.%d.reorg", chainID) }
+
+// ChainHead is published on chain.<id>.head when the scanner has processed a new canonical
+// block (all payments.detected events of that block are already on PAYMENTS).
+type ChainHead struct {
+	ChainID    int64     `json:"chain_id"`
+	Number     uint64    `json:"number"`
+	Hash       string    `json:"hash"`
+	ParentHash string    `json:"parent_hash"`
+	Time       time.Time `json:"time"`
+}
+
+// ChainReorg is published on chain.<id>.reorg when blocks the scanner had processed left the
+// canonical chain: every block above CommonAncestor is orphaned and will be rescanned.
+type ChainReorg struct {
+	ChainID              int64  `json:"chain_id"`
+	CommonAncestorNumber uint64 `json:"common_ancestor_number"`
+	CommonAncestorHash   string `json:"common_ancestor_hash"`
+	OldHeadNumber        uint64 `json:"old_head_number"`
+	OldHeadHash          string `json:"old_head_hash"`
+	NewHeadNumber        uint64 `json:"new_head_number"`
+	NewHeadHash          string `json:"new_head_hash"`
+}

@@ -22,8 +22,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/signature"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/signature"
 )
 
 // maxResponseBody is how much of a merchant's response is kept with the attempt.
