@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/pbkdf2"
+	"crypto/sha512"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil/hdkeychain"
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/jmoiron/sqlx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/api/internal/postgres"
+	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
+	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
+	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+const (
+	testAdminToken = "admin-token-for-tests-0123456789"
+	testMnemonic   = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+	usdcContract   = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+)
+
+const testChains = `
+chains:
+  - id: 1337
+    name: devnet
+    rpc_url: http://127.0.0.1:8545
+    confirmations: 3
+    native: {symbol: ETH, decimals: 18}
+    tokens:
+      - {symbol: USDC, contract: "` + usdcContract + `", decimals: 6}
+      - {symbol: WHOLE, contract: "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512", decimals: 0}
+  - id: 137
+    name: polygon
+    rpc_url: http://127.0.0.1:8546
+    confirmations: 64
+    native: {symbol: POL, decimals: 18}
+`
+
+// testAccount is m/44'/60'/0'/0 of the test mnemonic, derived here independently of the api
+// (BIP-39 seed → master → hardened path), with its private key.
+func testAccount(tb testing.TB) *hdkeychain.ExtendedKey {
+	tb.Helper()
+	seed, err := pbkdf2.Key(sha512.New, testMnemonic, []byte("mnemonic"), 2048, 64)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k, err := hdkeychain.NewMaster(seed, &chaincfg.MainNetParams)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, i := range []uint32{hdkeychain.HardenedKeyStart + 44, hdkeychain.HardenedKeyStart + 60, hdkeychain.HardenedKeyStart, 0} {
+		if k, err = k.Derive(i); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return k
+}
+
+func testXPub(tb testing.TB) string {
+	tb.Helper()
+	pub, err := testAccount(tb).Neuter()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pub.String()
+}
+
+// privateAddress is the address of the private child key at index: what the sweeper controls.
+func privateAddress(tb testing.TB, acct *hdkeychain.ExtendedKey, index int64) common.Address {
+	tb.Helper()
+	child, err := acct.Derive(uint32(index))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ec, err := child.ECPrivKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return crypto.PubkeyToAddress(ec.ToECDSA().PublicKey)
+}
+
+// harness is one test's world: embedded NATS, a fresh migrated database and, once started, the
+// api running in-process through run().
+type harness struct {
+	t    testing.TB
+	nats *testkit.NATS
+	db   *sqlx.DB
+	dsn  string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cfg  Config
+	base string // http://127.0.0.1:port
+
+	stopAPI func()
+}
+
+func newHarness(t testing.TB) *harness {
+	t.Helper()
+	h := &harness{t: t, nats: testkit.MustNATS(t)}
+	h.db, h.dsn = testkit.MustDB(t)
+	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h.nc = nc
+	h.js, _ = jetstream.New(nc)
+	chainsFile := filepath.Join(t.TempDir(), "chains.yaml")
+	if err := os.WriteFile(chainsFile, []byte(testChains), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = Config{
+		Base: config.Base{
+			NATSURL: h.nats.URL(), DatabaseURL: h.dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
+			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
+		},
+		APIAddr: freeAddr(t), AdminToken: testAdminToken, WalletXPub: testXPub(t),
+		PaymentExpiry: 30 * time.Minute, ChainsFile: chainsFile, OutboxInterval: 100 * time.Millisecond,
+	}
+	h.base = "http://" + h.cfg.APIAddr
+	return h
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs the api in-process until the test ends or stopAPI is called.
+func (h *harness) start() {
+	h.t.Helper()
+	if err := h.cfg.Validate(); err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, h.cfg) }()
+	var once sync.Once
+	h.stopAPI = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					h.t.Errorf("api: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				h.t.Errorf("api did not stop")
+			}
+		})
+	}
+	h.t.Cleanup(h.stopAPI)
+	h.eventually(10*time.Second, "api listening", func() bool {
+		select {
+		case err := <-done:
+			h.t.Fatalf("api exited at start: %v", err)
+		default:
+		}
+		resp, err := http.Get(h.base + "/v1/payments")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized
+	})
+}
+
+func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// response is one HTTP answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		tb.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (r response) m(tb testing.TB) map[string]any {
+	tb.Helper()
+	var v map[string]any
+	r.json(tb, &v)
+	return v
+}
+
+type apiErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field"`
+	} `json:"error"`
+}
+
+func (r response) apiError(tb testing.TB) apiErrorBody {
+	tb.Helper()
+	var e apiErrorBody
+	r.json(tb, &e)
+	return e
+}
+
+// call sends a request; body is sent as-is when it is a string, as JSON otherwise. hdr holds
+// header name/value pairs.
+func call(tb testing.TB, base, method, path, token string, body any, hdr ...string) response {
+	tb.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (h *harness) call(method, path, token string, body any, hdr ...string) response {
+	h.t.Helper()
+	return call(h.t, h.base, method, path, token, body, hdr...)
+}
+
+// merchant creates a merchant through the admin API and returns its id and API key.
+func (h *harness) merchant(name string) (string, string) {
+	h.t.Helper()
+	return createMerchant(h.t, h.base, name)
+}
+
+func createMerchant(tb testing.TB, base, name string) (string, string) {
+	tb.Helper()
+	r := call(tb, base, "POST", "/v1/merchants", testAdminToken, map[string]string{"name": name})
+	if r.status != http.StatusCreated {
+		tb.Fatalf("create merchant: %d %s", r.status, r.body)
+	}
+	var raw struct {
+		ID     string `json:"id"`
+		APIKey string `json:"api_key"`
+	}
+	r.json(tb, &raw)
+	return raw.ID, raw.APIKey
+}
+
+// payment is the part of a payment response the tests look at.
+type payment struct {
+	ID                       string          `json:"id"`
+	Status                   string          `json:"status"`
+	ChainID                  int64           `json:"chain_id"`
+	Chain                    string          `json:"chain"`
+	Token                    string          `json:"token"`
+	TokenContract            *string         `json:"token_contract"`
+	Decimals                 int             `json:"decimals"`
+	Address                  string          `json:"address"`
+	Amount                   string          `json:"amount"`
+	AmountBaseUnits          string          `json:"amount_base_units"`
+	AmountReceivedBaseUnits  string          `json:"amount_received_base_units"`
+	AmountConfirmedBaseUnits string          `json:"amount_confirmed_base_units"`
+	ExpiresAt                time.Time       `json:"expires_at"`
+	CreatedAt                time.Time       `json:"created_at"`
+	Metadata                 json.RawMessage `json:"metadata"`
+	Transfers                []struct {
+		TxHash         string `json:"tx_hash"`
+		LogIndex       *int64 `json:"log_index"`
+		BlockNumber    int64  `json:"block_number"`
+		ValueBaseUnits string `json:"value_base_units"`
+		Status         string `json:"status"`
+	} `json:"transfers"`
+}
+
+func (h *harness) createPayment(key string, body any, hdr ...string) payment {
+	h.t.Helper()
+	r := h.call("POST", "/v1/payments", key, body, hdr...)
+	if r.status != http.StatusCreated {
+		h.t.Fatalf("create payment: %d %s", r.status, r.body)
+	}
+	var p payment
+	r.json(h.t, &p)
+	return p
+}
+
+func (h *harness) count(query string, args ...any) int {
+	h.t.Helper()
+	var n int
+	if err := h.db.Get(&n, query, args...); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// streamMsgs returns every message on stream with a subject matching filter.
+func (h *harness) streamMsgs(stream, filter string) []jetstream.RawStreamMsg {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := h.js.Stream(ctx, stream)
+	if err != nil {
+		h.t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue // deleted
+		}
+		if filter == "" || m.Subject == filter {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+// serveHandler serves the REST handler alone — no outbox relay, no run() — on the harness's
+// database and NATS, logging to log.
+func (h *harness) serveHandler(log *slog.Logger) *httptest.Server {
+	h.t.Helper()
+	if err := provision(context.Background(), h.js); err != nil {
+		h.t.Fatal(err)
+	}
+	d, err := wallet.ParseXPub(h.cfg.WalletXPub)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cf, err := chains.Load(h.cfg.ChainsFile)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	handler, err := rest.New(rest.Config{
+		Store: postgres.New(h.db), Chains: cf, Wallet: d, JS: h.js, AdminToken: h.cfg.AdminToken,
+		DefaultTTL: h.cfg.PaymentExpiry, URLPolicy: h.cfg.Policy(), Log: log,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	srv := httptest.NewServer(handler)
+	h.t.Cleanup(srv.Close)
+	return srv
+}

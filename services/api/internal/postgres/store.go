@@ -1,0 +1,542 @@
+// Package postgres is the api's adapter to the shared database: merchants and API keys,
+// payments (insert with the outbox row in one transaction), webhook endpoints, and the webhook
+// sender's attempts and dead letters (read, plus the replay counter). Every query that reads a
+// merchant's object filters on the merchant, so another merchant's id is simply not found.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
+)
+
+// Store implements rest.Store on Postgres.
+type Store struct {
+	db *sqlx.DB
+}
+
+var _ rest.Store = (*Store)(nil)
+
+// New returns a store on db.
+func New(db *sqlx.DB) *Store { return &Store{db: db} }
+
+// CreateMerchant inserts the merchant and its first API key together.
+func (s *Store) CreateMerchant(ctx context.Context, id, name string, key rest.APIKey) (time.Time, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer tx.Rollback()
+	var created time.Time
+	if err := tx.GetContext(ctx, &created, `INSERT INTO merchants (id, name) VALUES ($1, $2) RETURNING created_at`, id, name); err != nil {
+		return time.Time{}, fmt.Errorf("insert merchant: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)`,
+		key.ID, id, key.Hash, key.Prefix); err != nil {
+		return time.Time{}, fmt.Errorf("insert api key: %w", err)
+	}
+	return created, tx.Commit()
+}
+
+// AddAPIKey inserts another key for an existing merchant.
+func (s *Store) AddAPIKey(ctx context.Context, merchantID string, key rest.APIKey) (time.Time, error) {
+	var created time.Time
+	err := s.db.GetContext(ctx, &created, `INSERT INTO api_keys (id, merchant_id, key_hash, prefix)
+		SELECT $1, id, $3, $4 FROM merchants WHERE id = $2 RETURNING created_at`, key.ID, merchantID, key.Hash, key.Prefix)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, rest.ErrNotFound
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("insert api key: %w", err)
+	}
+	return created, nil
+}
+
+// RevokeAPIKey marks the key revoked; it stops authenticating at once.
+func (s *Store) RevokeAPIKey(ctx context.Context, merchantID, keyID string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = now()
+		WHERE id = $1 AND merchant_id = $2 AND revoked_at IS NULL`, keyID, merchantID)
+	if err != nil {
+		return fmt.Errorf("revoke api key: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return rest.ErrNotFound
+	}
+	return nil
+}
+
+// MerchantByKeyHash returns the merchant owning an unrevoked key with this SHA-256.
+func (s *Store) MerchantByKeyHash(ctx context.Context, hash []byte) (string, error) {
+	var id string
+	err := s.db.GetContext(ctx, &id, `SELECT merchant_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`, hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", rest.ErrNotFound
+	}
+	return id, err
+}
+
+const paymentCols = `id, merchant_id, status, chain_id, token, token_contract, decimals, address, address_index,
+	amount_base_units::text AS amount_base_units, received_base_units::text AS received_base_units,
+	confirmed_base_units::text AS confirmed_base_units, metadata, idempotency_key, request_hash,
+	expires_at, created_at, updated_at`
+
+type paymentRow struct {
+	ID             string    `db:"id"`
+	MerchantID     string    `db:"merchant_id"`
+	Status         string    `db:"status"`
+	ChainID        int64     `db:"chain_id"`
+	Token          string    `db:"token"`
+	TokenContract  *string   `db:"token_contract"`
+	Decimals       int       `db:"decimals"`
+	Address        string    `db:"address"`
+	AddressIndex   int64     `db:"address_index"`
+	Amount         string    `db:"amount_base_units"`
+	Received       string    `db:"received_base_units"`
+	Confirmed      string    `db:"confirmed_base_units"`
+	Metadata       []byte    `db:"metadata"`
+	IdempotencyKey *string   `db:"idempotency_key"`
+	RequestHash    []byte    `db:"request_hash"`
+	ExpiresAt      time.Time `db:"expires_at"`
+	CreatedAt      time.Time `db:"created_at"`
+	UpdatedAt      time.Time `db:"updated_at"`
+}
+
+func (r paymentRow) payment() (rest.Payment, error) {
+	p := rest.Payment{
+		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
+		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
+		Metadata: json.RawMessage(r.Metadata), IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
+		ExpiresAt: r.ExpiresAt.UTC(), CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		Transfers: []rest.Transfer{},
+	}
+	var err error
+	if p.Amount, err = parseNumeric(r.Amount); err != nil {
+		return p, fmt.Errorf("payment %s amount: %w", r.ID, err)
+	}
+	if p.Received, err = parseNumeric(r.Received); err != nil {
+		return p, fmt.Errorf("payment %s received: %w", r.ID, err)
+	}
+	if p.Confirmed, err = parseNumeric(r.Confirmed); err != nil {
+		return p, fmt.Errorf("payment %s confirmed: %w", r.ID, err)
+	}
+	return p, nil
+}
+
+func parseNumeric(s string) (*big.Int, error) {
+	v, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		return nil, fmt.Errorf("numeric %q is not an integer", s)
+	}
+	return v, nil
+}
+
+// NextAddressIndex takes the next BIP-32 child index. A sequence never hands out a value twice,
+// whatever the concurrency and even when the transaction that used it rolls back.
+func (s *Store) NextAddressIndex(ctx context.Context) (int64, error) {
+	var i int64
+	if err := s.db.GetContext(ctx, &i, `SELECT nextval('deposit_address_index')`); err != nil {
+		return 0, fmt.Errorf("next address index: %w", err)
+	}
+	return i, nil
+}
+
+// CreatePayment inserts the payment and its payments.created event in one transaction.
+func (s *Store) CreatePayment(ctx context.Context, p rest.Payment, msg rest.OutboxMessage) (rest.Payment, bool, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return rest.Payment{}, false, err
+	}
+	defer tx.Rollback()
+	// ON CONFLICT names the idempotency constraint only: a clash on address or address_index
+	// would be a bug and must fail loudly, not be swallowed.
+	res, err := tx.ExecContext(ctx, `INSERT INTO payments (id, merchant_id, status, chain_id, token, token_contract,
+		decimals, address, address_index, amount_base_units, metadata, idempotency_key, request_hash,
+		expires_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11, $12, $13, $14, $15, $15)
+		ON CONFLICT (merchant_id, idempotency_key) DO NOTHING`,
+		p.ID, p.MerchantID, p.Status, p.ChainID, p.Token, p.TokenContract, p.Decimals, p.Address, p.AddressIndex,
+		p.Amount.String(), []byte(p.Metadata), p.IdempotencyKey, p.RequestHash, p.ExpiresAt, p.CreatedAt)
+	if err != nil {
+		return rest.Payment{}, false, fmt.Errorf("insert payment: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return rest.Payment{}, false, err
+	} else if n == 0 {
+		// The key was used by a request that committed first (the unique index made this
+		// insert wait for it).
+		if err := tx.Rollback(); err != nil {
+			return rest.Payment{}, false, err
+		}
+		existing, err := s.PaymentByIdempotencyKey(ctx, p.MerchantID, *p.IdempotencyKey)
+		return existing, false, err
+	}
+	if err := outbox.Add(ctx, tx, msg.Subject, msg.MsgID, msg.Headers, msg.Payload); err != nil {
+		return rest.Payment{}, false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return rest.Payment{}, false, fmt.Errorf("commit payment: %w", err)
+	}
+	stored, err := s.Payment(ctx, p.MerchantID, p.ID)
+	return stored, true, err
+}
+
+// PaymentByIdempotencyKey returns the merchant's payment created with key.
+func (s *Store) PaymentByIdempotencyKey(ctx context.Context, merchantID, key string) (rest.Payment, error) {
+	return s.onePayment(ctx, `merchant_id = $1 AND idempotency_key = $2`, merchantID, key)
+}
+
+// Payment returns the merchant's payment with its transfers.
+func (s *Store) Payment(ctx context.Context, merchantID, id string) (rest.Payment, error) {
+	return s.onePayment(ctx, `merchant_id = $1 AND id = $2`, merchantID, id)
+}
+
+func (s *Store) onePayment(ctx context.Context, where string, args ...any) (rest.Payment, error) {
+	var row paymentRow
+	err := s.db.GetContext(ctx, &row, `SELECT `+paymentCols+` FROM payments WHERE `+where, args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rest.Payment{}, rest.ErrNotFound
+	}
+	if err != nil {
+		return rest.Payment{}, fmt.Errorf("payment: %w", err)
+	}
+	p, err := row.payment()
+	if err != nil {
+		return rest.Payment{}, err
+	}
+	ps := []rest.Payment{p}
+	if err := s.attachTransfers(ctx, ps); err != nil {
+		return rest.Payment{}, err
+	}
+	return ps[0], nil
+}
+
+// Payments lists the merchant's payments, newest first, after the page's position.
+func (s *Store) Payments(ctx context.Context, merchantID, status string, page rest.Page) ([]rest.Payment, error) {
+	q := `SELECT ` + paymentCols + ` FROM payments WHERE merchant_id = $1 AND ($2 = '' OR status = $2)`
+	args := []any{merchantID, status, page.Limit}
+	if page.AfterAt != nil {
+		q += ` AND (created_at, id) < ($4, $5)`
+		args = append(args, *page.AfterAt, page.AfterID)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT $3`
+	var rows []paymentRow
+	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, fmt.Errorf("list payments: %w", err)
+	}
+	out := make([]rest.Payment, 0, len(rows))
+	for _, r := range rows {
+		p, err := r.payment()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, s.attachTransfers(ctx, out)
+}
+
+func (s *Store) attachTransfers(ctx context.Context, ps []rest.Payment) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	ids := make([]string, len(ps))
+	at := make(map[string]int, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+		at[p.ID] = i
+	}
+	var rows []struct {
+		PaymentID     string     `db:"payment_id"`
+		TxHash        string     `db:"tx_hash"`
+		LogIndex      int64      `db:"log_index"`
+		TokenContract *string    `db:"token_contract"`
+		Value         string     `db:"value_base_units"`
+		BlockNumber   int64      `db:"block_number"`
+		BlockHash     string     `db:"block_hash"`
+		Status        string     `db:"status"`
+		DetectedAt    time.Time  `db:"detected_at"`
+		ConfirmedAt   *time.Time `db:"confirmed_at"`
+		ReorgedAt     *time.Time `db:"reorged_at"`
+	}
+	if err := s.db.SelectContext(ctx, &rows, `SELECT payment_id, tx_hash, log_index, token_contract,
+		value_base_units::text AS value_base_units, block_number, block_hash, status, detected_at, confirmed_at, reorged_at
+		FROM payment_transfers WHERE payment_id = ANY($1) ORDER BY block_number, tx_hash, log_index`, pq.Array(ids)); err != nil {
+		return fmt.Errorf("payment transfers: %w", err)
+	}
+	for _, r := range rows {
+		v, err := parseNumeric(r.Value)
+		if err != nil {
+			return fmt.Errorf("transfer %s/%d: %w", r.TxHash, r.LogIndex, err)
+		}
+		i := at[r.PaymentID]
+		ps[i].Transfers = append(ps[i].Transfers, rest.Transfer{
+			PaymentID: r.PaymentID, TxHash: r.TxHash, LogIndex: r.LogIndex, TokenContract: r.TokenContract, Value: v,
+			BlockNumber: r.BlockNumber, BlockHash: r.BlockHash, Status: r.Status, DetectedAt: r.DetectedAt.UTC(),
+			ConfirmedAt: utcPtr(r.ConfirmedAt), ReorgedAt: utcPtr(r.ReorgedAt),
+		})
+	}
+	return nil
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// Attempts returns the delivery attempts for the merchant's payment, to the merchant's own
+// endpoints, oldest first. The operator's default endpoint (merchant_id NULL) is not the
+// merchant's: its attempts, with that server's responses, stay out.
+func (s *Store) Attempts(ctx context.Context, merchantID, paymentID string, page rest.Page) ([]rest.Attempt, error) {
+	var rows []struct {
+		ID           int64     `db:"id"`
+		EventID      string    `db:"event_id"`
+		EventType    string    `db:"event_type"`
+		PaymentID    *string   `db:"payment_id"`
+		EndpointID   string    `db:"endpoint_id"`
+		Attempt      int       `db:"attempt"`
+		StatusCode   *int      `db:"status_code"`
+		LatencyMS    float64   `db:"latency_ms"`
+		Error        *string   `db:"error"`
+		ResponseBody *string   `db:"response_body"`
+		Delivered    bool      `db:"delivered"`
+		AttemptedAt  time.Time `db:"attempted_at"`
+	}
+	err := s.db.SelectContext(ctx, &rows, `SELECT a.id, a.event_id, a.event_type, a.payment_id, a.endpoint_id, a.attempt,
+		a.status_code, a.latency_ms, a.error, a.response_body, a.delivered, a.attempted_at
+		FROM webhook_attempts a JOIN payments p ON p.id = a.payment_id
+		JOIN webhook_endpoints e ON e.id = a.endpoint_id AND e.merchant_id = p.merchant_id
+		WHERE p.merchant_id = $1 AND a.payment_id = $2 AND a.id > $3
+		ORDER BY a.id LIMIT $4`, merchantID, paymentID, page.AfterSeq, page.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("attempts: %w", err)
+	}
+	out := make([]rest.Attempt, len(rows))
+	for i, r := range rows {
+		out[i] = rest.Attempt{
+			ID: r.ID, EventID: r.EventID, EventType: r.EventType, PaymentID: r.PaymentID, EndpointID: r.EndpointID,
+			Attempt: r.Attempt, StatusCode: r.StatusCode, LatencyMS: r.LatencyMS, Error: r.Error,
+			ResponseBody: r.ResponseBody, Delivered: r.Delivered, AttemptedAt: r.AttemptedAt.UTC(),
+		}
+	}
+	return out, nil
+}
+
+const endpointCols = `id, merchant_id, url, event_types, legacy_signature, enabled, disabled_reason, disabled_at,
+	previous_secret_expires_at, created_at, updated_at`
+
+type endpointRow struct {
+	ID                      string         `db:"id"`
+	MerchantID              string         `db:"merchant_id"`
+	URL                     string         `db:"url"`
+	EventTypes              pq.StringArray `db:"event_types"`
+	LegacySignature         bool           `db:"legacy_signature"`
+	Enabled                 bool           `db:"enabled"`
+	DisabledReason          *string        `db:"disabled_reason"`
+	DisabledAt              *time.Time     `db:"disabled_at"`
+	PreviousSecretExpiresAt *time.Time     `db:"previous_secret_expires_at"`
+	CreatedAt               time.Time      `db:"created_at"`
+	UpdatedAt               time.Time      `db:"updated_at"`
+}
+
+func (r endpointRow) endpoint() rest.Endpoint {
+	types := []string(r.EventTypes)
+	if types == nil {
+		types = []string{}
+	}
+	return rest.Endpoint{
+		ID: r.ID, MerchantID: r.MerchantID, URL: r.URL, EventTypes: types, LegacySignature: r.LegacySignature,
+		Enabled: r.Enabled, DisabledReason: r.DisabledReason, DisabledAt: utcPtr(r.DisabledAt),
+		PreviousSecretExpiresAt: utcPtr(r.PreviousSecretExpiresAt), CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+	}
+}
+
+func (s *Store) oneEndpoint(ctx context.Context, q string, args ...any) (rest.Endpoint, error) {
+	var row endpointRow
+	err := s.db.GetContext(ctx, &row, q, args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rest.Endpoint{}, rest.ErrNotFound
+	}
+	if err != nil {
+		return rest.Endpoint{}, fmt.Errorf("endpoint: %w", err)
+	}
+	return row.endpoint(), nil
+}
+
+// CreateEndpoint inserts ep with its signing secret.
+func (s *Store) CreateEndpoint(ctx context.Context, ep rest.Endpoint, secret string) (rest.Endpoint, error) {
+	return s.oneEndpoint(ctx, `INSERT INTO webhook_endpoints (id, merchant_id, url, secret, event_types, legacy_signature)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+endpointCols,
+		ep.ID, ep.MerchantID, ep.URL, secret, pq.StringArray(ep.EventTypes), ep.LegacySignature)
+}
+
+// Endpoint returns the merchant's endpoint unless it was deleted.
+func (s *Store) Endpoint(ctx context.Context, merchantID, id string) (rest.Endpoint, error) {
+	return s.oneEndpoint(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints
+		WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL`, merchantID, id)
+}
+
+// ListEndpoints returns the merchant's endpoints, oldest first.
+func (s *Store) ListEndpoints(ctx context.Context, merchantID string) ([]rest.Endpoint, error) {
+	var rows []endpointRow
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+endpointCols+` FROM webhook_endpoints
+		WHERE merchant_id = $1 AND deleted_at IS NULL ORDER BY created_at, id`, merchantID); err != nil {
+		return nil, fmt.Errorf("list endpoints: %w", err)
+	}
+	out := make([]rest.Endpoint, len(rows))
+	for i, r := range rows {
+		out[i] = r.endpoint()
+	}
+	return out, nil
+}
+
+// UpdateEndpoint applies patch. Re-enabling clears the reason the sender (410 Gone) or the
+// merchant disabled it; disabling an enabled endpoint records the merchant as the reason, and
+// disabling a disabled one keeps the original reason.
+func (s *Store) UpdateEndpoint(ctx context.Context, merchantID, id string, patch rest.EndpointPatch) (rest.Endpoint, error) {
+	var types any
+	if patch.EventTypes != nil {
+		types = pq.StringArray(*patch.EventTypes)
+	}
+	return s.oneEndpoint(ctx, `UPDATE webhook_endpoints SET
+		url = COALESCE($3, url),
+		event_types = COALESCE($4::text[], event_types),
+		legacy_signature = COALESCE($5, legacy_signature),
+		enabled = COALESCE($6, enabled),
+		disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason
+			WHEN $6 THEN NULL WHEN enabled THEN 'disabled by merchant' ELSE disabled_reason END,
+		disabled_at = CASE WHEN $6::boolean IS NULL THEN disabled_at
+			WHEN $6 THEN NULL WHEN enabled THEN now() ELSE disabled_at END,
+		updated_at = now()
+		WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+		RETURNING `+endpointCols, merchantID, id, patch.URL, types, patch.LegacySignature, patch.Enabled)
+}
+
+// DeleteEndpoint soft-deletes: attempts and dead letters keep pointing at the row.
+func (s *Store) DeleteEndpoint(ctx context.Context, merchantID, id string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE webhook_endpoints SET deleted_at = now(), updated_at = now()
+		WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL`, merchantID, id)
+	if err != nil {
+		return fmt.Errorf("delete endpoint: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return rest.ErrNotFound
+	}
+	return nil
+}
+
+// RotateSecret installs secret; the old one keeps signing until now + grace (with grace 0 it
+// stops at once).
+func (s *Store) RotateSecret(ctx context.Context, merchantID, id, secret string, grace time.Duration) (rest.Endpoint, error) {
+	return s.oneEndpoint(ctx, `UPDATE webhook_endpoints SET
+		previous_secret = CASE WHEN $4::bigint > 0 THEN secret END,
+		previous_secret_expires_at = CASE WHEN $4::bigint > 0 THEN now() + make_interval(secs => $4::bigint) END,
+		secret = $3, updated_at = now()
+		WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL
+		RETURNING `+endpointCols, merchantID, id, secret, int64(grace/time.Second))
+}
+
+// deadLetterOwned limits dead letters to those of the merchant's endpoints (deleted ones
+// included), or — when the endpoint is unknown — those whose event names the merchant. The
+// operator's default endpoint (merchant_id NULL) stays the operator's.
+const deadLetterOwned = `(EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.merchant_id = $1)
+	OR (d.merchant_id = $1 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id)))`
+
+const deadLetterCols = `d.id, d.origin_stream, d.origin_seq, d.origin_subject, d.endpoint_id, d.event_id, d.event_type,
+	d.payment_id, d.reason, d.deliveries, d.last_error, d.headers, d.body, d.replay_count, d.last_replayed_at, d.created_at`
+
+type deadLetterRow struct {
+	ID             string     `db:"id"`
+	OriginStream   string     `db:"origin_stream"`
+	OriginSeq      int64      `db:"origin_seq"`
+	OriginSubject  string     `db:"origin_subject"`
+	EndpointID     string     `db:"endpoint_id"`
+	EventID        *string    `db:"event_id"`
+	EventType      *string    `db:"event_type"`
+	PaymentID      *string    `db:"payment_id"`
+	Reason         string     `db:"reason"`
+	Deliveries     int        `db:"deliveries"`
+	LastError      *string    `db:"last_error"`
+	Headers        []byte     `db:"headers"`
+	Body           []byte     `db:"body"`
+	ReplayCount    int        `db:"replay_count"`
+	LastReplayedAt *time.Time `db:"last_replayed_at"`
+	CreatedAt      time.Time  `db:"created_at"`
+}
+
+func (r deadLetterRow) deadLetter() (rest.DeadLetter, error) {
+	dl := rest.DeadLetter{
+		ID: r.ID, OriginStream: r.OriginStream, OriginSeq: r.OriginSeq, OriginSubject: r.OriginSubject,
+		EndpointID: r.EndpointID, EventID: r.EventID, EventType: r.EventType, PaymentID: r.PaymentID,
+		Reason: r.Reason, Deliveries: r.Deliveries, LastError: r.LastError, Body: r.Body,
+		ReplayCount: r.ReplayCount, LastReplayedAt: utcPtr(r.LastReplayedAt), CreatedAt: r.CreatedAt.UTC(),
+	}
+	if err := json.Unmarshal(r.Headers, &dl.Headers); err != nil {
+		return dl, fmt.Errorf("dead letter %s headers: %w", r.ID, err)
+	}
+	return dl, nil
+}
+
+// DeadLetters lists the merchant's dead letters, newest first.
+func (s *Store) DeadLetters(ctx context.Context, merchantID string, page rest.Page) ([]rest.DeadLetter, error) {
+	q := `SELECT ` + deadLetterCols + ` FROM webhook_dead_letters d WHERE ` + deadLetterOwned
+	args := []any{merchantID, page.Limit}
+	if page.AfterAt != nil {
+		q += ` AND (d.created_at, d.id) < ($3, $4)`
+		args = append(args, *page.AfterAt, page.AfterID)
+	}
+	q += ` ORDER BY d.created_at DESC, d.id DESC LIMIT $2`
+	var rows []deadLetterRow
+	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	out := make([]rest.DeadLetter, 0, len(rows))
+	for _, r := range rows {
+		dl, err := r.deadLetter()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+// DeadLetter returns one of the merchant's dead letters.
+func (s *Store) DeadLetter(ctx context.Context, merchantID, id string) (rest.DeadLetter, error) {
+	var row deadLetterRow
+	err := s.db.GetContext(ctx, &row, `SELECT `+deadLetterCols+` FROM webhook_dead_letters d
+		WHERE d.id = $2 AND `+deadLetterOwned, merchantID, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rest.DeadLetter{}, rest.ErrNotFound
+	}
+	if err != nil {
+		return rest.DeadLetter{}, fmt.Errorf("dead letter: %w", err)
+	}
+	return row.deadLetter()
+}
+
+// MarkReplayed moves replay_count from seen to seen+1.
+func (s *Store) MarkReplayed(ctx context.Context, id string, seen int) (int, error) {
+	var n int
+	err := s.db.GetContext(ctx, &n, `UPDATE webhook_dead_letters SET replay_count = replay_count + 1,
+		last_replayed_at = now() WHERE id = $1 AND replay_count = $2 RETURNING replay_count`, id, seen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, rest.ErrReplayRaced
+	}
+	return n, err
+}

@@ -1,0 +1,121 @@
+package rest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+)
+
+// maxBody bounds every request body: the largest legitimate one is a payment with 4 KiB of
+// metadata.
+const maxBody = 64 << 10
+
+// apiError is the error body of DESIGN.md: {"error":{"code","message","field"}}.
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+// invalid is a 400 for one field; the message starts with the field's name.
+func invalid(field, code, msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: code, Message: field + " " + msg, Field: field}
+}
+
+var (
+	errUnauthorized = &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
+		Message: "missing or invalid credentials: send Authorization: Bearer <key>"}
+	errNotFound = &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such object"}
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	// An encoding error here means the client went away; the status is already sent.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ctrip-pay"`)
+	}
+	writeJSON(w, e.Status, map[string]*apiError{"error": e})
+}
+
+// decode reads one JSON object into v: unknown fields, trailing data and bodies over maxBody
+// are refused, and type errors name the field. An empty body is refused unless allowEmpty.
+func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *apiError {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) && allowEmpty {
+			return nil
+		}
+		return decodeError(err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return decodeError(err)
+		}
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body must hold exactly one JSON object"}
+	}
+	return nil
+}
+
+func decodeError(err error) *apiError {
+	var (
+		tooBig *http.MaxBytesError
+		syn    *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &tooBig):
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+			Message: fmt.Sprintf("the body is larger than %d bytes", maxBody)}
+	case errors.Is(err, io.EOF):
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body is empty; send a JSON object"}
+	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body is not valid JSON"}
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body must be a JSON object"}
+		}
+		field := typ.Field
+		return invalid(field, "invalid_"+strings.ReplaceAll(field, ".", "_"), "must be "+jsonKind(typ.Type)+", not "+typ.Value)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return invalid(name, "unknown_field", "is not a field of this request")
+	}
+	return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body is not valid JSON"}
+}
+
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Slice, reflect.Array:
+		return "an array of " + strings.TrimPrefix(jsonKind(t.Elem()), "a ") + "s"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "of another type"
+}

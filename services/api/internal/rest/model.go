@@ -1,0 +1,201 @@
+package rest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotFound is returned by the store for a missing row — or one that belongs to another
+// merchant, which the API must not tell apart.
+var ErrNotFound = errors.New("not found")
+
+// ErrReplayRaced means a concurrent replay of the same dead letter bumped its counter first.
+var ErrReplayRaced = errors.New("dead letter replayed concurrently")
+
+// Payment is a row of payments with, when loaded by id or listed, its transfers.
+type Payment struct {
+	ID             string
+	MerchantID     string
+	Status         string
+	ChainID        int64
+	Token          string
+	TokenContract  *string
+	Decimals       int
+	Address        string
+	AddressIndex   int64
+	Amount         *big.Int
+	Received       *big.Int
+	Confirmed      *big.Int
+	Metadata       json.RawMessage
+	IdempotencyKey *string
+	RequestHash    []byte
+	ExpiresAt      time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	Transfers      []Transfer
+}
+
+// Transfer is a row of payment_transfers. LogIndex is -1 for a native transfer.
+type Transfer struct {
+	PaymentID     string
+	TxHash        string
+	LogIndex      int64
+	TokenContract *string
+	Value         *big.Int
+	BlockNumber   int64
+	BlockHash     string
+	Status        string
+	DetectedAt    time.Time
+	ConfirmedAt   *time.Time
+	ReorgedAt     *time.Time
+}
+
+// OutboxMessage is an event to publish through the transactional outbox.
+type OutboxMessage struct {
+	Subject string
+	MsgID   string
+	Headers map[string]string
+	Payload []byte
+}
+
+// Endpoint is a merchant's row of webhook_endpoints, without its secrets.
+type Endpoint struct {
+	ID                      string
+	MerchantID              string
+	URL                     string
+	EventTypes              []string
+	LegacySignature         bool
+	Enabled                 bool
+	DisabledReason          *string
+	DisabledAt              *time.Time
+	PreviousSecretExpiresAt *time.Time
+	CreatedAt               time.Time
+	UpdatedAt               time.Time
+}
+
+// EndpointPatch holds the fields a PATCH sets; nil leaves a field as it is.
+type EndpointPatch struct {
+	URL             *string
+	EventTypes      *[]string
+	LegacySignature *bool
+	Enabled         *bool
+}
+
+// Attempt is a row of webhook_attempts.
+type Attempt struct {
+	ID           int64
+	EventID      string
+	EventType    string
+	PaymentID    *string
+	EndpointID   string
+	Attempt      int
+	StatusCode   *int
+	LatencyMS    float64
+	Error        *string
+	ResponseBody *string
+	Delivered    bool
+	AttemptedAt  time.Time
+}
+
+// DeadLetter is a row of webhook_dead_letters.
+type DeadLetter struct {
+	ID             string
+	OriginStream   string
+	OriginSeq      int64
+	OriginSubject  string
+	EndpointID     string
+	EventID        *string
+	EventType      *string
+	PaymentID      *string
+	Reason         string
+	Deliveries     int
+	LastError      *string
+	Headers        map[string]string
+	Body           []byte
+	ReplayCount    int
+	LastReplayedAt *time.Time
+	CreatedAt      time.Time
+}
+
+// Page is a keyset position: the (created_at, id) — or, for attempts, the id — of the last row
+// of the previous page.
+type Page struct {
+	Limit    int
+	AfterAt  *time.Time
+	AfterID  string
+	AfterSeq int64
+}
+
+// Merchants is what merchant administration and authentication need.
+type Merchants interface {
+	CreateMerchant(ctx context.Context, id, name string, key APIKey) (time.Time, error)
+	MerchantByKeyHash(ctx context.Context, hash []byte) (string, error)
+	// AddAPIKey gives an existing merchant another key (ErrNotFound for no such merchant).
+	AddAPIKey(ctx context.Context, merchantID string, key APIKey) (time.Time, error)
+	// RevokeAPIKey stops a key from authenticating (ErrNotFound if it is not the merchant's
+	// or already revoked).
+	RevokeAPIKey(ctx context.Context, merchantID, keyID string) error
+}
+
+// APIKey is a stored key: only its hash and a displayable prefix.
+type APIKey struct {
+	ID     string
+	Hash   []byte
+	Prefix string
+}
+
+// Payments is what the payment calls need.
+type Payments interface {
+	// CreatePayment inserts p and msg in one transaction. When p carries an idempotency key
+	// already used by the merchant, nothing is written and the existing payment is returned
+	// with created = false.
+	CreatePayment(ctx context.Context, p Payment, msg OutboxMessage) (stored Payment, created bool, err error)
+	PaymentByIdempotencyKey(ctx context.Context, merchantID, key string) (Payment, error)
+	NextAddressIndex(ctx context.Context) (int64, error)
+	Payment(ctx context.Context, merchantID, id string) (Payment, error)
+	Payments(ctx context.Context, merchantID, status string, page Page) ([]Payment, error)
+	Attempts(ctx context.Context, merchantID, paymentID string, page Page) ([]Attempt, error)
+}
+
+// Endpoints is what the endpoint calls need.
+type Endpoints interface {
+	CreateEndpoint(ctx context.Context, ep Endpoint, secret string) (Endpoint, error)
+	Endpoint(ctx context.Context, merchantID, id string) (Endpoint, error)
+	ListEndpoints(ctx context.Context, merchantID string) ([]Endpoint, error)
+	UpdateEndpoint(ctx context.Context, merchantID, id string, patch EndpointPatch) (Endpoint, error)
+	DeleteEndpoint(ctx context.Context, merchantID, id string) error
+	RotateSecret(ctx context.Context, merchantID, id, secret string, grace time.Duration) (Endpoint, error)
+}
+
+// DeadLetters is what dead-letter inspection and replay need.
+type DeadLetters interface {
+	DeadLetters(ctx context.Context, merchantID string, page Page) ([]DeadLetter, error)
+	DeadLetter(ctx context.Context, merchantID, id string) (DeadLetter, error)
+	// MarkReplayed bumps replay_count from seen to seen+1; ErrReplayRaced if it moved.
+	MarkReplayed(ctx context.Context, id string, seen int) (int, error)
+}
+
+// Store is every table the api reads or writes.
+type Store interface {
+	Merchants
+	Payments
+	Endpoints
+	DeadLetters
+}
+
+// AddressDeriver turns a BIP-32 child index into a deposit address.
+type AddressDeriver interface {
+	Address(index int64) (common.Address, error)
+}
+
+// Publisher publishes to JetStream and waits for the stream's ack.
+type Publisher interface {
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}

@@ -1,0 +1,426 @@
+package rest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ctrip-pay/pipeline/services/api/internal/amount"
+	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
+	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+)
+
+// Bounds of a payment's lifetime (expires_in_seconds and PAYMENT_EXPIRY).
+const (
+	MinPaymentTTL = time.Minute
+	MaxPaymentTTL = 7 * 24 * time.Hour
+)
+
+const (
+	maxMetadataBytes  = 4 << 10
+	maxIdempotencyKey = 255
+	// HeaderIdempotencyKey makes POST /v1/payments safe to retry.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	headerReplayed       = "Idempotent-Replayed"
+)
+
+var errInvalidChild = wallet.ErrInvalidChild
+
+// Statuses a payment can have (DESIGN.md, "Payment statuses").
+var paymentStatuses = []string{"pending", "detected", "confirmed", "swept", "expired"}
+
+type createPaymentRequest struct {
+	ChainID          *int64          `json:"chain_id"`
+	Token            *string         `json:"token"`
+	Amount           *string         `json:"amount"`
+	ExpiresInSeconds *int64          `json:"expires_in_seconds"`
+	Metadata         json.RawMessage `json:"metadata"`
+}
+
+// newPayment is a validated create request.
+type newPayment struct {
+	chain    chains.Chain
+	token    chains.Token
+	amount   *big.Int
+	ttl      time.Duration
+	metadata json.RawMessage
+	hash     []byte // identifies the request for Idempotency-Key reuse
+}
+
+func (h *Handler) validatePayment(req createPaymentRequest) (newPayment, *apiError) {
+	var np newPayment
+	if req.ChainID == nil {
+		return np, invalid("chain_id", "invalid_chain_id", "is required")
+	}
+	chain, ok := h.cfg.Chains.Chain(*req.ChainID)
+	if !ok {
+		return np, invalid("chain_id", "unsupported_chain", fmt.Sprintf("%d is not a chain this gateway follows", *req.ChainID))
+	}
+	if req.Token == nil || *req.Token == "" {
+		return np, invalid("token", "invalid_token", "is required")
+	}
+	token, ok := chain.Token(*req.Token)
+	if !ok || len(*req.Token) > 32 {
+		return np, invalid("token", "unsupported_token", fmt.Sprintf("is not a token configured on chain %d (%s)", chain.ID, strings.Join(symbols(chain), ", ")))
+	}
+	if req.Amount == nil {
+		return np, invalid("amount", "invalid_amount", "is required")
+	}
+	v, err := amount.Parse(*req.Amount, token.Decimals)
+	if err != nil {
+		msg := err.Error()
+		if errors.Is(err, amount.ErrTooManyDigit) {
+			msg = fmt.Sprintf("has more fractional digits than %s's %d decimals", token.Symbol, token.Decimals)
+		}
+		return np, invalid("amount", "invalid_amount", msg)
+	}
+	ttl := h.cfg.DefaultTTL
+	if req.ExpiresInSeconds != nil {
+		s := *req.ExpiresInSeconds
+		if s < int64(MinPaymentTTL/time.Second) || s > int64(MaxPaymentTTL/time.Second) {
+			return np, invalid("expires_in_seconds", "invalid_expires_in_seconds",
+				fmt.Sprintf("must be between %d and %d", int64(MinPaymentTTL/time.Second), int64(MaxPaymentTTL/time.Second)))
+		}
+		ttl = time.Duration(s) * time.Second
+	}
+	meta, canonical, e := validateMetadata(req.Metadata)
+	if e != nil {
+		return np, e
+	}
+	// "12.5" and "12.50" are the same request; so are metadata objects that differ only in key
+	// order or spacing.
+	hashed, err := json.Marshal(struct {
+		ChainID  int64           `json:"chain_id"`
+		Token    string          `json:"token"`
+		Amount   string          `json:"amount_base_units"`
+		Expires  *int64          `json:"expires_in_seconds"`
+		Metadata json.RawMessage `json:"metadata"`
+	}{chain.ID, token.Symbol, v.String(), req.ExpiresInSeconds, canonical})
+	if err != nil {
+		return np, invalid("metadata", "invalid_metadata", "is not valid JSON")
+	}
+	sum := sha256.Sum256(hashed)
+	return newPayment{chain: chain, token: token, amount: v, ttl: ttl, metadata: meta, hash: sum[:]}, nil
+}
+
+func symbols(c chains.Chain) []string {
+	out := []string{c.Native.Symbol}
+	for _, t := range c.Tokens {
+		out = append(out, t.Symbol)
+	}
+	return out
+}
+
+// validateMetadata returns the compact object to store and a canonical form (sorted keys,
+// numbers as written) to hash.
+func validateMetadata(raw json.RawMessage) (json.RawMessage, json.RawMessage, *apiError) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage(`{}`), json.RawMessage(`{}`), nil
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return nil, nil, invalid("metadata", "invalid_metadata", "is not valid JSON")
+	}
+	if compact.Len() > maxMetadataBytes {
+		return nil, nil, invalid("metadata", "invalid_metadata", fmt.Sprintf("is larger than %d bytes", maxMetadataBytes))
+	}
+	dec := json.NewDecoder(bytes.NewReader(compact.Bytes()))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return nil, nil, invalid("metadata", "invalid_metadata", "must be a JSON object")
+	}
+	canonical, err := json.Marshal(obj)
+	if err != nil {
+		return nil, nil, invalid("metadata", "invalid_metadata", "is not valid JSON")
+	}
+	return compact.Bytes(), canonical, nil
+}
+
+func validIdempotencyKey(k string) bool {
+	if len(k) > maxIdempotencyKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
+	var req createPaymentRequest
+	if e := decode(w, r, &req, false); e != nil {
+		return e
+	}
+	np, e := h.validatePayment(req)
+	if e != nil {
+		return e
+	}
+	var idemKey *string
+	if vs, ok := r.Header[HeaderIdempotencyKey]; ok {
+		if len(vs) != 1 || vs[0] == "" || !validIdempotencyKey(vs[0]) {
+			return invalid(HeaderIdempotencyKey, "invalid_idempotency_key",
+				fmt.Sprintf("must be one value of 1 to %d printable ASCII characters without spaces", maxIdempotencyKey))
+		}
+		idemKey = &vs[0]
+		existing, err := h.cfg.Store.PaymentByIdempotencyKey(r.Context(), merchantID, *idemKey)
+		if err == nil {
+			return h.replayPayment(w, existing, np)
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return h.internalError(r, err)
+		}
+	}
+
+	index, address, err := h.allocateAddress(r)
+	if err != nil {
+		return h.internalError(r, err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond) // Postgres keeps microseconds
+	p := Payment{
+		ID: event.NewID("pay"), MerchantID: merchantID, Status: "pending", ChainID: np.chain.ID,
+		Token: np.token.Symbol, Decimals: np.token.Decimals, Address: address, AddressIndex: index,
+		Amount: np.amount, Received: new(big.Int), Confirmed: new(big.Int), Metadata: np.metadata,
+		IdempotencyKey: idemKey, RequestHash: np.hash, ExpiresAt: now.Add(np.ttl), CreatedAt: now, UpdatedAt: now,
+		Transfers: []Transfer{},
+	}
+	if !np.token.IsNative() {
+		c := strings.ToLower(np.token.Contract)
+		p.TokenContract = &c
+	}
+	msg, env, err := h.createdEvent(r, p, np.chain)
+	if err != nil {
+		return h.internalError(r, err)
+	}
+	stored, created, err := h.cfg.Store.CreatePayment(r.Context(), p, msg)
+	if err != nil {
+		return h.internalError(r, err)
+	}
+	if !created {
+		// A concurrent request with the same key committed first; this one wrote nothing.
+		return h.replayPayment(w, stored, np)
+	}
+	h.cfg.OutboxKick()
+	h.cfg.Log.InfoContext(r.Context(), "payment created", "merchant_id", merchantID, "payment_id", p.ID,
+		"event_id", env.ID, "chain_id", p.ChainID, "token", p.Token, "address_index", index)
+	writeJSON(w, http.StatusCreated, h.paymentJSON(stored))
+	return nil
+}
+
+// replayPayment answers a retried create: the same request gets the payment it created, another
+// request under the same key is refused.
+func (h *Handler) replayPayment(w http.ResponseWriter, existing Payment, np newPayment) *apiError {
+	if !bytes.Equal(existing.RequestHash, np.hash) {
+		return &apiError{Status: http.StatusConflict, Code: "idempotency_conflict", Field: HeaderIdempotencyKey,
+			Message: "this Idempotency-Key was used with a different request; use a new key for a new payment"}
+	}
+	w.Header().Set(headerReplayed, "true")
+	writeJSON(w, http.StatusCreated, h.paymentJSON(existing))
+	return nil
+}
+
+// allocateAddress takes a fresh index from the sequence and derives its address. BIP-32 skips
+// an index with no valid child key (odds about 2^-127); so do we.
+func (h *Handler) allocateAddress(r *http.Request) (int64, string, error) {
+	for range 3 {
+		index, err := h.cfg.Store.NextAddressIndex(r.Context())
+		if err != nil {
+			return 0, "", err
+		}
+		addr, err := h.cfg.Wallet.Address(index)
+		if err == nil {
+			return index, strings.ToLower(addr.Hex()), nil
+		}
+		if !errors.Is(err, errInvalidChild) {
+			return 0, "", fmt.Errorf("derive address %d: %w", index, err)
+		}
+		h.cfg.Log.WarnContext(r.Context(), "BIP-32 index has no valid child key; skipping", "address_index", index)
+	}
+	return 0, "", errors.New("derive address: no valid child key in 3 indexes")
+}
+
+// createdEvent builds the payments.created envelope and its outbox row: Nats-Msg-Id
+// "<payment_id>.created", the event type and this request's trace context.
+func (h *Handler) createdEvent(r *http.Request, p Payment, chain chains.Chain) (OutboxMessage, event.Envelope, error) {
+	expires := p.ExpiresAt
+	env, err := event.New(event.TypeForSubject(event.SubjectCreated), event.Payment{
+		PaymentID: p.ID, MerchantID: p.MerchantID, Status: p.Status, ChainID: p.ChainID, Chain: chain.Name,
+		Address: p.Address, Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
+		Amount: amount.Format(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
+		AmountReceivedBaseUnits: "0", Confirmations: 0, Transactions: []event.Transaction{},
+		Metadata: p.Metadata, ExpiresAt: &expires,
+	})
+	if err != nil {
+		return OutboxMessage{}, env, err
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return OutboxMessage{}, env, err
+	}
+	hdr := nats.Header{}
+	natsbus.Inject(r.Context(), hdr)
+	headers := map[string]string{event.HeaderEventType: env.Type}
+	for k, vs := range hdr {
+		if len(vs) > 0 {
+			headers[k] = vs[0]
+		}
+	}
+	return OutboxMessage{Subject: event.SubjectCreated, MsgID: p.ID + ".created", Headers: headers, Payload: body}, env, nil
+}
+
+type paymentResponse struct {
+	ID                       string             `json:"id"`
+	Object                   string             `json:"object"`
+	Status                   string             `json:"status"`
+	ChainID                  int64              `json:"chain_id"`
+	Chain                    string             `json:"chain"`
+	Token                    string             `json:"token"`
+	TokenContract            *string            `json:"token_contract"`
+	Decimals                 int                `json:"decimals"`
+	Address                  string             `json:"address"`
+	Amount                   string             `json:"amount"`
+	AmountBaseUnits          string             `json:"amount_base_units"`
+	AmountReceived           string             `json:"amount_received"`
+	AmountReceivedBaseUnits  string             `json:"amount_received_base_units"`
+	AmountConfirmedBaseUnits string             `json:"amount_confirmed_base_units"`
+	ConfirmationsRequired    uint64             `json:"confirmations_required"`
+	ExpiresAt                time.Time          `json:"expires_at"`
+	Metadata                 json.RawMessage    `json:"metadata"`
+	Transfers                []transferResponse `json:"transfers"`
+	CreatedAt                time.Time          `json:"created_at"`
+	UpdatedAt                time.Time          `json:"updated_at"`
+}
+
+type transferResponse struct {
+	TxHash         string     `json:"tx_hash"`
+	LogIndex       *int64     `json:"log_index"` // null for a native transfer
+	BlockNumber    int64      `json:"block_number"`
+	BlockHash      string     `json:"block_hash"`
+	ValueBaseUnits string     `json:"value_base_units"`
+	Value          string     `json:"value"`
+	Status         string     `json:"status"`
+	DetectedAt     time.Time  `json:"detected_at"`
+	ConfirmedAt    *time.Time `json:"confirmed_at"`
+	ReorgedAt      *time.Time `json:"reorged_at"`
+}
+
+func (h *Handler) paymentJSON(p Payment) paymentResponse {
+	chain, _ := h.cfg.Chains.Chain(p.ChainID)
+	out := paymentResponse{
+		ID: p.ID, Object: "payment", Status: p.Status, ChainID: p.ChainID, Chain: chain.Name, Token: p.Token,
+		TokenContract: p.TokenContract, Decimals: p.Decimals, Address: p.Address,
+		Amount: amount.Format(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
+		AmountReceived: amount.Format(p.Received, p.Decimals), AmountReceivedBaseUnits: p.Received.String(),
+		AmountConfirmedBaseUnits: p.Confirmed.String(), ConfirmationsRequired: chain.Confirmations,
+		ExpiresAt: p.ExpiresAt, Metadata: p.Metadata, Transfers: make([]transferResponse, 0, len(p.Transfers)),
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}
+	for _, t := range p.Transfers {
+		tr := transferResponse{
+			TxHash: t.TxHash, BlockNumber: t.BlockNumber, BlockHash: t.BlockHash, ValueBaseUnits: t.Value.String(),
+			Value: amount.Format(t.Value, p.Decimals), Status: t.Status, DetectedAt: t.DetectedAt,
+			ConfirmedAt: t.ConfirmedAt, ReorgedAt: t.ReorgedAt,
+		}
+		if t.LogIndex >= 0 {
+			li := t.LogIndex
+			tr.LogIndex = &li
+		}
+		out.Transfers = append(out.Transfers, tr)
+	}
+	return out
+}
+
+func (h *Handler) getPayment(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
+	p, err := h.cfg.Store.Payment(r.Context(), merchantID, r.PathValue("id"))
+	if errors.Is(err, ErrNotFound) {
+		return errNotFound
+	}
+	if err != nil {
+		return h.internalError(r, err)
+	}
+	writeJSON(w, http.StatusOK, h.paymentJSON(p))
+	return nil
+}
+
+func (h *Handler) listPayments(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
+	if e := onlyParams(r, "status", "limit", "cursor"); e != nil {
+		return e
+	}
+	status := r.URL.Query().Get("status")
+	if status != "" && !slices.Contains(paymentStatuses, status) {
+		return invalid("status", "invalid_status", "must be one of "+strings.Join(paymentStatuses, ", "))
+	}
+	page, e := pageParams(r)
+	if e != nil {
+		return e
+	}
+	ps, err := h.cfg.Store.Payments(r.Context(), merchantID, status, page.fetch())
+	if err != nil {
+		return h.internalError(r, err)
+	}
+	ps, next := trimPage(ps, page.Limit, func(p Payment) cursor { return cursor{At: &p.CreatedAt, ID: p.ID} })
+	data := make([]paymentResponse, len(ps))
+	for i, p := range ps {
+		data[i] = h.paymentJSON(p)
+	}
+	writeJSON(w, http.StatusOK, listResponse[paymentResponse]{Object: "list", Data: data, HasMore: next != nil, NextCursor: next})
+	return nil
+}
+
+type attemptResponse struct {
+	ID           int64     `json:"id"`
+	EventID      string    `json:"event_id"`
+	EventType    string    `json:"event_type"`
+	EndpointID   string    `json:"endpoint_id"`
+	Attempt      int       `json:"attempt"`
+	StatusCode   *int      `json:"status_code"`
+	LatencyMS    float64   `json:"latency_ms"`
+	Error        *string   `json:"error"`
+	ResponseBody *string   `json:"response_body"`
+	Delivered    bool      `json:"delivered"`
+	AttemptedAt  time.Time `json:"attempted_at"`
+}
+
+func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
+	if e := onlyParams(r, "limit", "cursor"); e != nil {
+		return e
+	}
+	page, e := pageParams(r)
+	if e != nil {
+		return e
+	}
+	id := r.PathValue("id")
+	if _, err := h.cfg.Store.Payment(r.Context(), merchantID, id); errors.Is(err, ErrNotFound) {
+		return errNotFound
+	} else if err != nil {
+		return h.internalError(r, err)
+	}
+	as, err := h.cfg.Store.Attempts(r.Context(), merchantID, id, page.fetch())
+	if err != nil {
+		return h.internalError(r, err)
+	}
+	as, next := trimPage(as, page.Limit, func(a Attempt) cursor { return cursor{Seq: a.ID} })
+	data := make([]attemptResponse, len(as))
+	for i, a := range as {
+		data[i] = attemptResponse{
+			ID: a.ID, EventID: a.EventID, EventType: a.EventType, EndpointID: a.EndpointID, Attempt: a.Attempt,
+			StatusCode: a.StatusCode, LatencyMS: a.LatencyMS, Error: a.Error, ResponseBody: a.ResponseBody,
+			Delivered: a.Delivered, AttemptedAt: a.AttemptedAt,
+		}
+	}
+	writeJSON(w, http.StatusOK, listResponse[attemptResponse]{Object: "list", Data: data, HasMore: next != nil, NextCursor: next})
+	return nil
+}
