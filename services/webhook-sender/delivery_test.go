@@ -25,6 +25,10 @@ func TestDeliveredFirstTimeSignedAndRecorded(t *testing.T) {
 
 	h.eventually(10*time.Second, "delivery", func() bool { return len(rc.got()) == 1 })
 	req := rc.got()[0]
+	// The producer's trace continues through fan-out and delivery into the merchant's request.
+	if tp := req.header.Get("traceparent"); !strings.HasPrefix(tp, "00-"+testTraceID+"-") {
+		t.Fatalf("traceparent %q does not continue trace %s", tp, testTraceID)
+	}
 	if got := req.header.Get("webhook-id"); got != env.ID {
 		t.Fatalf("webhook-id = %q, want event id %q", got, env.ID)
 	}

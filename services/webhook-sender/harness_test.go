@@ -142,6 +142,7 @@ func (h *harness) publish(subject, merchantID string) event.Envelope {
 	m.Data = body
 	m.Header.Set(event.HeaderMsgID, env.ID)
 	m.Header.Set(event.HeaderEventType, env.Type)
+	m.Header.Set("traceparent", "00-"+testTraceID+"-00f067aa0ba902b7-01")
 	if _, err := h.js.PublishMsg(context.Background(), m); err != nil {
 		h.t.Fatal(err)
 	}
@@ -247,3 +248,6 @@ func newTestEnvelope(merchantID string) (event.Envelope, error) {
 		Transactions: []event.Transaction{},
 	})
 }
+
+// testTraceID is the trace every published test event belongs to.
+const testTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"

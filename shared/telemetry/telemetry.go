@@ -25,7 +25,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Telemetry is what a service gets back: its tracer, meter, Prometheus registry and a shutdown.
@@ -45,19 +44,21 @@ func Setup(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}
 	t := &Telemetry{Registry: prometheus.NewRegistry()}
+	// Always a real SDK provider, exporting only when an endpoint is set: spans then still get
+	// trace ids, which the logs carry and the NATS headers propagate.
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if otlpEndpoint != "" {
 		// The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself (scheme, host, path).
 		exp, err := otlptracehttp.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("otlp exporter: %w", err)
 		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		otel.SetTracerProvider(tp)
-		t.Tracer = tp.Tracer(service)
-		t.shutdown = append(t.shutdown, tp.Shutdown)
-	} else {
-		t.Tracer = noop.NewTracerProvider().Tracer(service)
+		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
+	tp := sdktrace.NewTracerProvider(opts...)
+	otel.SetTracerProvider(tp)
+	t.Tracer = tp.Tracer(service)
+	t.shutdown = append(t.shutdown, tp.Shutdown)
 	t.Registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(otelprom.WithRegisterer(t.Registry))
 	if err != nil {
