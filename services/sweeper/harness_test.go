@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/jmoiron/sqlx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/sweeper/internal/wallet"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
+	"github.com/ctrip-pay/pipeline/streams"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// abandon is the BIP-39 test mnemonic; deposit address i is its m/44'/60'/0'/0/i.
+const abandon = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+
+const chainID = 1337
+
+var ether = big.NewInt(1e18)
+
+// harness is one test's world: a chain served over HTTP with a block timer, embedded NATS, a
+// fresh database, a CHAINS_FILE naming the treasury and a 6-decimal token, and the sweeper
+// running in-process.
+type harness struct {
+	t        *testing.T
+	chain    *chaintest.Chain
+	nats     *testkit.NATS
+	db       *sqlx.DB
+	js       jetstream.JetStream
+	cfg      Config
+	wallet   *wallet.Wallet
+	token    common.Address
+	treasury common.Address
+	gasTank  *chaintest.Account
+	next     uint32
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, chain: chaintest.New(t, chaintest.WithHTTP(), chaintest.WithBlockInterval(50*time.Millisecond)),
+		nats: testkit.MustNATS(t), treasury: chaintest.NewAccount("treasury").Address}
+	h.gasTank = h.chain.Accounts[0]
+	waitForTxIndex(t, h.chain)
+	h.token, _ = h.chain.DeployToken(6)
+	var dsn string
+	h.db, dsn = testkit.MustDB(t)
+	if _, err := h.db.Exec(`INSERT INTO merchants (id, name) VALUES ('mer_1', 'Merchant')`); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = Config{
+		Base: config.Base{
+			NATSURL: h.nats.URL(), DatabaseURL: dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
+			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
+		},
+		WalletMnemonic:    abandon,
+		GasTankPrivateKey: hex.EncodeToString(crypto.FromECDSA(h.gasTank.Key)),
+		ReceiptTimeout:    20 * time.Second, PollInterval: 20 * time.Millisecond, Concurrency: 4,
+	}
+	var err error
+	if h.wallet, err = wallet.FromMnemonic(abandon); err != nil {
+		t.Fatal(err)
+	}
+	h.useRPC(h.chain.RPCURL())
+	nc, err := nats.Connect(h.nats.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h.js, _ = jetstream.New(nc)
+	return h
+}
+
+// useRPC writes the CHAINS_FILE the sweeper reads, with rpcURL for the chain.
+func (h *harness) useRPC(rpcURL string) {
+	h.t.Helper()
+	h.cfg.ChainsFile = filepath.Join(h.t.TempDir(), "chains.json")
+	doc := fmt.Sprintf(`{"chains": [{"id": %d, "name": "devnet", "rpc_url": %q, "confirmations": 1,
+		"native": {"symbol": "ETH", "decimals": 18}, "treasury": %q,
+		"tokens": [{"symbol": "USDC", "contract": %q, "decimals": 6}]}]}`, chainID, rpcURL, h.treasury.Hex(), h.token.Hex())
+	if err := os.WriteFile(h.cfg.ChainsFile, []byte(doc), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// start runs the sweeper until the returned stop is called or the test ends.
+func (h *harness) start() (stop func()) {
+	h.t.Helper()
+	if err := h.cfg.Validate(); err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, h.cfg) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					h.t.Errorf("sweeper: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				h.t.Errorf("sweeper did not stop")
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	h.eventually(10*time.Second, "sweeper consumer provisioned", func() bool {
+		_, err := h.js.Consumer(context.Background(), streams.Payments, consumerName)
+		return err == nil
+	})
+	return stop
+}
+
+// waitForTxIndex waits until the node answers receipt queries: right after start geth says
+// "transaction indexing is in progress", which chaintest.WaitMined takes for a failure.
+func waitForTxIndex(t *testing.T, c *chaintest.Chain) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.Client().TransactionReceipt(context.Background(), common.Hash{})
+		if errors.Is(err, ethereum.NotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receipts not served: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type payment struct {
+	ID      string
+	Deposit common.Address
+	Amount  *big.Int
+	Env     event.Envelope
+}
+
+// newPayment inserts a confirmed payment at the next deposit index (token nil: ETH).
+func (h *harness) newPayment(token *common.Address, amount *big.Int) payment {
+	h.t.Helper()
+	index := h.next
+	h.next++
+	deposit, err := h.wallet.Address(index)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p := payment{ID: event.NewID("pay"), Deposit: deposit, Amount: amount}
+	symbol, decimals := "ETH", 18
+	var contract *string
+	if token != nil {
+		symbol, decimals = "USDC", 6
+		c := strings.ToLower(token.Hex())
+		contract = &c
+	}
+	if _, err := h.db.Exec(`INSERT INTO payments (id, merchant_id, status, chain_id, token, token_contract, decimals,
+		address, address_index, amount_base_units, received_base_units, confirmed_base_units, metadata, expires_at)
+		VALUES ($1, 'mer_1', 'confirmed', $2, $3, $4, $5, $6, $7, $8, $8, $8, '{"order":"42"}', now() + interval '1 hour')`,
+		p.ID, chainID, symbol, contract, decimals, strings.ToLower(deposit.Hex()), index, amount.String()); err != nil {
+		h.t.Fatal(err)
+	}
+	if p.Env, err = event.New("payment.confirmed", event.Payment{PaymentID: p.ID, MerchantID: "mer_1", Status: "confirmed",
+		ChainID: chainID, Chain: "devnet", Address: strings.ToLower(deposit.Hex()), Token: symbol, TokenContract: contract,
+		AmountBaseUnits: amount.String(), AmountReceivedBaseUnits: amount.String(), Confirmations: 1}); err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// traceparent is the W3C trace context the confirmer's message carries.
+const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+// publishConfirmed publishes payments.confirmed as the confirmer does, under msgID.
+func (h *harness) publishConfirmed(p payment, msgID string) {
+	h.t.Helper()
+	body, _ := json.Marshal(p.Env)
+	m := nats.NewMsg(event.SubjectConfirmed)
+	m.Data = body
+	m.Header.Set(event.HeaderMsgID, msgID)
+	m.Header.Set(event.HeaderEventType, p.Env.Type)
+	m.Header.Set("traceparent", traceparent)
+	if _, err := h.js.PublishMsg(context.Background(), m); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// messages returns every message on subject in PAYMENTS.
+func (h *harness) messages(subject string) []jetstream.Msg {
+	h.t.Helper()
+	ctx := context.Background()
+	s, err := h.js.Stream(ctx, streams.Payments)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := info.State.Subjects[subject]
+	if n == 0 {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for uint64(len(out)) < n {
+		m, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			h.t.Fatalf("read %s: %v", subject, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// settled waits until the sweeper has acked everything delivered to it.
+func (h *harness) settled() {
+	h.t.Helper()
+	h.eventually(20*time.Second, "sweeper consumer drained", func() bool {
+		c, err := h.js.Consumer(context.Background(), streams.Payments, consumerName)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
+	})
+}
+
+func (h *harness) status(id string) string {
+	h.t.Helper()
+	var s string
+	if err := h.db.Get(&s, `SELECT status FROM payments WHERE id = $1`, id); err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+type sweepRow struct {
+	Kind  string `db:"kind"`
+	Hash  string `db:"tx_hash"`
+	Value string `db:"value_base_units"`
+	Raw   []byte `db:"raw_tx"`
+}
+
+func (h *harness) sweepRows(paymentID string) []sweepRow {
+	h.t.Helper()
+	var rows []sweepRow
+	if err := h.db.Select(&rows, `SELECT kind, tx_hash, value_base_units::text AS value_base_units, raw_tx
+		FROM sweeps WHERE payment_id = $1 ORDER BY CASE kind WHEN 'gas_topup' THEN 0 ELSE 1 END`, paymentID); err != nil {
+		h.t.Fatal(err)
+	}
+	return rows
+}
+
+func (h *harness) nonce(addr common.Address) uint64 {
+	h.t.Helper()
+	n, err := h.chain.Client().NonceAt(context.Background(), addr, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func bigOf(t *testing.T, s string) *big.Int {
+	t.Helper()
+	v, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		t.Fatalf("not an integer: %q", s)
+	}
+	return v
+}
+
+func mul(a *big.Int, b uint64) *big.Int { return new(big.Int).Mul(a, new(big.Int).SetUint64(b)) }
+func sub(a, b *big.Int) *big.Int        { return new(big.Int).Sub(a, b) }

@@ -1,0 +1,167 @@
+package sweep
+
+import (
+	"context"
+	"encoding/json"
+	"math/big"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+)
+
+// SweepTransaction is one sweep transaction as reported in payments.swept and
+// payments.sweep_failed. For a token transfer To is the treasury and ValueBaseUnits the token
+// amount.
+type SweepTransaction struct {
+	Kind              string `json:"kind"`
+	TxHash            string `json:"tx_hash"`
+	From              string `json:"from"`
+	To                string `json:"to"`
+	Nonce             uint64 `json:"nonce"`
+	ValueBaseUnits    string `json:"value_base_units"`
+	BlockNumber       uint64 `json:"block_number"`
+	BlockHash         string `json:"block_hash"`
+	GasUsed           uint64 `json:"gas_used"`
+	EffectiveGasPrice string `json:"effective_gas_price"`
+}
+
+// Swept is the data of payments.swept.
+type Swept struct {
+	event.Payment
+	Treasury          string             `json:"treasury"`
+	SweepTransactions []SweepTransaction `json:"sweep_transactions"`
+}
+
+// SweepFailed is the data of payments.sweep_failed; the payment stays 'confirmed'.
+type SweepFailed struct {
+	event.Payment
+	Reason            string             `json:"reason"`
+	SweepTransactions []SweepTransaction `json:"sweep_transactions"`
+}
+
+func (j *job) paymentData(status string) event.Payment {
+	p := j.p
+	chain := j.in.Chain
+	if net, ok := j.s.Networks[p.ChainID]; ok {
+		chain = net.Chain.Name
+	}
+	transfers := p.Transfers
+	if transfers == nil {
+		transfers = []event.Transaction{}
+	}
+	expires := p.ExpiresAt
+	return event.Payment{
+		PaymentID: p.ID, MerchantID: p.MerchantID, Status: status, ChainID: p.ChainID, Chain: chain,
+		Address: p.Address, Token: p.Token, TokenContract: p.TokenContract,
+		Amount: FormatUnits(p.AmountBaseUnits, p.Decimals), AmountBaseUnits: p.AmountBaseUnits.String(),
+		AmountReceivedBaseUnits: p.ReceivedBaseUnits.String(), Confirmations: j.in.Confirmations,
+		Transactions: transfers, Metadata: p.Metadata, ExpiresAt: &expires,
+	}
+}
+
+func sweepTransactions(ms []mined) []SweepTransaction {
+	out := make([]SweepTransaction, 0, len(ms))
+	for _, m := range ms {
+		st := SweepTransaction{
+			Kind: m.tx.Kind, TxHash: m.tx.Hash.Hex(), From: strings.ToLower(m.tx.From.Hex()), To: strings.ToLower(m.tx.To.Hex()),
+			Nonce: m.tx.Nonce, ValueBaseUnits: m.tx.Value.String(),
+		}
+		if r := m.receipt; r != nil {
+			st.BlockNumber, st.BlockHash, st.GasUsed = r.BlockNumber.Uint64(), r.BlockHash.Hex(), r.GasUsed
+			if r.EffectiveGasPrice != nil {
+				st.EffectiveGasPrice = r.EffectiveGasPrice.String()
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
+	data := Swept{Payment: j.paymentData("swept"), Treasury: strings.ToLower(j.treasury.Hex()), SweepTransactions: sweepTransactions(ms)}
+	evt, err := outgoing(ctx, event.SubjectSwept, j.p.ID+".swept", data)
+	if err != nil {
+		return Transient(err)
+	}
+	hashes := make([]string, len(data.SweepTransactions))
+	for i, st := range data.SweepTransactions {
+		hashes[i] = st.Kind + " " + st.TxHash
+	}
+	ok, err := s.Payments.MarkSwept(ctx, j.p.ID, "swept: "+strings.Join(hashes, ", "), evt)
+	if err != nil {
+		return Transient(err)
+	}
+	if !ok {
+		j.log.WarnContext(ctx, "funds swept but the payment had left 'confirmed'; status not changed")
+		return nil
+	}
+	j.log.InfoContext(ctx, "payment swept", "event_id", evt.ID, "transactions", strings.Join(hashes, ", "))
+	s.published()
+	return nil
+}
+
+func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mined) error {
+	data := SweepFailed{Payment: j.paymentData(j.p.Status), Reason: f.Error(), SweepTransactions: sweepTransactions(ms)}
+	evt, err := outgoing(ctx, event.SubjectSweepFailed, j.p.ID+".sweep_failed", data)
+	if err != nil {
+		return Transient(err)
+	}
+	if err := s.Payments.ReportFailure(ctx, evt); err != nil {
+		return Transient(err)
+	}
+	s.published()
+	return nil
+}
+
+func (s *Sweeper) published() {
+	if s.Published != nil {
+		s.Published()
+	}
+}
+
+// outgoing builds the envelope and the headers the outbox relay publishes with: the event
+// type and the trace context of ctx (the relay adds Nats-Msg-Id).
+func outgoing(ctx context.Context, subject, msgID string, data any) (Event, error) {
+	env, err := event.New(event.TypeForSubject(subject), data)
+	if err != nil {
+		return Event{}, err
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return Event{}, err
+	}
+	h := nats.Header{}
+	natsbus.Inject(ctx, h)
+	headers := map[string]string{event.HeaderEventType: env.Type}
+	for k := range h {
+		headers[k] = h.Get(k)
+	}
+	return Event{Subject: subject, MsgID: msgID, Headers: headers, Payload: body, ID: env.ID}, nil
+}
+
+// FormatUnits renders base units as a decimal amount with decimals places, trailing zeros
+// trimmed: 12500000 with 6 decimals is "12.5".
+func FormatUnits(v *big.Int, decimals int) string {
+	if v == nil {
+		return "0"
+	}
+	neg := v.Sign() < 0
+	digits := new(big.Int).Abs(v).String()
+	if decimals > 0 {
+		if len(digits) <= decimals {
+			digits = strings.Repeat("0", decimals-len(digits)+1) + digits
+		}
+		whole, frac := digits[:len(digits)-decimals], strings.TrimRight(digits[len(digits)-decimals:], "0")
+		digits = whole
+		if frac != "" {
+			digits += "." + frac
+		}
+	}
+	if neg {
+		return "-" + digits
+	}
+	return digits
+}

@@ -1,0 +1,77 @@
+package sweep
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/core/types"
+)
+
+// sweepNative sends the deposit address's whole balance minus the exact fee to the treasury.
+func (j *job) sweepNative(ctx context.Context) ([]mined, error) {
+	tx := find(j.recorded, TxNative)
+	if tx == nil {
+		txs, err := j.signNative(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if tx = find(txs, TxNative); tx == nil {
+			return nil, errors.New("native sweep was not recorded")
+		}
+	}
+	m, err := j.push(ctx, *tx)
+	if err != nil {
+		return nil, err
+	}
+	return []mined{m}, nil
+}
+
+// signNative builds value = balance − gas × feeCap, so that the deposit address can pay the
+// fee however the base fee moves up to feeCap; what is not spent of it (gas × (feeCap −
+// effective price)) stays behind as the only remainder.
+func (j *job) signNative(ctx context.Context) ([]Tx, error) {
+	c := j.net.Client
+	balance, err := c.BalanceAt(ctx, j.deposit, nil)
+	if err != nil {
+		return nil, fmt.Errorf("balance of %s: %w", j.deposit.Hex(), err)
+	}
+	if balance.Sign() == 0 {
+		return nil, fail("empty", "deposit address %s holds no %s", j.deposit.Hex(), j.net.Chain.Native.Symbol)
+	}
+	tip, feeCap, err := j.fees(ctx)
+	if err != nil {
+		return nil, err
+	}
+	gas := uint64(nativeTransferGas)
+	code, err := c.CodeAt(ctx, j.treasury, nil)
+	if err != nil {
+		return nil, fmt.Errorf("code at treasury: %w", err)
+	}
+	if len(code) > 0 {
+		// A contract treasury (a multisig) runs code on receipt: 21000 is not enough.
+		if gas, err = c.EstimateGas(ctx, ethereum.CallMsg{From: j.deposit, To: &j.treasury, Value: balance}); err != nil {
+			if isRevert(err) {
+				return nil, fail("treasury_rejects", "the treasury contract %s refuses the transfer: %v", j.treasury.Hex(), err)
+			}
+			return nil, fmt.Errorf("estimate gas: %w", err)
+		}
+	}
+	fee := new(big.Int).Mul(new(big.Int).SetUint64(gas), feeCap)
+	value := new(big.Int).Sub(balance, fee)
+	if value.Sign() <= 0 {
+		return nil, fail("dust", "balance %s wei does not cover the fee of %d gas at %s wei", balance, gas, feeCap)
+	}
+	nonce, err := c.PendingNonceAt(ctx, j.deposit)
+	if err != nil {
+		return nil, fmt.Errorf("pending nonce: %w", err)
+	}
+	return j.record(ctx, []Draft{{
+		Kind: TxNative, From: j.deposit, To: j.treasury, Value: value, PendingNonce: nonce,
+		Sign: func(n uint64) (*types.Transaction, error) {
+			return types.SignNewTx(j.key, j.signer, dynamicFeeTx(j.p.ChainID, n, gas, tip, feeCap, j.treasury, value, nil))
+		},
+	}})
+}

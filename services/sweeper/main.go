@@ -1,0 +1,254 @@
+// Command sweeper moves confirmed payments from their deposit addresses to the chain's
+// treasury: the native coin minus the exact fee, ERC-20 tokens after a gas top-up from the gas
+// tank. Every transaction is recorded before broadcast, so a crash never sweeps twice.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/sweeper/internal/postgres"
+	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
+	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/logging"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/telemetry"
+	"github.com/ctrip-pay/pipeline/streams"
+)
+
+const (
+	serviceName  = "sweeper"
+	consumerName = "sweeper"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		// Migrating needs only the database, not the keys.
+		var base config.Base
+		if err = config.Load(ctx, &base); err == nil {
+			err = sharedpg.MigrateURL(ctx, base.DatabaseURL, logging.New(os.Stdout, base.LogLevel, serviceName))
+		}
+	} else {
+		var cfg Config
+		if err = config.Load(ctx, &cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		err = run(ctx, cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, serviceName+":", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config) (err error) {
+	name := cfg.ServiceName
+	if name == "" {
+		name = serviceName
+	}
+	log := logging.New(os.Stdout, cfg.LogLevel, name)
+	tel, err := telemetry.Setup(ctx, name, cfg.OTLPEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if serr := tel.Shutdown(sctx); serr != nil {
+			log.Warn("telemetry shutdown", "err", serr)
+		}
+	}()
+
+	chainsFile, err := chains.Load(cfg.ChainsFile)
+	if err != nil {
+		return err
+	}
+	keys, err := cfg.Wallet()
+	if err != nil {
+		return err
+	}
+	var gasTank *ecdsa.PrivateKey
+	if cfg.GasTankPrivateKey != "" {
+		if gasTank, err = crypto.HexToECDSA(strings.TrimPrefix(cfg.GasTankPrivateKey, "0x")); err != nil {
+			return errors.New("GAS_TANK_PRIVATE_KEY: not a hex secp256k1 private key")
+		}
+	}
+	networks, closeClients, err := dialChains(ctx, chainsFile, log)
+	if err != nil {
+		return err
+	}
+	defer closeClients()
+
+	db, err := sharedpg.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cfg.MigrateOnStart {
+		if _, err := sharedpg.Migrate(ctx, db, log); err != nil {
+			return err
+		}
+	}
+	nc, js, err := natsbus.Connect(ctx, cfg.NATSURL, name, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if derr := nc.Drain(); derr != nil {
+			log.Warn("nats drain", "err", derr)
+		}
+	}()
+	if cfg.StreamsProvision {
+		if err := provision(ctx, js); err != nil {
+			return err
+		}
+	}
+	ops, err := telemetry.StartOps(cfg.OpsAddr, tel.Registry, func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("nats not connected")
+		}
+		return db.PingContext(ctx)
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ops.Shutdown(sctx)
+	}()
+
+	cons, err := js.Consumer(ctx, streams.Payments, consumerName)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", consumerName, err)
+	}
+	// Heartbeats well inside the consumer's AckWait, which STREAMS_PROVISION=false leaves to
+	// the operator.
+	heartbeat := cons.CachedInfo().Config.AckWait / 4
+	if heartbeat <= 0 {
+		heartbeat = 5 * time.Second
+	}
+
+	// The relay publishes payments.swept / payments.sweep_failed from the outbox; it runs on
+	// its own context so it can flush what the last handlers wrote before shutdown.
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	kick := make(chan struct{}, 1)
+	relay := &outbox.Relay{DB: db, JS: js, Log: log}
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		relay.Run(relayCtx, kick)
+	}()
+	defer func() {
+		stopRelay()
+		<-relayDone
+	}()
+
+	store := postgres.New(db)
+	sweeper := &sweep.Sweeper{
+		Networks: networks, Keys: keys, GasTank: gasTank, Payments: store, Ledger: store,
+		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval, Heartbeat: heartbeat,
+		Published: func() {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		},
+		Tracer: tel.Tracer, Log: log,
+	}
+	// Handlers run on a context that survives the shutdown signal, so a sweep waiting for its
+	// receipt can finish; it is cancelled if it overruns the shutdown timeout (the recorded
+	// transaction is re-broadcast on redelivery).
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	loop, err := sweep.StartLoop(work, cons, cfg.Concurrency, sweeper.Handle, log)
+	if err != nil {
+		return err
+	}
+	ops.SetReady(true)
+	gasTankAddr := ""
+	if gasTank != nil {
+		gasTankAddr = crypto.PubkeyToAddress(gasTank.PublicKey).Hex()
+	}
+	log.Info("sweeper running", "config", cfg, "chains", len(networks), "gas_tank", gasTankAddr, "ops_addr", ops.Addr())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	ops.SetReady(false)
+	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
+	defer timer.Stop()
+	loop.Stop()
+	// One last pass for events written by the last handlers.
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := relay.Flush(fctx); err != nil {
+		log.Warn("final outbox flush", "err", err)
+	}
+	return nil
+}
+
+// dialChains connects to every chain's RPC. A node that does not answer yet is not fatal (its
+// sweeps are retried); one that reports another chain id than CHAINS_FILE is.
+func dialChains(ctx context.Context, f *chains.File, log *slog.Logger) (map[int64]sweep.Network, func(), error) {
+	networks := map[int64]sweep.Network{}
+	var clients []*ethclient.Client
+	closeAll := func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	for _, ch := range f.Chains {
+		c, err := ethclient.DialContext(ctx, ch.RPCURL)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("chain %d (%s): dial: %w", ch.ID, ch.Name, err)
+		}
+		clients = append(clients, c)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		id, err := c.ChainID(cctx)
+		cancel()
+		switch {
+		case err != nil:
+			log.Warn("chain rpc not answering; its sweeps will retry", "chain_id", ch.ID, "chain", ch.Name, "err", err)
+		case id.Cmp(big.NewInt(ch.ID)) != 0:
+			closeAll()
+			return nil, nil, fmt.Errorf("chain %d (%s): rpc_url serves chain id %s", ch.ID, ch.Name, id)
+		}
+		networks[ch.ID] = sweep.Network{Chain: ch, Client: c}
+	}
+	return networks, closeAll, nil
+}
+
+// provision applies the PAYMENTS stream and the sweeper consumer.
+func provision(ctx context.Context, js jetstream.JetStream) error {
+	s, err := streams.Stream(streams.Payments)
+	if err != nil {
+		return err
+	}
+	c, err := streams.Consumer(streams.Payments, consumerName)
+	if err != nil {
+		return err
+	}
+	return natsbus.Provision(ctx, js, []jetstream.StreamConfig{s}, []natsbus.Consumer{{Stream: streams.Payments, Config: c}})
+}
