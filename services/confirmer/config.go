@@ -1,0 +1,35 @@
+package main
+
+import (
+	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/config"
+)
+
+// Config is the confirmer's environment (README, "Configuration").
+type Config struct {
+	config.Base
+
+	// ChainsFile lists the chains: rpc_url and the confirmations each needs.
+	ChainsFile string `env:"CHAINS_FILE"`
+	// ExpiryInterval is how often payments past their deadline are expired.
+	ExpiryInterval time.Duration `env:"CONFIRMER_EXPIRY_INTERVAL, default=5s"`
+}
+
+// Validate names the first unusable variable.
+func (c Config) Validate() error {
+	if err := c.Base.Validate(); err != nil {
+		return err
+	}
+	if c.ChainsFile == "" {
+		return &config.Error{Var: "CHAINS_FILE", Msg: "required"}
+	}
+	if _, err := chains.Load(c.ChainsFile); err != nil {
+		return &config.Error{Var: "CHAINS_FILE", Msg: err.Error()}
+	}
+	if c.ExpiryInterval <= 0 {
+		return &config.Error{Var: "CONFIRMER_EXPIRY_INTERVAL", Msg: "must be positive"}
+	}
+	return nil
+}

@@ -1,0 +1,474 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient/simulated"
+	"github.com/jmoiron/sqlx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+const chainID = 1337 // the simulated backend's
+
+var ether = new(big.Int).Exp(big.NewInt(10), big.NewInt(18), nil)
+
+// harness is one test's world: embedded NATS, a fresh migrated database, a simulated chain
+// served over HTTP JSON-RPC (through a proxy that can fail on demand) and the confirmer
+// running in-process. The test plays the api (payment rows) and the scanner (transfer rows,
+// payments.detected, chain heads and reorgs).
+type harness struct {
+	t    testing.TB
+	nats *testkit.NATS
+	db   *sqlx.DB
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	cfg  Config
+
+	chain *chaintest.Chain
+	rpc   simulated.Client
+	proxy *chaintest.Proxy // between the confirmer and the node; fails on demand
+	payer *chaintest.Account
+
+	stop func()
+}
+
+func newHarness(t testing.TB, confirmations int) *harness {
+	t.Helper()
+	h := &harness{t: t, nats: testkit.MustNATS(t)}
+	var dsn string
+	h.db, dsn = testkit.MustDB(t)
+
+	h.chain = chaintest.New(t, chaintest.WithHTTP())
+	h.rpc = h.chain.Client()
+	h.payer = h.chain.Accounts[0]
+	h.proxy = chaintest.FlakyProxy(t, h.chain.RPCURL(), 1)
+	h.proxy.SetFailing(false)
+
+	chainsFile := filepath.Join(t.TempDir(), "chains.yaml")
+	if err := os.WriteFile(chainsFile, fmt.Appendf(nil, `chains:
+  - id: %d
+    name: devnet
+    rpc_url: %s
+    confirmations: %d
+    native: {symbol: ETH, decimals: 18}
+`, chainID, h.proxy.URL(), confirmations), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h.nc = nc
+	h.js, _ = jetstream.New(nc)
+	h.cfg = Config{
+		Base: config.Base{
+			NATSURL: h.nats.URL(), DatabaseURL: dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
+			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
+		},
+		ChainsFile: chainsFile, ExpiryInterval: 100 * time.Millisecond,
+	}
+	// Blocks to stand on: heads below the confirmation depth are not interesting.
+	h.chain.Mine(3)
+	return h
+}
+
+// start runs the confirmer in-process until the test ends or h.stop is called.
+func (h *harness) start() {
+	h.t.Helper()
+	if err := h.cfg.Validate(); err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, h.cfg) }()
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					h.t.Errorf("confirmer: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				h.t.Errorf("confirmer did not stop")
+			}
+		})
+	}
+	h.t.Cleanup(h.stop)
+	h.eventually(10*time.Second, "confirmer consumers", func() bool {
+		_, err1 := h.js.Consumer(context.Background(), "PAYMENTS", "confirmer")
+		_, err2 := h.js.Consumer(context.Background(), "CHAIN", "confirmer")
+		return err1 == nil && err2 == nil
+	})
+}
+
+func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// idle waits until both confirmer consumers have every published message acked, and the
+// outbox is drained: after it, an event that was going to be published is on PAYMENTS.
+func (h *harness) idle() {
+	h.t.Helper()
+	h.eventually(15*time.Second, "confirmer idle", func() bool {
+		for _, s := range []string{"PAYMENTS", "CHAIN"} {
+			c, err := h.js.Consumer(context.Background(), s, "confirmer")
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(context.Background())
+			if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+				return false
+			}
+		}
+		return h.count(`SELECT count(*) FROM outbox WHERE published_at IS NULL`) == 0
+	})
+}
+
+func (h *harness) count(query string, args ...any) int {
+	h.t.Helper()
+	var n int
+	if err := h.db.Get(&n, query, args...); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// --- the api's part ---------------------------------------------------------------------
+
+type payment struct {
+	ID      string
+	Address common.Address
+	Token   *common.Address
+}
+
+// payment creates a payment as the api does: amount in base units, fresh deposit address.
+func (h *harness) payment(amount *big.Int, expiresIn time.Duration, token *common.Address) payment {
+	h.t.Helper()
+	if _, err := h.db.Exec(`INSERT INTO merchants (id, name) VALUES ('m_1', 'shop') ON CONFLICT DO NOTHING`); err != nil {
+		h.t.Fatal(err)
+	}
+	key, _ := crypto.GenerateKey()
+	p := payment{ID: event.NewID("pay"), Address: crypto.PubkeyToAddress(key.PublicKey), Token: token}
+	symbol, decimals := "ETH", 18
+	var contract *string
+	if token != nil {
+		symbol, decimals = "TOK", 6
+		s := strings.ToLower(token.Hex())
+		contract = &s
+	}
+	if _, err := h.db.Exec(`INSERT INTO payments (id, merchant_id, chain_id, token, token_contract, decimals, address,
+			address_index, amount_base_units, metadata, expires_at)
+		VALUES ($1, 'm_1', $2, $3, $4, $5, $6, nextval('deposit_address_index'), $7, '{"order":"42"}', now() + $8 * interval '1 millisecond')`,
+		p.ID, chainID, symbol, contract, decimals, strings.ToLower(p.Address.Hex()), amount.String(), expiresIn.Milliseconds()); err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+func (h *harness) status(paymentID string) string {
+	h.t.Helper()
+	var s string
+	if err := h.db.Get(&s, `SELECT status FROM payments WHERE id = $1`, paymentID); err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+func (h *harness) waitStatus(paymentID, want string) {
+	h.t.Helper()
+	h.eventually(15*time.Second, "payment "+want, func() bool { return h.status(paymentID) == want })
+}
+
+func (h *harness) transferStatus(tr transfer) string {
+	h.t.Helper()
+	var s string
+	if err := h.db.Get(&s, `SELECT status FROM payment_transfers WHERE chain_id = $1 AND tx_hash = $2 AND log_index = $3`,
+		chainID, tr.TxHash, tr.LogIndex); err != nil {
+		h.t.Fatal(err)
+	}
+	return s
+}
+
+// changes lists a payment's audit trail as "from→to".
+func (h *harness) changes(paymentID string) []string {
+	h.t.Helper()
+	var out []string
+	if err := h.db.Select(&out, `SELECT from_status || '→' || to_status FROM payment_status_changes
+		WHERE payment_id = $1 ORDER BY id`, paymentID); err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// --- the chain --------------------------------------------------------------------------
+
+type transfer struct {
+	PaymentID   string
+	TxHash      string
+	LogIndex    int64
+	BlockNumber uint64
+	BlockHash   string
+	Value       *big.Int
+	Token       *common.Address
+	Tx          *types.Transaction
+}
+
+func (h *harness) receipt(tx common.Hash) *types.Receipt {
+	h.t.Helper()
+	r, err := h.rpc.TransactionReceipt(context.Background(), tx)
+	if err != nil {
+		h.t.Fatalf("receipt %s: %v", tx.Hex(), err)
+	}
+	return r
+}
+
+func (h *harness) headerHash(n uint64) string {
+	h.t.Helper()
+	hdr, err := h.rpc.HeaderByNumber(context.Background(), new(big.Int).SetUint64(n))
+	if err != nil {
+		h.t.Fatalf("header %d: %v", n, err)
+	}
+	return hdr.Hash().Hex()
+}
+
+// payETH sends value to the payment's address and mines it; the transfer is what the scanner
+// would record.
+func (h *harness) payETH(p payment, value *big.Int) transfer {
+	h.t.Helper()
+	tx := h.chain.SendETH(h.payer, p.Address, value)
+	h.chain.Commit()
+	r := h.chain.WaitMined(tx)
+	return transfer{PaymentID: p.ID, TxHash: tx.Hash().Hex(), LogIndex: -1, BlockNumber: r.BlockNumber.Uint64(),
+		BlockHash: r.BlockHash.Hex(), Value: value, Tx: tx}
+}
+
+// payFailing mines a transaction that fails (ether sent to a contract without a payable
+// fallback) and returns it as a native transfer of value to the payment, as a careless scanner
+// that reads block transactions without their receipts would record it.
+func (h *harness) payFailing(p payment, value *big.Int) transfer {
+	h.t.Helper()
+	token, _ := h.chain.DeployToken(6)
+	from := h.chain.Accounts[1]
+	ctx := context.Background()
+	nonce, err := h.rpc.PendingNonceAt(ctx, from.Address)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	head, err := h.rpc.HeaderByNumber(ctx, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	tx := types.MustSignNewTx(from.Key, types.LatestSignerForChainID(big.NewInt(chainID)), &types.DynamicFeeTx{
+		ChainID: big.NewInt(chainID), Nonce: nonce, To: &token, Value: value, Gas: 100_000,
+		GasTipCap: big.NewInt(1e9), GasFeeCap: new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), big.NewInt(1e9)),
+	})
+	if err := h.rpc.SendTransaction(ctx, tx); err != nil {
+		h.t.Fatal(err)
+	}
+	h.chain.Commit()
+	r := h.chain.WaitMined(tx)
+	if r.Status != types.ReceiptStatusFailed {
+		h.t.Fatalf("transaction did not fail")
+	}
+	return transfer{PaymentID: p.ID, TxHash: tx.Hash().Hex(), LogIndex: -1, BlockNumber: r.BlockNumber.Uint64(),
+		BlockHash: r.BlockHash.Hex(), Value: value, Tx: tx}
+}
+
+// deployToken deploys a 6-decimal ERC-20 and mints the payer a supply.
+func (h *harness) deployToken() common.Address {
+	h.t.Helper()
+	addr, _ := h.chain.DeployToken(6)
+	h.chain.MintToken(addr, h.payer.Address, big.NewInt(1_000_000_000_000))
+	return addr
+}
+
+// payToken transfers value of the payment's token to its address and mines it.
+func (h *harness) payToken(p payment, value *big.Int) transfer {
+	h.t.Helper()
+	tx := h.chain.TransferToken(h.payer, *p.Token, p.Address, value)
+	h.chain.Commit()
+	r := h.chain.WaitMined(tx)
+	if r.Status != types.ReceiptStatusSuccessful || len(r.Logs) != 1 {
+		h.t.Fatalf("token transfer: status %d, %d logs", r.Status, len(r.Logs))
+	}
+	return transfer{PaymentID: p.ID, TxHash: tx.Hash().Hex(), LogIndex: int64(r.Logs[0].Index),
+		BlockNumber: r.BlockNumber.Uint64(), BlockHash: r.BlockHash.Hex(), Value: value, Token: p.Token, Tx: tx}
+}
+
+func (h *harness) tip() uint64 {
+	h.t.Helper()
+	n, err := h.rpc.BlockNumber(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// --- the scanner's part -----------------------------------------------------------------
+
+// detect records the transfer and publishes payments.detected, as the scanner does.
+func (h *harness) detect(tr transfer) {
+	h.t.Helper()
+	h.record(tr)
+	h.publishDetected(tr, "")
+}
+
+// record inserts the transfer row as the scanner does before it publishes.
+func (h *harness) record(tr transfer) {
+	h.t.Helper()
+	var contract *string
+	if tr.Token != nil {
+		s := strings.ToLower(tr.Token.Hex())
+		contract = &s
+	}
+	if _, err := h.db.Exec(`INSERT INTO payment_transfers (chain_id, tx_hash, log_index, payment_id, token_contract,
+			value_base_units, block_number, block_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		chainID, tr.TxHash, tr.LogIndex, tr.PaymentID, contract, tr.Value.String(), tr.BlockNumber, tr.BlockHash); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// publishDetected publishes the scanner's event; a non-empty again makes it a distinct
+// message with the same content (a republish the stream does not deduplicate).
+func (h *harness) publishDetected(tr transfer, again string) {
+	h.t.Helper()
+	li := tr.LogIndex
+	env, err := event.New("payment.detected", event.Payment{
+		PaymentID: tr.PaymentID, MerchantID: "m_1", Status: "detected", ChainID: chainID, Chain: "devnet",
+		Transactions: []event.Transaction{{TxHash: tr.TxHash, LogIndex: &li, BlockNumber: tr.BlockNumber,
+			BlockHash: tr.BlockHash, ValueBaseUnits: tr.Value.String()}},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	// The scanner's detection starts the payment's trace.
+	h.publishWith(event.SubjectDetected, fmt.Sprintf("%d.%s.%d%s", chainID, tr.TxHash, tr.LogIndex, again), env.Type, env,
+		nats.Header{"traceparent": {"00-" + detectionTraceID + "-00f067aa0ba902b7-01"}})
+}
+
+// detectionTraceID is the trace every detected event in the tests belongs to.
+const detectionTraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+// head publishes chain.<id>.head for the canonical block at number.
+func (h *harness) head(number uint64) time.Time {
+	h.t.Helper()
+	hdr, err := h.rpc.HeaderByNumber(context.Background(), new(big.Int).SetUint64(number))
+	if err != nil {
+		h.t.Fatalf("header %d: %v", number, err)
+	}
+	return h.publish(event.HeadSubject(chainID), "head."+hdr.Hash().Hex(), "chain.head", event.ChainHead{
+		ChainID: chainID, Number: number, Hash: hdr.Hash().Hex(), ParentHash: hdr.ParentHash.Hex(), Time: time.Now().UTC(),
+	})
+}
+
+func (h *harness) reorg(r event.ChainReorg, msgID string) {
+	h.t.Helper()
+	r.ChainID = chainID
+	h.publish(event.ReorgSubject(chainID), msgID, "chain.reorg", r)
+}
+
+func (h *harness) publish(subject, msgID, typ string, v any) time.Time {
+	h.t.Helper()
+	return h.publishWith(subject, msgID, typ, v, nil)
+}
+
+func (h *harness) publishWith(subject, msgID, typ string, v any, hdr nats.Header) time.Time {
+	h.t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	m := nats.NewMsg(subject)
+	for k, vs := range hdr {
+		m.Header[k] = vs
+	}
+	m.Data = body
+	m.Header.Set(event.HeaderMsgID, msgID)
+	m.Header.Set(event.HeaderEventType, typ)
+	at := time.Now()
+	if _, err := h.js.PublishMsg(context.Background(), m); err != nil {
+		h.t.Fatalf("publish %s: %v", subject, err)
+	}
+	return at
+}
+
+// --- what reached PAYMENTS -------------------------------------------------------------
+
+type published struct {
+	MsgID  string
+	Type   string
+	Header nats.Header
+	Env    event.Envelope
+	Data   confirm.PaymentData
+}
+
+// events returns the messages on PAYMENTS with subject about paymentID, in stream order.
+func (h *harness) events(subject, paymentID string) []published {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := h.js.OrderedConsumer(ctx, "PAYMENTS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []published
+	for {
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var p published
+			p.MsgID, p.Type, p.Header = m.Headers().Get(event.HeaderMsgID), m.Headers().Get(event.HeaderEventType), m.Headers()
+			if err := json.Unmarshal(m.Data(), &p.Env); err != nil {
+				h.t.Fatal(err)
+			}
+			if err := json.Unmarshal(p.Env.Data, &p.Data); err != nil {
+				h.t.Fatal(err)
+			}
+			if p.Data.PaymentID == paymentID {
+				out = append(out, p)
+			}
+		}
+		if batch.Error() != nil {
+			h.t.Fatal(batch.Error())
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}

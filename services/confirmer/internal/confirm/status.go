@@ -1,0 +1,80 @@
+package confirm
+
+import (
+	"math/big"
+	"strings"
+	"time"
+)
+
+// nextStatus decides a payment's status from its totals. It never leaves swept (the sweeper's)
+// or expired (terminal: late value is recorded and reported by the scanner, never confirmed).
+func nextStatus(status string, amount, received, confirmed *big.Int) (to, reason string) {
+	switch status {
+	case StatusPending, StatusDetected:
+		if confirmed.Cmp(amount) >= 0 {
+			return StatusConfirmed, "confirmed value reached the amount"
+		}
+		if status == StatusPending && received.Sign() > 0 {
+			return StatusDetected, "value detected"
+		}
+		if status == StatusDetected && received.Sign() == 0 {
+			return StatusPending, "detected value left the canonical chain"
+		}
+	case StatusConfirmed:
+		if confirmed.Cmp(amount) < 0 {
+			if received.Sign() > 0 {
+				return StatusDetected, "confirmed value left the canonical chain"
+			}
+			return StatusPending, "confirmed value left the canonical chain"
+		}
+	}
+	return "", ""
+}
+
+// expires reports whether a payment is past its deadline without its full amount detected. A
+// payment whose full amount is detected waits for its confirmations instead.
+func expires(status string, amount, received *big.Int, expiresAt, now time.Time) bool {
+	return (status == StatusPending || status == StatusDetected) && now.After(expiresAt) && received.Cmp(amount) < 0
+}
+
+// confirmations is how many blocks, the transfer's included, a head puts on top of block:
+// zero when the head is below it (never a negative number, never a wrapped uint64).
+func confirmations(head, block uint64) uint64 {
+	if head < block {
+		return 0
+	}
+	return head - block + 1
+}
+
+// confirmableUpTo is the highest block that has at least need confirmations at head; ok is
+// false when no block has yet (head+1 < need).
+func confirmableUpTo(head, need uint64) (block uint64, ok bool) {
+	if need == 0 {
+		return head, true
+	}
+	if head < need-1 {
+		return 0, false
+	}
+	return head - (need - 1), true
+}
+
+// formatUnits renders base units as a decimal in token units: 12500000 with 6 decimals is
+// "12.5". No float ever touches the amount.
+func formatUnits(v *big.Int, decimals int) string {
+	s := new(big.Int).Abs(v).String()
+	sign := ""
+	if v.Sign() < 0 {
+		sign = "-"
+	}
+	if decimals <= 0 {
+		return sign + s
+	}
+	if len(s) <= decimals {
+		s = strings.Repeat("0", decimals-len(s)+1) + s
+	}
+	whole, frac := s[:len(s)-decimals], strings.TrimRight(s[len(s)-decimals:], "0")
+	if frac == "" {
+		return sign + whole
+	}
+	return sign + whole + "." + frac
+}

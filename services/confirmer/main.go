@@ -1,0 +1,235 @@
+// Command confirmer owns payment status: it counts confirmations of detected transfers,
+// re-verifies each against the chain before counting it, steps payments back on reorgs and
+// expires payments past their deadline. Every transition is a guarded UPDATE with an audit row;
+// the events it causes go through the transactional outbox.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
+	"github.com/ctrip-pay/pipeline/services/confirmer/internal/postgres"
+	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/logging"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/telemetry"
+	"github.com/ctrip-pay/pipeline/streams"
+)
+
+const serviceName = "confirmer"
+
+// Durable consumer name, on PAYMENTS (payments.detected) and on CHAIN (heads, reorgs).
+const durable = "confirmer"
+
+// Handler parallelism: payments.detected messages touch one payment each and are serialised
+// by its row lock; chain messages run in order per chain, chains in parallel.
+const (
+	paymentWorkers = 8
+	chainLanes     = 4
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		// Only the database matters for migrating; CHAINS_FILE is not needed.
+		var base config.Base
+		if err := config.Load(ctx, &base); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := sharedpg.MigrateURL(ctx, base.DatabaseURL, logging.New(os.Stdout, base.LogLevel, serviceName)); err != nil {
+			fmt.Fprintln(os.Stderr, serviceName+":", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var cfg Config
+	if err := config.Load(ctx, &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, serviceName+":", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config) (err error) {
+	name := cfg.ServiceName
+	if name == "" {
+		name = serviceName
+	}
+	log := logging.New(os.Stdout, cfg.LogLevel, name)
+	chainsFile, err := chains.Load(cfg.ChainsFile)
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(ctx, name, cfg.OTLPEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if serr := tel.Shutdown(sctx); serr != nil {
+			log.Warn("telemetry shutdown", "err", serr)
+		}
+	}()
+
+	db, err := sharedpg.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cfg.MigrateOnStart {
+		if _, err := sharedpg.Migrate(ctx, db, log); err != nil {
+			return err
+		}
+	}
+	nc, js, err := natsbus.Connect(ctx, cfg.NATSURL, name, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if derr := nc.Drain(); derr != nil {
+			log.Warn("nats drain", "err", derr)
+		}
+	}()
+	if cfg.StreamsProvision {
+		if err := provision(ctx, js); err != nil {
+			return err
+		}
+	}
+
+	var cs []confirm.Chain
+	for _, ch := range chainsFile.Chains {
+		client, err := ethclient.DialContext(ctx, ch.RPCURL)
+		if err != nil {
+			return fmt.Errorf("chain %d (%s): dial rpc: %w", ch.ID, ch.Name, err)
+		}
+		defer client.Close()
+		cs = append(cs, confirm.Chain{Chain: ch, RPC: client})
+	}
+
+	ops, err := telemetry.StartOps(cfg.OpsAddr, tel.Registry, func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("nats not connected")
+		}
+		return db.PingContext(ctx)
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ops.Shutdown(sctx)
+	}()
+
+	paymentsCons, err := js.Consumer(ctx, streams.Payments, durable)
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", durable, streams.Payments, err)
+	}
+	chainCons, err := js.Consumer(ctx, streams.Chain, durable)
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", durable, streams.Chain, err)
+	}
+
+	// The relay publishes what the handlers write to the outbox; a write wakes it at once.
+	kick := make(chan struct{}, 1)
+	relay := &outbox.Relay{DB: db, JS: js, Log: log}
+	store := postgres.New(db)
+	c, err := confirm.New(confirm.Config{
+		Payments: store, Transfers: store, Chains: cs,
+		Tracer: tel.Tracer, Meter: tel.Meter, Log: log,
+		Wrote: func() {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	// Handlers and the relay run on contexts that survive the shutdown signal, so in-flight
+	// work finishes and its events are published; they are cancelled if shutdown overruns.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	var bg sync.WaitGroup
+	bg.Go(func() { relay.Run(relayCtx, kick) })
+	defer bg.Wait()
+
+	paymentsLoop, err := confirm.StartLoop(work, paymentsCons, paymentWorkers, nil, c.HandlePaymentMsg, log)
+	if err != nil {
+		return err
+	}
+	chainLoop, err := confirm.StartLoop(work, chainCons, chainLanes, confirm.ChainLane, c.HandleChainMsg, log)
+	if err != nil {
+		paymentsLoop.Stop()
+		return err
+	}
+	expiryCtx, stopExpiry := context.WithCancel(work)
+	var expiry sync.WaitGroup
+	expiry.Go(func() { c.RunExpiry(expiryCtx, cfg.ExpiryInterval) })
+
+	ops.SetReady(true)
+	log.Info("confirmer running", "chains", len(cs), "expiry_interval", cfg.ExpiryInterval.String(), "ops_addr", ops.Addr())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	ops.SetReady(false)
+	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
+	defer timer.Stop()
+	stopExpiry()
+	expiry.Wait()
+	chainLoop.Stop()
+	paymentsLoop.Stop()
+	// Publish what the last handlers wrote, then stop the relay; anything left is published
+	// by the next start (or another replica) and deduplicated by its Nats-Msg-Id.
+	fctx, cancel := context.WithTimeout(work, 5*time.Second)
+	if _, ferr := relay.Flush(fctx); ferr != nil {
+		log.Warn("final outbox flush", "err", ferr)
+	}
+	cancel()
+	stopRelay()
+	return nil
+}
+
+// provision applies the streams and consumers the confirmer uses.
+func provision(ctx context.Context, js jetstream.JetStream) error {
+	var ss []jetstream.StreamConfig
+	for _, n := range []string{streams.Payments, streams.Chain} {
+		s, err := streams.Stream(n)
+		if err != nil {
+			return err
+		}
+		ss = append(ss, s)
+	}
+	var cs []natsbus.Consumer
+	for _, stream := range []string{streams.Payments, streams.Chain} {
+		cc, err := streams.Consumer(stream, durable)
+		if err != nil {
+			return err
+		}
+		cs = append(cs, natsbus.Consumer{Stream: stream, Config: cc})
+	}
+	return natsbus.Provision(ctx, js, ss, cs)
+}
