@@ -1,6 +1,6 @@
 # cTrip payment pipeline. Every target runs from the repository root on the Go workspace.
 SHELL := /bin/bash
-SERVICES := webhook-sender api sweeper confirmer
+SERVICES := webhook-sender api scanner confirmer sweeper
 MODULES := ./shared/... ./streams/... $(addsuffix /...,$(addprefix ./services/,$(SERVICES))) ./deploy/devstack/...
 GOBIN ?= $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)

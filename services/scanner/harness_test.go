@@ -1,0 +1,349 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/jmoiron/sqlx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+const (
+	testChainID       = 1337
+	testChainName     = "devnet"
+	testConfirmations = 3
+	testMerchant      = "m_scanner_test"
+)
+
+// harness is one test's world: a simulated chain served over HTTP with a 6- and an 18-decimal
+// token, embedded NATS, a fresh migrated database, and the scanner run in-process.
+type harness struct {
+	t       testing.TB
+	chain   *chaintest.Chain
+	usdc    common.Address // 6 decimals
+	dai     common.Address // 18 decimals
+	nats    *testkit.NATS
+	db      *sqlx.DB
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cfg     Config
+	payer   *chaintest.Account
+	stopRun func()
+}
+
+type harnessOption func(*harnessSettings)
+
+type harnessSettings struct {
+	rpcURL   func(chainURL string) string // e.g. a fault-injecting proxy in front of the chain
+	noTokens bool
+}
+
+// withoutTokens leaves the chain at genesis: no token is deployed or minted.
+func withoutTokens() harnessOption { return func(s *harnessSettings) { s.noTokens = true } }
+
+// viaRPC puts something (a proxy) between the scanner and the chain.
+func viaRPC(f func(chainURL string) string) harnessOption {
+	return func(s *harnessSettings) { s.rpcURL = f }
+}
+
+func newHarness(t testing.TB, opts ...harnessOption) *harness {
+	t.Helper()
+	var s harnessSettings
+	for _, o := range opts {
+		o(&s)
+	}
+	h := &harness{t: t, chain: chaintest.New(t, chaintest.WithHTTP()), nats: testkit.MustNATS(t)}
+	h.payer = h.chain.Accounts[0]
+	tokens := ""
+	if !s.noTokens {
+		h.usdc, _ = h.chain.DeployNamedToken("USD Coin", "USDC", 6)
+		h.dai, _ = h.chain.DeployNamedToken("Dai", "DAI", 18)
+		h.chain.MintToken(h.usdc, h.payer.Address, big.NewInt(1_000_000_000_000))
+		h.chain.MintToken(h.dai, h.payer.Address, ether(1000))
+		tokens = fmt.Sprintf(`    tokens:
+      - {symbol: USDC, contract: "%s", decimals: 6}
+      - {symbol: DAI, contract: "%s", decimals: 18}
+`, h.usdc.Hex(), h.dai.Hex())
+	}
+	var dsn string
+	h.db, dsn = testkit.MustDB(t)
+	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h.nc = nc
+	h.js, _ = jetstream.New(nc)
+
+	rpcURL := h.chain.RPCURL()
+	if s.rpcURL != nil {
+		rpcURL = s.rpcURL(rpcURL)
+	}
+	doc := fmt.Sprintf(`chains:
+  - id: %d
+    name: %s
+    rpc_url: %s
+    confirmations: %d
+    native: {symbol: ETH, decimals: 18}
+%s`, testChainID, testChainName, rpcURL, testConfirmations, tokens)
+	chainsFile := h.writeChainsFile(doc)
+	h.cfg = Config{
+		Base: config.Base{
+			NATSURL: h.nats.URL(), DatabaseURL: dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
+			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
+		},
+		ChainsFile: chainsFile, PollInterval: 20 * time.Millisecond, BatchBlocks: 100, Prefetch: 4,
+		RPCTimeout: 5 * time.Second, RetryMax: 200 * time.Millisecond,
+	}
+	if _, err := h.db.Exec(`INSERT INTO merchants (id, name) VALUES ($1, $1)`, testMerchant); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// start runs the scanner until the test ends or stop is called.
+func (h *harness) start() {
+	h.t.Helper()
+	if err := h.cfg.Validate(); err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, h.cfg) }()
+	var once sync.Once
+	h.stopRun = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					h.t.Errorf("scanner: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				h.t.Errorf("scanner did not stop")
+			}
+		})
+	}
+	h.t.Cleanup(h.stopRun)
+	h.eventually(15*time.Second, "streams provisioned", func() bool {
+		_, err := h.js.Stream(context.Background(), "CHAIN")
+		return err == nil
+	})
+}
+
+func (h *harness) stop() {
+	h.t.Helper()
+	h.stopRun()
+}
+
+func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// payment is a row of payments as the api creates it.
+type payment struct {
+	ID      string
+	Address common.Address
+	Token   string
+}
+
+// newPayment creates a payment for amount base units of token ("ETH", "USDC" or "DAI") on a
+// fresh random deposit address.
+func (h *harness) newPayment(token string, amount *big.Int, expiresAt time.Time) payment {
+	h.t.Helper()
+	var raw [20]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		h.t.Fatal(err)
+	}
+	return h.paymentAt(common.BytesToAddress(raw[:]), token, amount, expiresAt)
+}
+
+// paymentAt creates a payment whose deposit address is addr.
+func (h *harness) paymentAt(addr common.Address, token string, amount *big.Int, expiresAt time.Time) payment {
+	h.t.Helper()
+	var contract *string
+	decimals := 18
+	switch token {
+	case "USDC":
+		c := lower(h.usdc.Hex())
+		contract, decimals = &c, 6
+	case "DAI":
+		c := lower(h.dai.Hex())
+		contract = &c
+	}
+	p := payment{ID: event.NewID("pay"), Address: addr, Token: token}
+	_, err := h.db.Exec(`INSERT INTO payments (id, merchant_id, chain_id, token, token_contract, decimals, address,
+			address_index, amount_base_units, metadata, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, nextval('deposit_address_index'), $8::numeric, $9, $10)`,
+		p.ID, testMerchant, testChainID, token, contract, decimals, lower(addr.Hex()), amount.String(),
+		`{"order":"`+p.ID+`"}`, expiresAt)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p
+}
+
+// detectedMsg is one message on payments.detected.
+type detectedMsg struct {
+	msgID     string
+	eventType string
+	env       event.Envelope
+	data      event.Payment
+}
+
+// detected returns every payments.detected message on PAYMENTS, in stream order.
+func (h *harness) detected() []detectedMsg {
+	h.t.Helper()
+	var out []detectedMsg
+	for _, m := range h.streamMsgs("PAYMENTS", event.SubjectDetected) {
+		d := detectedMsg{msgID: m.Header.Get(event.HeaderMsgID), eventType: m.Header.Get(event.HeaderEventType)}
+		if err := json.Unmarshal(m.Data, &d.env); err != nil {
+			h.t.Fatalf("payments.detected body: %v", err)
+		}
+		if err := json.Unmarshal(d.env.Data, &d.data); err != nil {
+			h.t.Fatalf("payments.detected data: %v", err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// detectedFor returns the payments.detected messages of one payment.
+func (h *harness) detectedFor(paymentID string) []detectedMsg {
+	h.t.Helper()
+	var out []detectedMsg
+	for _, d := range h.detected() {
+		if d.data.PaymentID == paymentID {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// streamMsgs reads a stream's messages on subject directly, by sequence.
+func (h *harness) streamMsgs(stream, subject string) []*jetstream.RawStreamMsg {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := h.js.Stream(ctx, stream)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			h.t.Fatalf("%s seq %d: %v", stream, seq, err)
+		}
+		if m.Subject == subject {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// cursor is the scanner's last processed block, or -1 before the first.
+func (h *harness) cursor() int64 {
+	h.t.Helper()
+	var n int64 = -1
+	if err := h.db.Get(&n, `SELECT COALESCE((SELECT block_number FROM chain_cursors WHERE chain_id = $1), -1)`, testChainID); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// waitScanned waits until the scanner has processed block n.
+func (h *harness) waitScanned(n uint64) {
+	h.t.Helper()
+	h.eventually(20*time.Second, fmt.Sprintf("cursor at block %d", n), func() bool { return h.cursor() >= int64(n) })
+}
+
+// head is the chain's head block number.
+func (h *harness) head() uint64 { return h.chain.Head().Number.Uint64() }
+
+func (h *harness) count(query string, args ...any) int {
+	h.t.Helper()
+	var n int
+	if err := h.db.Get(&n, query, args...); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
+
+func lower(s string) string { return strings.ToLower(s) }
+
+func (h *harness) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	h.t.Cleanup(cancel)
+	return ctx
+}
+
+// mine commits blocks until every tx has a receipt and returns the receipts. Under load the
+// simulated miner may seal a block before it has packed every pending transaction; the rest
+// go into the next one.
+func (h *harness) mine(txs ...*types.Transaction) []*types.Receipt {
+	h.t.Helper()
+	receipts := make([]*types.Receipt, len(txs))
+	for range 10 {
+		h.chain.Commit()
+		missing := 0
+		for i, tx := range txs {
+			if receipts[i] != nil {
+				continue
+			}
+			r, err := h.chain.Client().TransactionReceipt(h.ctx(), tx.Hash())
+			if err != nil {
+				missing++
+				continue
+			}
+			receipts[i] = r
+		}
+		if missing == 0 {
+			return receipts
+		}
+	}
+	h.t.Fatalf("transactions not mined after 10 blocks")
+	return nil
+}
+
+// writeChainsFile writes a CHAINS_FILE and returns its path.
+func (h *harness) writeChainsFile(doc string) string {
+	h.t.Helper()
+	path := filepath.Join(h.t.TempDir(), "chains.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	return path
+}

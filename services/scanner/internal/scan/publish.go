@@ -1,0 +1,244 @@
+package scan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/streams"
+)
+
+// Event types of the CHAIN stream's messages (Ctrip-Event-Type).
+const (
+	TypeChainHead  = "chain.head"
+	TypeChainReorg = "chain.reorg"
+)
+
+// Streams the scanner publishes to; a publish is refused if the subject is captured by
+// another stream.
+const (
+	streamPayments = streams.Payments
+	streamChain    = streams.Chain
+)
+
+// DetectedMsgID is the Nats-Msg-Id of the payments.detected event of one transfer in one
+// block: republishing the same block after a crash is deduplicated, the same transfer
+// re-included in another block after a reorg is a new event.
+func DetectedMsgID(chainID int64, txHash string, logIndex int64, blockHash string) string {
+	return fmt.Sprintf("detected.%d.%s.%d.%s", chainID, strings.ToLower(txHash), logIndex, strings.ToLower(blockHash))
+}
+
+// detect records the transfers of consecutive blocks from `from` on, in chain order, and
+// publishes a payments.detected event for each, returning once JetStream has acknowledged all
+// of them. Each event's amount received is the payment's total up to and including its
+// transfer. Each detection starts the trace that follows the payment through the pipeline.
+func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer) error {
+	if len(transfers) == 0 {
+		return nil
+	}
+	var payments map[string]Payment
+	err := s.retry(ctx, "record_transfers", func(ctx context.Context) (err error) {
+		payments, err = s.store.RecordTransfers(ctx, from, transfers)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	received := map[string]*big.Int{}
+	msgs := make([]outMsg, 0, len(transfers))
+	spans := make([]trace.Span, 0, len(transfers))
+	defer func() {
+		for _, sp := range spans {
+			sp.End()
+		}
+	}()
+	for _, t := range transfers {
+		p, ok := payments[t.PaymentID]
+		if !ok {
+			return fmt.Errorf("payment %s of transfer %s not found", t.PaymentID, t.TxHash.Hex())
+		}
+		sum, ok := received[p.ID]
+		if !ok {
+			if sum, ok = new(big.Int).SetString(p.Received, 10); !ok {
+				return fmt.Errorf("payment %s: received %q is not a number", p.ID, p.Received)
+			}
+			received[p.ID] = sum
+		}
+		sum.Add(sum, t.Value)
+		data, err := s.detectedData(p, sum.String(), t)
+		if err != nil {
+			return err
+		}
+		env, err := event.New(event.TypeForSubject(event.SubjectDetected), data)
+		if err != nil {
+			return err
+		}
+		body, err := json.Marshal(env)
+		if err != nil {
+			return err
+		}
+		sctx, span := s.tracer.Start(ctx, "scanner.detect", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("payment_id", p.ID), attribute.String("event_id", env.ID),
+				attribute.Int64("chain_id", t.ChainID), attribute.String("tx_hash", t.TxHash.Hex()), attribute.Int64("log_index", t.LogIndex)))
+		spans = append(spans, span)
+		msgs = append(msgs, outMsg{
+			ctx: sctx, key: p.ID, subject: event.SubjectDetected, stream: streamPayments, eventType: env.Type, body: body,
+			msgID: DetectedMsgID(t.ChainID, t.TxHash.Hex(), t.LogIndex, t.BlockHash.Hex()),
+			log: []any{"payment_id", p.ID, "event_id", env.ID, "tx_hash", t.TxHash.Hex(), "log_index", t.LogIndex,
+				"block", t.BlockNumber, "value_base_units", t.Value.String(), "received_base_units", sum.String()},
+		})
+	}
+	if err := s.publishAll(ctx, msgs); err != nil {
+		for _, sp := range spans {
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		return err
+	}
+	for _, m := range msgs {
+		s.log.InfoContext(m.ctx, "transfer detected", m.log...)
+	}
+	s.metrics.detected(ctx, s.chainID(), len(msgs))
+	return nil
+}
+
+func (s *Scanner) detectedData(p Payment, received string, t Transfer) (event.Payment, error) {
+	amount, ok := new(big.Int).SetString(p.AmountBaseUnits, 10)
+	if !ok {
+		return event.Payment{}, fmt.Errorf("payment %s: amount %q is not a number", p.ID, p.AmountBaseUnits)
+	}
+	var logIndex *int64 // null for a native transfer: it has no log
+	if t.LogIndex != NativeLogIndex {
+		li := t.LogIndex
+		logIndex = &li
+	}
+	expires := p.ExpiresAt.UTC()
+	return event.Payment{
+		PaymentID: p.ID, MerchantID: p.MerchantID, Status: "detected",
+		ChainID: p.ChainID, Chain: s.cfg.Chain.Name, Address: p.Address,
+		Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
+		Amount: FormatUnits(amount, p.Decimals), AmountBaseUnits: p.AmountBaseUnits,
+		AmountReceivedBaseUnits: received,
+		// The transfer's depth when detected: its own block counts as the first.
+		Confirmations: int64(subFloor(s.head, t.BlockNumber) + 1),
+		Transactions: []event.Transaction{{
+			TxHash: strings.ToLower(t.TxHash.Hex()), LogIndex: logIndex, BlockNumber: t.BlockNumber,
+			BlockHash: strings.ToLower(t.BlockHash.Hex()), ValueBaseUnits: t.Value.String(), Status: "detected",
+		}},
+		Metadata:  p.Metadata,
+		ExpiresAt: &expires,
+	}, nil
+}
+
+// publishHead announces b on chain.<id>.head once every event of the blocks up to it is on
+// PAYMENTS.
+func (s *Scanner) publishHead(ctx context.Context, b Block) error {
+	body, err := json.Marshal(event.ChainHead{
+		ChainID: s.chainID(), Number: b.Number, Hash: strings.ToLower(b.Hash.Hex()),
+		ParentHash: strings.ToLower(b.Parent.Hex()), Time: b.Time,
+	})
+	if err != nil {
+		return err
+	}
+	msgID := fmt.Sprintf("head.%d.%d.%s", s.chainID(), b.Number, strings.ToLower(b.Hash.Hex()))
+	return s.publish(ctx, event.HeadSubject(s.chainID()), streamChain, msgID, TypeChainHead, body)
+}
+
+func (s *Scanner) publishReorg(ctx context.Context, old, ancestor Block, newHead *types.Header) error {
+	newHash := strings.ToLower(newHead.Hash().Hex())
+	body, err := json.Marshal(event.ChainReorg{
+		ChainID:              s.chainID(),
+		CommonAncestorNumber: ancestor.Number, CommonAncestorHash: strings.ToLower(ancestor.Hash.Hex()),
+		OldHeadNumber: old.Number, OldHeadHash: strings.ToLower(old.Hash.Hex()),
+		NewHeadNumber: newHead.Number.Uint64(), NewHeadHash: newHash,
+	})
+	if err != nil {
+		return err
+	}
+	msgID := fmt.Sprintf("reorg.%d.%d.%s", s.chainID(), ancestor.Number, newHash)
+	return s.publish(ctx, event.ReorgSubject(s.chainID()), streamChain, msgID, TypeChainReorg, body)
+}
+
+// outMsg is a message to publish with its trace context.
+type outMsg struct {
+	ctx context.Context
+	// key orders messages: those with the same key are published one after another, in
+	// order (a payment's events must not overtake each other).
+	key                               string
+	subject, stream, msgID, eventType string
+	body                              []byte
+	log                               []any
+}
+
+// publishConcurrency bounds the publishes waiting for their acks at once.
+const publishConcurrency = 32
+
+// publish sends one message and waits for the stream's ack, retrying until it comes.
+func (s *Scanner) publish(ctx context.Context, subject, stream, msgID, eventType string, body []byte) error {
+	return s.publishAll(ctx, []outMsg{{ctx: ctx, subject: subject, stream: stream, msgID: msgID, eventType: eventType, body: body}})
+}
+
+// publishAll publishes msgs and returns once the stream has acknowledged every one. Messages
+// with the same key go one after another, in order; different keys go concurrently. A failed
+// attempt publishes them all again: those already stored are dropped by the stream's
+// duplicate window (same Nats-Msg-Id).
+func (s *Scanner) publishAll(ctx context.Context, msgs []outMsg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	var lanes [][]outMsg
+	laneOf := map[string]int{}
+	for _, m := range msgs {
+		i, ok := laneOf[m.key]
+		if !ok {
+			i = len(lanes)
+			laneOf[m.key] = i
+			lanes = append(lanes, nil)
+		}
+		lanes[i] = append(lanes[i], m)
+	}
+	return s.retry(ctx, "publish "+msgs[0].subject, func(ctx context.Context) error {
+		errs := make([]error, len(lanes))
+		slots := make(chan struct{}, publishConcurrency)
+		var wg sync.WaitGroup
+		for i, lane := range lanes {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				for _, om := range lane {
+					if errs[i] = s.publishOne(ctx, om); errs[i] != nil {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	})
+}
+
+func (s *Scanner) publishOne(ctx context.Context, om outMsg) error {
+	m := nats.NewMsg(om.subject)
+	m.Data = om.body
+	m.Header.Set(event.HeaderMsgID, om.msgID)
+	m.Header.Set(event.HeaderEventType, om.eventType)
+	natsbus.Inject(om.ctx, m.Header)
+	_, err := s.cfg.JS.PublishMsg(ctx, m, jetstream.WithExpectStream(om.stream))
+	return err
+}
+
+// blockTime is a block's timestamp.
+func blockTime(h *types.Header) time.Time { return time.Unix(int64(h.Time), 0).UTC() }

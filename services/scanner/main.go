@@ -1,0 +1,204 @@
+// Command scanner follows the head of every chain in CHAINS_FILE, publishes payments.detected
+// for each transfer to a deposit address and chain.<id>.head / chain.<id>.reorg for the
+// confirmer.
+//
+// How it behaves, per chain (one goroutine each; see internal/scan):
+//   - Each poll reads the head, refreshes the deposit addresses (payments of any status,
+//     incrementally by created_at), and processes blocks cursor+1 .. min(head, cursor +
+//     SCAN_BATCH_BLOCKS): one eth_getLogs for the configured tokens' Transfer events over the
+//     range, and each block (with its receipts when a transaction pays a native deposit
+//     address) fetched SCAN_PREFETCH ahead, concurrently, then processed strictly in order.
+//   - Every block's parent hash is checked against the previous block; on a mismatch (or, while
+//     idle, a cursor block that is no longer canonical) it walks back over chain_blocks to the
+//     common ancestor, publishes chain.<id>.reorg, rewinds the cursor and rescans.
+//   - Transfers are recorded in payment_transfers and published on payments.detected; once
+//     JetStream has acknowledged every event, the blocks and the cursor are committed in one
+//     transaction. Blocks are committed together: at the end of each batch, before a reorg is
+//     handled, and every 500 transfers — a crash replays at most that much, and the replayed
+//     events carry the same Nats-Msg-Id.
+//   - chain.<id>.head is published once per batch, for the last committed block: one message
+//     per block when following the head, one per SCAN_BATCH_BLOCKS during a backfill.
+//   - Failed RPC, database and JetStream calls are retried with capped exponential backoff
+//     (SCAN_RETRY_MAX); a block is never skipped.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/scanner/internal/postgres"
+	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
+	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/logging"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/telemetry"
+	"github.com/ctrip-pay/pipeline/streams"
+)
+
+const serviceName = "scanner"
+
+// retryMin is the first wait after a failed call; it doubles up to SCAN_RETRY_MAX.
+const retryMin = 100 * time.Millisecond
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var cfg Config
+	if err := config.Load(ctx, &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		err = sharedpg.MigrateURL(ctx, cfg.DatabaseURL, logging.New(os.Stdout, cfg.LogLevel, serviceName))
+	} else {
+		err = run(ctx, cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, serviceName+":", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config) (err error) {
+	name := cfg.ServiceName
+	if name == "" {
+		name = serviceName
+	}
+	log := logging.New(os.Stdout, cfg.LogLevel, name)
+	chainsFile, err := chains.Load(cfg.ChainsFile)
+	if err != nil {
+		return &config.Error{Var: "CHAINS_FILE", Msg: err.Error()}
+	}
+	tel, err := telemetry.Setup(ctx, name, cfg.OTLPEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if serr := tel.Shutdown(sctx); serr != nil {
+			log.Warn("telemetry shutdown", "err", serr)
+		}
+	}()
+
+	db, err := sharedpg.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if cfg.MigrateOnStart {
+		if _, err := sharedpg.Migrate(ctx, db, log); err != nil {
+			return err
+		}
+	}
+	nc, js, err := natsbus.Connect(ctx, cfg.NATSURL, name, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if derr := nc.Drain(); derr != nil {
+			log.Warn("nats drain", "err", derr)
+		}
+	}()
+	if cfg.StreamsProvision {
+		if err := provision(ctx, js); err != nil {
+			return err
+		}
+	}
+	ops, err := telemetry.StartOps(cfg.OpsAddr, tel.Registry, func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("nats not connected")
+		}
+		return db.PingContext(ctx)
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ops.Shutdown(sctx)
+	}()
+
+	startBlock, err := cfg.StartBlockNumber()
+	if err != nil {
+		return err
+	}
+	store := postgres.New(db)
+	metrics := scan.NewMetrics(tel.Meter)
+	scanners := make([]*scan.Scanner, 0, len(chainsFile.Chains))
+	for _, c := range chainsFile.Chains {
+		// For HTTP(S) URLs Dial does not connect: an RPC that is down at start-up is retried
+		// by the scanner like any other failure.
+		client, err := ethclient.DialContext(ctx, c.RPCURL)
+		if err != nil {
+			return &config.Error{Var: "CHAINS_FILE", Msg: fmt.Sprintf("chain %d: rpc_url: %v", c.ID, err)}
+		}
+		defer client.Close()
+		s, err := scan.New(scan.Config{
+			Chain: c, RPC: client, Store: store, JS: js,
+			Batch: cfg.BatchBlocks, Poll: cfg.PollInterval, StartBlock: startBlock, Prefetch: cfg.Prefetch,
+			Retry: scan.Backoff{Min: retryMin, Max: cfg.RetryMax}, CallTimeout: cfg.RPCTimeout,
+			Tracer: tel.Tracer, Metrics: metrics, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		scanners = append(scanners, s)
+	}
+
+	// One goroutine per chain. A scanner returns early only when its chain is misconfigured;
+	// that stops the service, loudly, rather than leave one chain silently unwatched.
+	scanCtx, stopScanners := context.WithCancel(ctx)
+	defer stopScanners()
+	var wg sync.WaitGroup
+	failed := make(chan error, len(scanners))
+	for _, s := range scanners {
+		wg.Go(func() {
+			if err := s.Run(scanCtx); err != nil {
+				failed <- err
+			}
+		})
+	}
+	ops.SetReady(true)
+	log.Info("scanner running", "chains", len(scanners), "batch", cfg.BatchBlocks, "poll", cfg.PollInterval.String(), "ops_addr", ops.Addr())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-failed:
+		log.Error("scanner stopped", "err", err)
+	}
+	ops.SetReady(false)
+	// A block in flight is abandoned: its cursor has not moved, so the next start rescans it
+	// and JetStream drops the events it had already published (same Nats-Msg-Id).
+	stopScanners()
+	wg.Wait()
+	return err
+}
+
+// provision applies the streams the scanner publishes to. The consumers belong to the
+// services that read them.
+func provision(ctx context.Context, js jetstream.JetStream) error {
+	var ss []jetstream.StreamConfig
+	for _, n := range []string{streams.Payments, streams.Chain} {
+		s, err := streams.Stream(n)
+		if err != nil {
+			return err
+		}
+		ss = append(ss, s)
+	}
+	return natsbus.Provision(ctx, js, ss, nil)
+}
