@@ -175,11 +175,17 @@ func run(ctx context.Context, o options) (*result, error) {
 		"SCAN_POLL_INTERVAL=250ms", "SCAN_START_BLOCK=0", "CONFIRMER_EXPIRY_INTERVAL=1s", "SWEEP_POLL_INTERVAL=250ms",
 		"OUTBOX_INTERVAL=100ms")
 
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
 	for _, svc := range services {
 		out := filepath.Join(work, "bin", svc)
 		log.Info("building", "service", svc)
-		if b, err := exec.CommandContext(ctx, "go", "build", "-o", out, "./services/"+svc).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build %s (run from the repository root): %v\n%s", svc, err, b)
+		build := exec.CommandContext(ctx, "go", "build", "-o", out, "./services/"+svc)
+		build.Dir = root
+		if b, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", svc, err, b)
 		}
 		s.bins[svc] = out
 	}
@@ -272,6 +278,24 @@ func run(ctx context.Context, o options) (*result, error) {
 		<-ctx.Done()
 	}
 	return res, nil
+}
+
+// repoRoot is the nearest directory above the working directory holding go.work.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.work above the working directory: run from the repository")
+		}
+		dir = parent
+	}
 }
 
 func (s *stack) start(svc string) error {

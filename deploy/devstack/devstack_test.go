@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// The system test: the real binaries against a chain served over HTTP. Every service is killed
+// with SIGKILL and restarted once both payments are detected; both must still reach swept with
+// each status change made once, one sweep transaction per kind, the treasury credited once, and
+// every webhook type delivered.
+func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs every service")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	t.Setenv("DATABASE_URL", testkit.MustDatabaseURL(t))
+	var restarted []string
+	res, err := run(ctx, options{
+		natsPort: freePort(t),
+		timeout:  3 * time.Minute,
+		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		midFlow: func(s *stack) error {
+			for _, svc := range services {
+				s.kill(svc)
+				if err := s.start(svc); err != nil {
+					return err
+				}
+				restarted = append(restarted, svc)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(restarted) != len(services) {
+		t.Fatalf("restarted %v", restarted)
+	}
+	for _, id := range res.Payments {
+		got := res.Events[id]
+		want := []string{"payment.created", "payment.detected", "payment.confirmed", "payment.swept"}
+		for _, w := range want {
+			if count(got, w) != 1 {
+				t.Errorf("payment %s: webhooks %v, want each of %v once", id, got, want)
+				break
+			}
+		}
+	}
+	// The treasury got the token amount exactly once and the ETH minus one sweep fee.
+	if res.Treasury.Token.Cmp(big.NewInt(25_750_000)) != 0 {
+		t.Errorf("treasury token balance %s, want 25750000", res.Treasury.Token)
+	}
+	paid, _ := new(big.Int).SetString("12500000000000000000", 10)
+	fee := new(big.Int).Sub(paid, res.Treasury.ETH)
+	if fee.Sign() <= 0 || fee.Cmp(big.NewInt(1e15)) > 0 {
+		t.Errorf("treasury ETH %s: fee %s outside (0, 0.001 ETH] — swept twice or not at all?", res.Treasury.ETH, fee)
+	}
+
+	db, err := postgres.Open(ctx, res.DBURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, id := range res.Payments {
+		changes := statusChanges(t, db, id)
+		want := []string{"pending>detected", "detected>confirmed", "confirmed>swept"}
+		if len(changes) != len(want) {
+			t.Errorf("payment %s status changes %v, want %v", id, changes, want)
+			continue
+		}
+		for i := range want {
+			if changes[i] != want[i] {
+				t.Errorf("payment %s status changes %v, want %v", id, changes, want)
+			}
+		}
+	}
+	var sweeps []struct {
+		PaymentID string `db:"payment_id"`
+		Kind      string `db:"kind"`
+	}
+	if err := db.Select(&sweeps, `SELECT payment_id, kind FROM sweeps ORDER BY payment_id, kind`); err != nil {
+		t.Fatal(err)
+	}
+	if len(sweeps) != 3 { // native for ETH; gas_topup + token for USDC
+		t.Fatalf("sweeps %+v, want native, gas_topup and token once each", sweeps)
+	}
+}
+
+func statusChanges(t *testing.T, db *sqlx.DB, paymentID string) []string {
+	t.Helper()
+	var rows []string
+	if err := db.Select(&rows, `SELECT from_status || '>' || to_status FROM payment_status_changes WHERE payment_id = $1 ORDER BY id`, paymentID); err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func count(xs []string, x string) int {
+	n := 0
+	for _, v := range xs {
+		if v == x {
+			n++
+		}
+	}
+	return n
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
