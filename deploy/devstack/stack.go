@@ -74,7 +74,6 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	defer os.RemoveAll(work)
 	s := &stack{log: log, work: work, bins: map[string]string{}, procs: map[string]*exec.Cmd{}}
-	defer s.stopAll()
 
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: o.natsPort, JetStream: true,
 		StoreDir: filepath.Join(work, "nats"), NoSigs: true, NoLog: true})
@@ -189,6 +188,9 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 		s.bins[svc] = out
 	}
+	// Deferred after NATS, Postgres and the chain, so it runs before them: services stop while
+	// what they depend on is still up.
+	defer s.stopAll()
 	for _, svc := range services {
 		if err := s.start(svc); err != nil {
 			return nil, err
@@ -328,8 +330,14 @@ func (s *stack) stopAll() {
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
-			p.Process.Kill()
-			s.log.Warn("service did not stop in time", "service", svc)
+			// SIGQUIT: the Go runtime prints every goroutine's stack, then exits.
+			s.log.Warn("service did not stop in time; dumping its goroutines", "service", svc)
+			p.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				p.Process.Kill()
+			}
 		}
 	}
 }

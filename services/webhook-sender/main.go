@@ -183,11 +183,11 @@ func run(ctx context.Context, cfg Config) (err error) {
 	ops.SetReady(false)
 	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
 	defer timer.Stop()
-	fanoutLoop.Stop()
-	sendLoop.Stop()
+	fanoutLoop.Stop(cfg.ShutdownTimeout)
+	sendLoop.Stop(cfg.ShutdownTimeout)
 	deliverer.Wait()
 	recorder.Close()
-	dlqLoop.Stop()
+	dlqLoop.Stop(cfg.ShutdownTimeout)
 	return nil
 }
 

@@ -55,8 +55,17 @@ func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int
 	return l, nil
 }
 
-// Stop stops pulling and waits for in-flight handlers.
-func (l *Loop) Stop() {
+// Stop stops pulling and waits for in-flight handlers. If the drain cannot finish within
+// timeout (NATS unreachable: the iterator never sees the drain complete), the iterator is
+// stopped outright; unacked messages are redelivered to the next instance.
+func (l *Loop) Stop(timeout time.Duration) {
 	l.iter.Drain()
-	l.wg.Wait()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		l.iter.Stop()
+		<-done
+	}
 }
