@@ -30,9 +30,10 @@ type devChain struct {
 	rpcURL  string
 	signer  types.Signer
 
-	mu   sync.Mutex // block production vs sends
-	stop chan struct{}
-	done chan struct{}
+	mu    sync.Mutex           // block production vs sends
+	mined map[uint64]time.Time // when each block was committed, for latency figures
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, error) {
@@ -57,7 +58,8 @@ func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, er
 		return nil, err
 	}
 	c := &devChain{backend: backend, rpcURL: fmt.Sprintf("http://127.0.0.1:%d", port),
-		signer: types.LatestSignerForChainID(big.NewInt(1337)), stop: make(chan struct{}), done: make(chan struct{})}
+		signer: types.LatestSignerForChainID(big.NewInt(1337)), mined: map[uint64]time.Time{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		t := time.NewTicker(interval)
@@ -68,7 +70,10 @@ func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, er
 				return
 			case <-t.C:
 				c.mu.Lock()
-				c.backend.Commit()
+				h := c.backend.Commit()
+				if b, err := c.backend.Client().BlockByHash(context.Background(), h); err == nil {
+					c.mined[b.NumberU64()] = time.Now()
+				}
 				c.mu.Unlock()
 			}
 		}
@@ -187,3 +192,10 @@ func accountXPub(mnemonic string) (string, error) {
 }
 
 type bindOpts = bind.TransactOpts
+
+// minedAt is when block n was committed (zero if unknown).
+func (c *devChain) minedAt(n uint64) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mined[n]
+}

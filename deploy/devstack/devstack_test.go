@@ -60,6 +60,13 @@ func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
 			}
 		}
 	}
+	for _, id := range res.Payments {
+		// A figure, not a timed assertion: it must exist and be causal (after the block).
+		if res.ConfirmLatency[id] <= 0 {
+			t.Errorf("payment %s: no block→payments.confirmed latency measured (%v)", id, res.ConfirmLatency[id])
+		}
+		t.Logf("payment %s: confirming block → payments.confirmed %v", id, res.ConfirmLatency[id])
+	}
 	// The treasury got the token amount exactly once and the ETH minus one sweep fee.
 	if res.Treasury.Token.Cmp(big.NewInt(25_750_000)) != 0 {
 		t.Errorf("treasury token balance %s, want 25750000", res.Treasury.Token)

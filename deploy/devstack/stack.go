@@ -25,6 +25,8 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
@@ -64,6 +66,9 @@ type result struct {
 	Events   map[string][]string // payment id → webhook event types, in arrival order
 	Treasury struct{ ETH, Token *big.Int }
 	DBURL    string
+	// From the commit of the block that completed a payment's confirmations to its
+	// payments.confirmed being stored on PAYMENTS.
+	ConfirmLatency map[string]time.Duration
 }
 
 func run(ctx context.Context, o options) (*result, error) {
@@ -262,6 +267,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 
 	res := &result{Payments: ids, Events: s.rcv.snapshot(), DBURL: s.dbURL}
+	if res.ConfirmLatency, err = s.confirmLatency(ctx, natsURL, ids); err != nil {
+		return nil, err
+	}
 	client := s.chain.backend.Client()
 	if res.Treasury.ETH, err = client.BalanceAt(ctx, s.treasury, nil); err != nil {
 		return nil, err
@@ -272,6 +280,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	fmt.Printf("\n== demo summary ==\n")
 	for _, id := range ids {
 		fmt.Printf("%s: webhooks %s\n", id, strings.Join(res.Events[id], " → "))
+	}
+	for _, id := range ids {
+		fmt.Printf("%s: confirming block mined → payments.confirmed on PAYMENTS: %v\n", id, res.ConfirmLatency[id].Round(time.Millisecond))
 	}
 	fmt.Printf("treasury %s on chain: %s wei ETH (12.5 ETH paid, minus the sweep fee), %s USDC base units (25.75 USDC paid)\n",
 		s.treasury.Hex(), res.Treasury.ETH, res.Treasury.Token)
@@ -298,6 +309,60 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// confirmLatency measures, per payment, from the commit of block (transfer block +
+// confirmations − 1) to the time JetStream stored its payments.confirmed.
+func (s *stack) confirmLatency(ctx context.Context, natsURL string, ids []string) (map[string]time.Duration, error) {
+	db, err := postgres.Open(ctx, s.dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, "PAYMENTS")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Duration{}
+	for _, id := range ids {
+		var block uint64
+		if err := db.GetContext(ctx, &block, `SELECT max(block_number) FROM payment_transfers WHERE payment_id = $1 AND status = 'confirmed'`, id); err != nil {
+			return nil, fmt.Errorf("confirmed transfer of %s: %w", id, err)
+		}
+		mined := s.chain.minedAt(block + 3 - 1) // confirmations: 3 in the devstack's CHAINS_FILE
+		msg, err := stream.GetLastMsgForSubject(ctx, "payments.confirmed")
+		if err != nil {
+			return nil, err
+		}
+		// Find this payment's confirmed event by walking back over the subject.
+		for seq := msg.Sequence; seq > 0; seq-- {
+			m, err := stream.GetMsg(ctx, seq)
+			if err != nil || m.Subject != "payments.confirmed" {
+				continue
+			}
+			var env struct {
+				Data struct {
+					PaymentID string `json:"payment_id"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(m.Data, &env) == nil && env.Data.PaymentID == id {
+				if !mined.IsZero() {
+					out[id] = m.Time.Sub(mined)
+				}
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 func (s *stack) start(svc string) error {
