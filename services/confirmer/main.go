@@ -6,12 +6,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/ethclient"
@@ -20,12 +16,9 @@ import (
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/postgres"
 	"github.com/ctrip-pay/pipeline/shared/chains"
-	"github.com/ctrip-pay/pipeline/shared/config"
-	"github.com/ctrip-pay/pipeline/shared/logging"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
-	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
-	"github.com/ctrip-pay/pipeline/shared/telemetry"
+	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
 
@@ -42,78 +35,21 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == "migrate" {
-		// Only the database matters for migrating; CHAINS_FILE is not needed.
-		var base config.Base
-		if err := config.Load(ctx, &base); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		if err := sharedpg.MigrateURL(ctx, base.DatabaseURL, logging.New(os.Stdout, base.LogLevel, serviceName)); err != nil {
-			fmt.Fprintln(os.Stderr, serviceName+":", err)
-			os.Exit(1)
-		}
-		return
-	}
 	var cfg Config
-	if err := config.Load(ctx, &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	if err := run(ctx, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, serviceName+":", err)
-		os.Exit(1)
-	}
+	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func run(ctx context.Context, cfg Config) (err error) {
-	name := cfg.ServiceName
-	if name == "" {
-		name = serviceName
-	}
-	log := logging.New(os.Stdout, cfg.LogLevel, name)
 	chainsFile, err := chains.Load(cfg.ChainsFile)
 	if err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, name, cfg.OTLPEndpoint)
+	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if serr := tel.Shutdown(sctx); serr != nil {
-			log.Warn("telemetry shutdown", "err", serr)
-		}
-	}()
-
-	db, err := sharedpg.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if cfg.MigrateOnStart {
-		if _, err := sharedpg.Migrate(ctx, db, log); err != nil {
-			return err
-		}
-	}
-	nc, js, err := natsbus.Connect(ctx, cfg.NATSURL, name, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if derr := nc.Drain(); derr != nil {
-			log.Warn("nats drain", "err", derr)
-		}
-	}()
-	if cfg.StreamsProvision {
-		if err := provision(ctx, js); err != nil {
-			return err
-		}
-	}
+	defer deps.Close()
+	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
 
 	var cs []confirm.Chain
 	for _, ch := range chainsFile.Chains {
@@ -124,21 +60,6 @@ func run(ctx context.Context, cfg Config) (err error) {
 		defer client.Close()
 		cs = append(cs, confirm.Chain{Chain: ch, RPC: client})
 	}
-
-	ops, err := telemetry.StartOps(cfg.OpsAddr, tel.Registry, func(ctx context.Context) error {
-		if !nc.IsConnected() {
-			return errors.New("nats not connected")
-		}
-		return db.PingContext(ctx)
-	}, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ops.Shutdown(sctx)
-	}()
 
 	paymentsCons, err := js.Consumer(ctx, streams.Payments, durable)
 	if err != nil {

@@ -10,10 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/crypto"
@@ -23,12 +20,9 @@ import (
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/chains"
-	"github.com/ctrip-pay/pipeline/shared/config"
-	"github.com/ctrip-pay/pipeline/shared/logging"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
-	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
-	"github.com/ctrip-pay/pipeline/shared/telemetry"
+	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
 
@@ -38,46 +32,17 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	if len(os.Args) > 1 && os.Args[1] == "migrate" {
-		// Migrating needs only the database, not the keys.
-		var base config.Base
-		if err = config.Load(ctx, &base); err == nil {
-			err = sharedpg.MigrateURL(ctx, base.DatabaseURL, logging.New(os.Stdout, base.LogLevel, serviceName))
-		}
-	} else {
-		var cfg Config
-		if err = config.Load(ctx, &cfg); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		err = run(ctx, cfg)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, serviceName+":", err)
-		os.Exit(1)
-	}
+	var cfg Config
+	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func run(ctx context.Context, cfg Config) (err error) {
-	name := cfg.ServiceName
-	if name == "" {
-		name = serviceName
-	}
-	log := logging.New(os.Stdout, cfg.LogLevel, name)
-	tel, err := telemetry.Setup(ctx, name, cfg.OTLPEndpoint)
+	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if serr := tel.Shutdown(sctx); serr != nil {
-			log.Warn("telemetry shutdown", "err", serr)
-		}
-	}()
+	defer deps.Close()
+	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
 
 	chainsFile, err := chains.Load(cfg.ChainsFile)
 	if err != nil {
@@ -98,45 +63,6 @@ func run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	defer closeClients()
-
-	db, err := sharedpg.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if cfg.MigrateOnStart {
-		if _, err := sharedpg.Migrate(ctx, db, log); err != nil {
-			return err
-		}
-	}
-	nc, js, err := natsbus.Connect(ctx, cfg.NATSURL, name, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if derr := nc.Drain(); derr != nil {
-			log.Warn("nats drain", "err", derr)
-		}
-	}()
-	if cfg.StreamsProvision {
-		if err := provision(ctx, js); err != nil {
-			return err
-		}
-	}
-	ops, err := telemetry.StartOps(cfg.OpsAddr, tel.Registry, func(ctx context.Context) error {
-		if !nc.IsConnected() {
-			return errors.New("nats not connected")
-		}
-		return db.PingContext(ctx)
-	}, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ops.Shutdown(sctx)
-	}()
 
 	cons, err := js.Consumer(ctx, streams.Payments, consumerName)
 	if err != nil {

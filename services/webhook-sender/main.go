@@ -4,23 +4,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
-	"github.com/ctrip-pay/pipeline/shared/config"
-	"github.com/ctrip-pay/pipeline/shared/logging"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
-	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/safehttp"
-	"github.com/ctrip-pay/pipeline/shared/telemetry"
+	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
 
@@ -30,81 +23,19 @@ const serviceName = "webhook-sender"
 const DefaultEndpointID = "ep_default"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var cfg Config
-	if err := config.Load(ctx, &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	var err error
-	if len(os.Args) > 1 && os.Args[1] == "migrate" {
-		err = sharedpg.MigrateURL(ctx, cfg.DatabaseURL, logging.New(os.Stdout, cfg.LogLevel, serviceName))
-	} else {
-		err = run(ctx, cfg)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, serviceName+":", err)
-		os.Exit(1)
-	}
+	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
-func run(ctx context.Context, cfg Config) (err error) {
-	name := cfg.ServiceName
-	if name == "" {
-		name = serviceName
-	}
-	log := logging.New(os.Stdout, cfg.LogLevel, name)
-	tel, err := telemetry.Setup(ctx, name, cfg.OTLPEndpoint)
+func run(ctx context.Context, cfg Config) error {
+	deps, err := service.Open(ctx, serviceName, cfg.Base, func(ctx context.Context, js jetstream.JetStream) error {
+		return provision(ctx, js, cfg.Backoff)
+	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if serr := tel.Shutdown(sctx); serr != nil {
-			log.Warn("telemetry shutdown", "err", serr)
-		}
-	}()
-
-	db, err := sharedpg.Open(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if cfg.MigrateOnStart {
-		if _, err := sharedpg.Migrate(ctx, db, log); err != nil {
-			return err
-		}
-	}
-	nc, js, err := natsbus.Connect(ctx, cfg.NATSURL, name, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if derr := nc.Drain(); derr != nil {
-			log.Warn("nats drain", "err", derr)
-		}
-	}()
-	if cfg.StreamsProvision {
-		if err := provision(ctx, js, cfg.Backoff); err != nil {
-			return err
-		}
-	}
-	ops, err := telemetry.StartOps(cfg.OpsAddr, tel.Registry, func(ctx context.Context) error {
-		if !nc.IsConnected() {
-			return errors.New("nats not connected")
-		}
-		return db.PingContext(ctx)
-	}, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		ops.Shutdown(sctx)
-	}()
+	defer deps.Close()
+	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
 
 	store := postgres.New(db)
 	if cfg.WebhookURL != "" {

@@ -1,0 +1,138 @@
+// Package service is what every binary does before and after its own work: turn SIGINT/SIGTERM
+// into a cancelled context, load the config, answer the `migrate` subcommand, and open (then
+// close, in reverse) telemetry, Postgres with migrations, NATS with stream provisioning and the
+// ops listener. A service's run function only adds its own consumers and handlers.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/logging"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/telemetry"
+)
+
+// Main runs a binary: `<bin> migrate` applies migrations (it needs only the base variables);
+// otherwise cfg is loaded from the environment and run is called until SIGINT/SIGTERM.
+func Main(name string, cfg config.Validator, run func(context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		var base config.Base
+		if err = config.LoadFrom(ctx, &base, envconfig.OsLookuper()); err == nil {
+			err = postgres.MigrateURL(ctx, base.DatabaseURL, logging.New(os.Stdout, base.LogLevel, name))
+		}
+	} else if err = config.Load(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	} else {
+		err = run(ctx)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
+
+// Deps are a running service's connections.
+type Deps struct {
+	Name string
+	Log  *slog.Logger
+	Tel  *telemetry.Telemetry
+	DB   *sqlx.DB
+	NC   *nats.Conn
+	JS   jetstream.JetStream
+	Ops  *telemetry.Ops
+
+	closers []func()
+}
+
+// Open connects everything in order — telemetry, Postgres (migrating when MIGRATE_ON_START),
+// NATS (provisioning when STREAMS_PROVISION), the ops listener — and undoes what it opened if a
+// step fails. OTEL_SERVICE_NAME overrides name.
+func Open(ctx context.Context, name string, b config.Base, provision func(context.Context, jetstream.JetStream) error) (_ *Deps, err error) {
+	if b.ServiceName != "" {
+		name = b.ServiceName
+	}
+	d := &Deps{Name: name, Log: logging.New(os.Stdout, b.LogLevel, name)}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.Tel, err = telemetry.Setup(ctx, name, b.OTLPEndpoint); err != nil {
+		return nil, err
+	}
+	d.onClose(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.Tel.Shutdown(sctx); err != nil {
+			d.Log.Warn("telemetry shutdown", "err", err)
+		}
+	})
+	if d.DB, err = postgres.Open(ctx, b.DatabaseURL); err != nil {
+		return nil, err
+	}
+	d.onClose(func() { d.DB.Close() })
+	if b.MigrateOnStart {
+		if _, err = postgres.Migrate(ctx, d.DB, d.Log); err != nil {
+			return nil, err
+		}
+	}
+	if d.NC, d.JS, err = natsbus.Connect(ctx, b.NATSURL, name, d.Log); err != nil {
+		return nil, err
+	}
+	d.onClose(func() {
+		if err := d.NC.Drain(); err != nil {
+			d.Log.Warn("nats drain", "err", err)
+		}
+	})
+	if b.StreamsProvision && provision != nil {
+		if err = provision(ctx, d.JS); err != nil {
+			return nil, err
+		}
+	}
+	if d.Ops, err = telemetry.StartOps(b.OpsAddr, d.Tel.Registry, d.ready, d.Log); err != nil {
+		return nil, err
+	}
+	d.onClose(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.Ops.Shutdown(sctx)
+	})
+	return d, nil
+}
+
+// ready is /readyz beyond the service's own flag: NATS connected and Postgres answering.
+func (d *Deps) ready(ctx context.Context) error {
+	if !d.NC.IsConnected() {
+		return errors.New("nats not connected")
+	}
+	return d.DB.PingContext(ctx)
+}
+
+func (d *Deps) onClose(f func()) { d.closers = append(d.closers, f) }
+
+// Close releases everything in reverse order: ops listener, NATS (drained), Postgres, telemetry.
+// Stop consumers and HTTP servers before calling it.
+func (d *Deps) Close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+	d.closers = nil
+}
