@@ -108,7 +108,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	// transaction is re-broadcast on redelivery).
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	loop, err := sweep.StartLoop(work, cons, cfg.Concurrency, sweeper.Handle, log)
+	loop, err := natsbus.StartLoop(work, cons, cfg.Concurrency, cfg.Concurrency, sweeper.Handle, log)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	ops.SetReady(false)
 	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
 	defer timer.Stop()
-	loop.Stop()
+	loop.Stop(cfg.ShutdownTimeout)
 	// One last pass for events written by the last handlers.
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -91,17 +91,17 @@ func run(ctx context.Context, cfg Config) error {
 	// finish; it is cancelled if they overrun the shutdown timeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	dlqLoop, err := webhook.StartLoop(work, dlqCons, 4, 8, dlq.Handle, log)
+	dlqLoop, err := natsbus.StartLoop(work, dlqCons, 4, 8, dlq.Handle, log)
 	if err != nil {
 		return err
 	}
 	// One dispatcher: Dispatch hands each message to its own goroutine and blocks only when
 	// the process holds its limit of messages.
-	sendLoop, err := webhook.StartLoop(work, senderCons, 1, 2*cfg.Concurrency, deliverer.Dispatch, log)
+	sendLoop, err := natsbus.StartLoop(work, senderCons, 1, 2*cfg.Concurrency, deliverer.Dispatch, log)
 	if err != nil {
 		return err
 	}
-	fanoutLoop, err := webhook.StartLoop(work, fanoutCons, cfg.FanoutConcurrency, 2*cfg.FanoutConcurrency, fanout.Handle, log)
+	fanoutLoop, err := natsbus.StartLoop(work, fanoutCons, cfg.FanoutConcurrency, 2*cfg.FanoutConcurrency, fanout.Handle, log)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package webhook
+package natsbus
 
 import (
 	"context"
