@@ -222,10 +222,10 @@ func (s *Store) RecordTransfers(ctx context.Context, from uint64, ts []scan.Tran
 			SELECT $1, u.tx_hash, u.log_index, u.payment_id, u.token_contract, u.value, u.block_number, u.block_hash, 'detected'
 			FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::numeric[], $8::bigint[], $9::text[])
 				AS u(tx_hash, log_index, payment_id, token_contract, value, block_number, block_hash)
-			ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE
-			SET block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, status = 'detected',
-			    detected_at = now(), confirmed_at = NULL
-			WHERE payment_transfers.block_hash <> EXCLUDED.block_hash
+			-- A transfer re-included in another block after a reorg keeps its row as it is: the
+			-- confirmer moves it once it has handled the reorg message, so payments.reorged is
+			-- reported for the old block first (the detected event carries the new block).
+			ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING
 		)
 		SELECT p.id, p.merchant_id, p.chain_id, p.token, p.token_contract, p.decimals, p.address,
 			p.amount_base_units::text AS amount_base_units, p.metadata, p.expires_at,
