@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
 // BenchmarkWebhookThroughput pushes BENCH_EVENTS (default 20000) payment events through the
@@ -126,7 +129,15 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		b.Fatalf("receiver counted %d raw POSTs, want %d", got, events)
 	}
 
-	// 2. Through the sender, publishing while it runs.
+	// 2. JetStream alone on the same server: synchronous publishes and consume+ack of the same
+	// bodies at the same concurrency. Each event costs the pipeline two of each (PAYMENTS, then
+	// WEBHOOKS), which bounds it whatever the sender does.
+	pubRate, consRate := jetStreamRates(b, h, bodies, concurrency)
+	ceiling := 1 / (2/pubRate + 2/consRate)
+	fmt.Printf("JetStream alone: %.0f publishes/s, %.0f deliveries+acks/s → ceiling for 2 of each per event: %.0f events/s\n",
+		pubRate, consRate, ceiling)
+
+	// 3. Through the sender, publishing while it runs.
 	// One merchant endpoint takes everything, so its per-endpoint limit is the global one.
 	h.cfg.Concurrency, h.cfg.EndpointConcurrency, h.cfg.FanoutConcurrency = concurrency, concurrency, 64
 	if v, err := strconv.Atoi(os.Getenv("BENCH_FANOUT")); err == nil && v > 0 {
@@ -239,4 +250,65 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		max:              lat[len(lat)-1],
 		publishTook:      publishTook,
 	}
+}
+
+// jetStreamRates measures, on a scratch stream of the harness's server, how fast bodies are
+// published synchronously and then consumed and acked, each with `concurrency` goroutines.
+func jetStreamRates(b *testing.B, h *harness, bodies [][]byte, concurrency int) (pubPerSec, consPerSec float64) {
+	ctx := b.Context()
+	if _, err := h.js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"},
+		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute}); err != nil {
+		b.Fatal(err)
+	}
+	defer h.js.DeleteStream(context.Background(), "BENCH")
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(bodies)) {
+					return
+				}
+				m := nats.NewMsg("bench.x")
+				m.Data = bodies[i]
+				m.Header.Set(event.HeaderMsgID, strconv.FormatInt(i, 10))
+				if _, err := h.js.PublishMsg(ctx, m); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	pubPerSec = float64(len(bodies)) / time.Since(start).Seconds()
+	cons, err := h.js.CreateConsumer(ctx, "BENCH", jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var acked atomic.Int64
+	done := make(chan struct{})
+	start = time.Now()
+	loop, err := natsbus.StartLoop(ctx, cons, concurrency, 2*concurrency, func(_ context.Context, m jetstream.Msg) {
+		if err := m.Ack(); err != nil {
+			b.Error(err)
+		}
+		if acked.Add(1) == int64(len(bodies)) {
+			close(done)
+		}
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		b.Fatal("consuming the scratch stream timed out")
+	}
+	consPerSec = float64(len(bodies)) / time.Since(start).Seconds()
+	loop.Stop(5 * time.Second)
+	return pubPerSec, consPerSec
 }
