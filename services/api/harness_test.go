@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -159,29 +158,11 @@ func (h *harness) start() {
 	if err := h.cfg.Validate(); err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, h.cfg) }()
-	var once sync.Once
-	h.stopAPI = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					h.t.Errorf("api: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				h.t.Errorf("api did not stop")
-			}
-		})
-	}
-	h.t.Cleanup(h.stopAPI)
+	running := testkit.RunInProcess(h.t, "api", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	h.stopAPI = running.Stop
 	h.eventually(10*time.Second, "api listening", func() bool {
-		select {
-		case err := <-done:
+		if exited, err := running.Exited(); exited {
 			h.t.Fatalf("api exited at start: %v", err)
-		default:
 		}
 		resp, err := http.Get(h.base + "/v1/payments")
 		if err != nil {
@@ -194,13 +175,7 @@ func (h *harness) start() {
 
 func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 // response is one HTTP answer.

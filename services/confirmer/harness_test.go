@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -101,24 +100,8 @@ func (h *harness) start() {
 	if err := h.cfg.Validate(); err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, h.cfg) }()
-	var once sync.Once
-	h.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					h.t.Errorf("confirmer: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				h.t.Errorf("confirmer did not stop")
-			}
-		})
-	}
-	h.t.Cleanup(h.stop)
+	running := testkit.RunInProcess(h.t, "confirmer", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	h.stop = running.Stop
 	h.eventually(10*time.Second, "confirmer consumers", func() bool {
 		_, err1 := h.js.Consumer(context.Background(), "PAYMENTS", "confirmer")
 		_, err2 := h.js.Consumer(context.Background(), "CHAIN", "confirmer")
@@ -128,13 +111,7 @@ func (h *harness) start() {
 
 func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 // idle waits until both confirmer consumers have every published message acked, and the

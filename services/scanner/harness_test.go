@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -126,24 +125,8 @@ func (h *harness) start() {
 	if err := h.cfg.Validate(); err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, h.cfg) }()
-	var once sync.Once
-	h.stopRun = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					h.t.Errorf("scanner: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				h.t.Errorf("scanner did not stop")
-			}
-		})
-	}
-	h.t.Cleanup(h.stopRun)
+	running := testkit.RunInProcess(h.t, "scanner", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	h.stopRun = running.Stop
 	h.eventually(15*time.Second, "streams provisioned", func() bool {
 		_, err := h.js.Stream(context.Background(), "CHAIN")
 		return err == nil
@@ -157,13 +140,7 @@ func (h *harness) stop() {
 
 func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 // payment is a row of payments as the api creates it.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -108,24 +107,7 @@ func (h *harness) start() (stop func()) {
 	if err := h.cfg.Validate(); err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, h.cfg) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					h.t.Errorf("sweeper: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				h.t.Errorf("sweeper did not stop")
-			}
-		})
-	}
-	h.t.Cleanup(stop)
+	stop = testkit.RunInProcess(h.t, "sweeper", func(ctx context.Context) error { return run(ctx, h.cfg) }).Stop
 	h.eventually(10*time.Second, "sweeper consumer provisioned", func() bool {
 		_, err := h.js.Consumer(context.Background(), streams.Payments, consumerName)
 		return err == nil
@@ -152,13 +134,7 @@ func waitForTxIndex(t *testing.T, c *chaintest.Chain) {
 
 func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 type payment struct {

@@ -67,24 +67,8 @@ func (h *harness) start() {
 	if err := h.cfg.Validate(); err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, h.cfg) }()
-	var once sync.Once
-	h.stopSender = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					h.t.Errorf("sender: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				h.t.Errorf("sender did not stop")
-			}
-		})
-	}
-	h.t.Cleanup(h.stopSender)
+	running := testkit.RunInProcess(h.t, "sender", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	h.stopSender = running.Stop
 	// Ready once its consumers exist.
 	h.eventually(10*time.Second, "sender provisioned", func() bool {
 		_, err := h.js.Consumer(context.Background(), "PAYMENTS", "webhook-fanout")
@@ -94,13 +78,7 @@ func (h *harness) start() {
 
 func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 func (h *harness) merchant(id string) {
