@@ -37,6 +37,19 @@ func Stream(name string) (jetstream.StreamConfig, error) {
 	return cfg, nil
 }
 
+// Streams returns the definitions of the named streams, in order.
+func Streams(names ...string) ([]jetstream.StreamConfig, error) {
+	out := make([]jetstream.StreamConfig, 0, len(names))
+	for _, n := range names {
+		s, err := Stream(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
 // Consumer returns the definition of durable consumer on stream.
 func Consumer(stream, durable string) (jetstream.ConsumerConfig, error) {
 	var cfg jetstream.ConsumerConfig

@@ -122,13 +122,9 @@ func run(ctx context.Context, cfg Config) (err error) {
 // provision applies the streams the api publishes to: PAYMENTS (payments.created) and
 // WEBHOOKS (dead-letter replays).
 func provision(ctx context.Context, js jetstream.JetStream) error {
-	var ss []jetstream.StreamConfig
-	for _, n := range []string{streams.Payments, streams.Webhooks} {
-		s, err := streams.Stream(n)
-		if err != nil {
-			return err
-		}
-		ss = append(ss, s)
+	ss, err := streams.Streams(streams.Payments, streams.Webhooks)
+	if err != nil {
+		return err
 	}
 	return natsbus.Provision(ctx, js, ss, nil)
 }

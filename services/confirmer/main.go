@@ -136,13 +136,9 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 // provision applies the streams and consumers the confirmer uses.
 func provision(ctx context.Context, js jetstream.JetStream) error {
-	var ss []jetstream.StreamConfig
-	for _, n := range []string{streams.Payments, streams.Chain} {
-		s, err := streams.Stream(n)
-		if err != nil {
-			return err
-		}
-		ss = append(ss, s)
+	ss, err := streams.Streams(streams.Payments, streams.Chain)
+	if err != nil {
+		return err
 	}
 	var cs []natsbus.Consumer
 	for _, stream := range []string{streams.Payments, streams.Chain} {

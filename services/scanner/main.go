@@ -122,13 +122,9 @@ func run(ctx context.Context, cfg Config) (err error) {
 // provision applies the streams the scanner publishes to. The consumers belong to the
 // services that read them.
 func provision(ctx context.Context, js jetstream.JetStream) error {
-	var ss []jetstream.StreamConfig
-	for _, n := range []string{streams.Payments, streams.Chain} {
-		s, err := streams.Stream(n)
-		if err != nil {
-			return err
-		}
-		ss = append(ss, s)
+	ss, err := streams.Streams(streams.Payments, streams.Chain)
+	if err != nil {
+		return err
 	}
 	return natsbus.Provision(ctx, js, ss, nil)
 }

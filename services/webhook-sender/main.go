@@ -125,13 +125,9 @@ func run(ctx context.Context, cfg Config) error {
 // provision applies the streams and consumers this service uses; the webhook-sender consumer
 // takes its BackOff from WEBHOOK_BACKOFF and MaxDeliver = len(BackOff)+1.
 func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) error {
-	var ss []jetstream.StreamConfig
-	for _, n := range []string{streams.DLQ, streams.Payments, streams.Webhooks} {
-		s, err := streams.Stream(n)
-		if err != nil {
-			return err
-		}
-		ss = append(ss, s)
+	ss, err := streams.Streams(streams.DLQ, streams.Payments, streams.Webhooks)
+	if err != nil {
+		return err
 	}
 	var cs []natsbus.Consumer
 	for _, c := range []struct{ stream, durable string }{
