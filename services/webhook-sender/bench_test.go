@@ -139,7 +139,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 
 	// 3. Through the sender, publishing while it runs.
 	// One merchant endpoint takes everything, so its per-endpoint limit is the global one.
-	h.cfg.Concurrency, h.cfg.EndpointConcurrency, h.cfg.FanoutConcurrency = concurrency, concurrency, 64
+	h.cfg.Concurrency, h.cfg.EndpointConcurrency, h.cfg.FanoutConcurrency = concurrency, concurrency, 4
 	if v, err := strconv.Atoi(os.Getenv("BENCH_FANOUT")); err == nil && v > 0 {
 		h.cfg.FanoutConcurrency = v
 	}
@@ -172,7 +172,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		}
 		m.Header.Set(event.HeaderEventType, env.Type)
 		published[i] = time.Now()
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -24,7 +24,7 @@ type Config struct {
 	Timeout              time.Duration `env:"WEBHOOK_TIMEOUT, default=10s"`
 	Concurrency          int           `env:"WEBHOOK_CONCURRENCY, default=64"`
 	EndpointConcurrency  int           `env:"WEBHOOK_ENDPOINT_CONCURRENCY, default=16"`
-	FanoutConcurrency    int           `env:"WEBHOOK_FANOUT_CONCURRENCY, default=64"`
+	FanoutConcurrency    int           `env:"WEBHOOK_FANOUT_CONCURRENCY, default=4"`
 	MaxRetryAfter        time.Duration `env:"WEBHOOK_MAX_RETRY_AFTER, default=1h"`
 	AllowPrivateNetworks bool          `env:"WEBHOOK_ALLOW_PRIVATE_NETWORKS, default=false"`
 	AllowHTTP            bool          `env:"WEBHOOK_ALLOW_HTTP, default=false"`

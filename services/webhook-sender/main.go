@@ -19,6 +19,10 @@ import (
 
 const serviceName = "webhook-sender"
 
+// fanoutBatch is the most PAYMENTS events one fan-out worker publishes before it waits for
+// the stream's acks.
+const fanoutBatch = 256
+
 // DefaultEndpointID is the endpoint made from WEBHOOK_URL / WEBHOOK_SECRET.
 const DefaultEndpointID = "ep_default"
 
@@ -73,7 +77,7 @@ func run(ctx context.Context, cfg Config) error {
 		maxDeliver = len(schedule) + 1
 	}
 
-	recorder := webhook.NewAttemptRecorder(store, 4, 500)
+	recorder := webhook.NewAttemptRecorder(store, 1, 1000)
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
 		Store: store, Recorder: recorder,
 		Client:   safehttp.NewClient(cfg.Policy(), cfg.Timeout, cfg.EndpointConcurrency),
@@ -101,7 +105,7 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fanoutLoop, err := natsbus.StartLoop(work, fanoutCons, cfg.FanoutConcurrency, 2*cfg.FanoutConcurrency, fanout.Handle, log)
+	fanoutLoop, err := natsbus.StartBatchLoop(work, fanoutCons, cfg.FanoutConcurrency, fanoutBatch, fanout.HandleBatch, log)
 	if err != nil {
 		return err
 	}

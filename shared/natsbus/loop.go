@@ -20,13 +20,69 @@ type Loop struct {
 // StartLoop starts pulling, keeping up to buffer messages fetched ahead. handle must settle
 // every message itself.
 func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
-	// A short pull expiry bounds how long a pull lost in a NATS restart stalls the loop.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(max(buffer, 1)), jetstream.PullExpiry(5*time.Second))
+	l, msgs, err := startPull(cons, buffer, 0, log)
 	if err != nil {
 		return nil, err
 	}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for msg := range msgs {
+				handle(ctx, msg)
+			}
+		}()
+	}
+	return l, nil
+}
+
+// StartBatchLoop is StartLoop for handlers that work on several messages at once (publishing
+// them asynchronously, writing them in one statement): each worker takes the next message and
+// whatever else has already arrived, up to maxBatch, and passes them to handle together. Under
+// light load a batch is one message and nothing waits for a batch to fill. handle must settle
+// every message itself.
+func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBatch int, handle func(context.Context, []jetstream.Msg), log *slog.Logger) (*Loop, error) {
+	maxBatch = max(maxBatch, 1)
+	l, msgs, err := startPull(cons, 2*maxBatch*max(workers, 1), maxBatch*max(workers, 1), log)
+	if err != nil {
+		return nil, err
+	}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			batch := make([]jetstream.Msg, 0, maxBatch)
+			for first := range msgs {
+				batch = append(batch[:0], first)
+			fill:
+				for len(batch) < maxBatch {
+					select {
+					case msg, ok := <-msgs:
+						if !ok {
+							break fill
+						}
+						batch = append(batch, msg)
+					default:
+						break fill
+					}
+				}
+				handle(ctx, batch)
+			}
+		}()
+	}
+	return l, nil
+}
+
+// startPull starts the goroutine that moves messages from the consumer to the returned
+// channel (queue deep), fetching up to buffer messages ahead.
+func startPull(cons jetstream.Consumer, buffer, queue int, log *slog.Logger) (*Loop, <-chan jetstream.Msg, error) {
+	// A short pull expiry bounds how long a pull lost in a NATS restart stalls the loop.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(buffer, 1)), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
 	l := &Loop{iter: iter}
-	msgs := make(chan jetstream.Msg)
+	msgs := make(chan jetstream.Msg, queue)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -43,16 +99,7 @@ func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int
 			msgs <- msg
 		}
 	}()
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for msg := range msgs {
-				handle(ctx, msg)
-			}
-		}()
-	}
-	return l, nil
+	return l, msgs, nil
 }
 
 // Stop stops pulling and waits for in-flight handlers. If the drain cannot finish within

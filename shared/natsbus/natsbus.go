@@ -48,7 +48,10 @@ func Connect(ctx context.Context, url, name string, log *slog.Logger) (*nats.Con
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(10*time.Second),
+		// An async publish whose ack never comes (lost in a NATS restart) fails instead of
+		// holding its place among the pending publishes forever.
+		jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

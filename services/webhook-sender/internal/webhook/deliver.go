@@ -319,20 +319,10 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		return outcome{terminate: ReasonEndpointDisabled + ": endpoint disabled"}
 	}
 
-	select {
-	case ln.slots <- struct{}{}:
-	case <-ctx.Done():
+	res, ok := d.postInSlot(ctx, ln, ce, env.ID, body)
+	if !ok {
 		return outcome{err: "shutting down"}
 	}
-	defer func() { <-ln.slots }()
-	select {
-	case d.inflight <- struct{}{}:
-	case <-ctx.Done():
-		return outcome{err: "shutting down"}
-	}
-	defer func() { <-d.inflight }()
-
-	res := d.post(ctx, ce, env.ID, body)
 	a := Attempt{
 		EventID: env.ID, EventType: env.Type, PaymentID: env.Data.PaymentID, EndpointID: endpointID,
 		StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered), StatusCode: res.status,
@@ -408,6 +398,25 @@ type postResult struct {
 	body       string
 	err        string
 	retryAfter time.Duration
+}
+
+// postInSlot waits for a place in the endpoint's lane and under the global limit, and POSTs.
+// The places are held for the request only: recording the attempt happens after, so the
+// limits bound HTTP requests, not database writes.
+func (d *Deliverer) postInSlot(ctx context.Context, ln *lane, ce cachedEndpoint, eventID string, body []byte) (postResult, bool) {
+	select {
+	case ln.slots <- struct{}{}:
+	case <-ctx.Done():
+		return postResult{}, false
+	}
+	defer func() { <-ln.slots }()
+	select {
+	case d.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return postResult{}, false
+	}
+	defer func() { <-d.inflight }()
+	return d.post(ctx, ce, eventID, body), true
 }
 
 func (d *Deliverer) post(ctx context.Context, ce cachedEndpoint, eventID string, body []byte) postResult {

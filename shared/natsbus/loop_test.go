@@ -1,0 +1,107 @@
+package natsbus_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+)
+
+// A backlog is handed to the batch handler in batches of at most maxBatch, every message exactly
+// once; a message arriving alone is handled at once, without waiting for a batch to fill.
+func TestBatchLoopBatchesABacklogAndHandlesSingleMessagesAtOnce(t *testing.T) {
+	n := testkit.MustNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, js, err := natsbus.Connect(ctx, n.URL(), "test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	const backlog, maxBatch = 1000, 64
+	for i := range backlog {
+		if _, err := js.Publish(ctx, "s.x", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		seen    = map[string]int{}
+		largest int
+		batches int
+		got     = make(chan struct{}, backlog+1)
+	)
+	loop, err := natsbus.StartBatchLoop(ctx, cons, 2, maxBatch, func(_ context.Context, msgs []jetstream.Msg) {
+		mu.Lock()
+		batches++
+		largest = max(largest, len(msgs))
+		for _, m := range msgs {
+			seen[string(m.Data())]++
+		}
+		mu.Unlock()
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil {
+				t.Error(err)
+			}
+			got <- struct{}{}
+		}
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loop.Stop(5 * time.Second)
+	for range backlog {
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatal("backlog not handled")
+		}
+	}
+	mu.Lock()
+	if len(seen) != backlog {
+		t.Errorf("handled %d distinct messages, want %d", len(seen), backlog)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("message %s handled %d times", k, c)
+		}
+	}
+	if largest > maxBatch || largest < 2 {
+		t.Errorf("largest batch %d, want between 2 and %d for a backlog", largest, maxBatch)
+	}
+	t.Logf("backlog of %d handled in %d batches, largest %d", backlog, batches, largest)
+	mu.Unlock()
+
+	// Alone: handled promptly, in a batch of one.
+	start := time.Now()
+	if _, err := js.Publish(ctx, "s.x", []byte("alone")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("single message not handled")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["alone"] != 1 {
+		t.Errorf("single message handled %d times", seen["alone"])
+	}
+	t.Logf("single message handled %v after publishing", time.Since(start))
+}
