@@ -155,6 +155,18 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_RATE")); err == nil && v > 0 {
 		pace = time.Second / time.Duration(v)
 	}
+	// BENCH_CPUPROFILE writes a CPU profile of this stage alone (the whole process: sender,
+	// embedded NATS server, receiver).
+	if f := os.Getenv("BENCH_CPUPROFILE"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(out); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); out.Close() }()
+	}
 	start = time.Now()
 	for i, env := range envs {
 		if pace > 0 {

@@ -153,9 +153,9 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		defer func() { <-d.held }()
-		defer d.release(ln)
-		d.deliver(ctx, msg, md, endpointID, ln, stopBeat)
+		h := &hold{d: d, ln: ln}
+		defer h.free()
+		d.deliver(ctx, msg, md, endpointID, h, stopBeat)
 	}()
 }
 
@@ -196,6 +196,17 @@ func (d *Deliverer) admit(ctx context.Context, ln *lane, n int) bool {
 		}
 	}
 }
+
+// hold is a dispatched message's place in the process and in its endpoint's lane. It is given
+// back as soon as the HTTP request is done: writing the attempt row and settling the message
+// need no place, so waiting for the database does not hold back the next requests.
+type hold struct {
+	d    *Deliverer
+	ln   *lane
+	once sync.Once
+}
+
+func (h *hold) free() { h.once.Do(func() { h.d.release(h.ln); <-h.d.held }) }
 
 func (d *Deliverer) release(ln *lane) {
 	d.mu.Lock()
@@ -243,14 +254,14 @@ type outcome struct {
 	err        string        // what went wrong, for the log and the dead letter
 }
 
-func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, ln *lane, stopBeat func()) {
+func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold, stopBeat func()) {
 	n := int(md.NumDelivered)
 	ctx = natsbus.Extract(ctx, msg.Headers())
 	ctx, span := d.tracer.Start(ctx, "webhook.deliver", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("webhook.endpoint_id", endpointID), attribute.Int("webhook.attempt", n)))
 	defer span.End()
 
-	out := d.attempt(ctx, msg, md, endpointID, ln)
+	out := d.attempt(ctx, msg, md, endpointID, h)
 	stopBeat()
 
 	log := d.log.With("endpoint_id", endpointID, "attempt", n, "stream_seq", md.Sequence.Stream)
@@ -300,7 +311,7 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 }
 
 // attempt loads the endpoint, waits for a slot, POSTs and records the attempt.
-func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, ln *lane) outcome {
+func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold) outcome {
 	body := msg.Data()
 	env, err := decodeWebhookBody(body)
 	if err != nil {
@@ -319,7 +330,8 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		return outcome{terminate: ReasonEndpointDisabled + ": endpoint disabled"}
 	}
 
-	res, ok := d.postInSlot(ctx, ln, ce, env.ID, body)
+	res, ok := d.postInSlot(ctx, h.ln, ce, env.ID, body)
+	h.free()
 	if !ok {
 		return outcome{err: "shutting down"}
 	}
