@@ -222,28 +222,36 @@ func (d *Deliverer) release(ln *lane) {
 func (d *Deliverer) Wait() { d.wg.Wait() }
 
 // heartbeat sends InProgress every half step until stopped, so a message waiting for a slot or
-// in a slow request is not redelivered meanwhile. The returned stop waits for the ticker
-// goroutine, so no InProgress follows the final ack/term.
+// in a slow request is not redelivered meanwhile. It is a timer, not a goroutine: most attempts
+// end long before the first beat. The returned stop waits for a beat in progress, so no
+// InProgress follows the final ack/term.
 func (d *Deliverer) heartbeat(msg jetstream.Msg, step time.Duration) (stop func()) {
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(max(step/2, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					d.log.Debug("in-progress failed", "err", err)
-				}
-			}
+	every := max(step/2, time.Millisecond)
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	beat := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	var once sync.Once
-	return func() { once.Do(func() { close(done); <-exited }) }
+		if err := msg.InProgress(); err != nil {
+			d.log.Debug("in-progress failed", "err", err)
+		}
+		t.Reset(every)
+	}
+	mu.Lock()
+	t = time.AfterFunc(every, beat)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 // outcome of one attempt.
@@ -264,16 +272,18 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	out := d.attempt(ctx, msg, md, endpointID, h)
 	stopBeat()
 
-	log := d.log.With("endpoint_id", endpointID, "attempt", n, "stream_seq", md.Sequence.Stream)
-	switch {
-	case out.delivered:
-		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "delivered")))
+	if out.delivered {
+		d.metrics.outcomes.Add(ctx, 1, d.metrics.delivered)
 		// A plain Ack: if it is lost (NATS restarting) the message is redelivered and the merchant
 		// sees the event twice, which webhook-id lets it detect. DoubleAck would only tell us so,
 		// at the cost of a round trip per delivery.
 		if err := msg.Ack(); err != nil {
-			log.WarnContext(ctx, "ack after delivery failed", "err", err)
+			d.log.WarnContext(ctx, "ack after delivery failed", "endpoint_id", endpointID, "attempt", n, "err", err)
 		}
+		return
+	}
+	log := d.log.With("endpoint_id", endpointID, "attempt", n, "stream_seq", md.Sequence.Stream)
+	switch {
 	case out.terminate != "":
 		span.SetStatus(codes.Error, out.terminate)
 		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "terminated")))
@@ -523,12 +533,13 @@ func minTime(a, b time.Time) time.Time {
 
 type deliveryMetrics struct {
 	outcomes       metric.Int64Counter
+	delivered      metric.AddOption // the common outcome's attributes, built once
 	latency        metric.Float64Histogram
 	recordFailures metric.Int64Counter
 }
 
 func newDeliveryMetrics(m metric.Meter) (deliveryMetrics, error) {
-	var dm deliveryMetrics
+	dm := deliveryMetrics{delivered: metric.WithAttributes(attribute.String("outcome", "delivered"))}
 	var err error
 	if dm.outcomes, err = m.Int64Counter("webhook_deliveries", metric.WithDescription("Delivery outcomes: delivered, retry, exhausted, terminated, deferred")); err != nil {
 		return dm, err
