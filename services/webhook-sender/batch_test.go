@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// Events waiting when the sender starts reach the fan-out together. Each is settled on its own:
+// the good ones are delivered once, an undecodable one is terminated (not redelivered), one of a
+// merchant without endpoints is acked with nothing to deliver, and nothing is nak'ed.
+func TestFanoutBatchSettlesEachEventOnItsOwn(t *testing.T) {
+	h := newHarness(t)
+	rc := newReceiver(t, nil)
+	h.endpoint("m_1", rc.srv.URL)
+	ctx := context.Background()
+	if err := provision(ctx, h.js, h.cfg.Backoff); err != nil {
+		t.Fatal(err)
+	}
+	const good = 40
+	want := map[string]bool{}
+	for i := range good {
+		want[h.publish("payments.confirmed", "m_1").ID] = true
+		if i == good/2 {
+			if _, err := h.js.Publish(ctx, "payments.confirmed", []byte("{not json")); err != nil {
+				t.Fatal(err)
+			}
+			h.publish("payments.confirmed", "m_without_endpoints")
+		}
+	}
+	h.start()
+	h.eventually(10*time.Second, "every good event delivered", func() bool { return len(rc.got()) >= good })
+	h.eventually(5*time.Second, "fan-out settled everything", func() bool {
+		c, err := h.js.Consumer(ctx, "PAYMENTS", "webhook-fanout")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	time.Sleep(300 * time.Millisecond) // room for a wrong redelivery to show
+	c, _ := h.js.Consumer(ctx, "PAYMENTS", "webhook-fanout")
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 || info.NumAckPending != 0 {
+		t.Fatalf("fan-out consumer: %d redelivered, %d pending acks; want none", info.NumRedelivered, info.NumAckPending)
+	}
+	got := rc.got()
+	if len(got) != good {
+		t.Fatalf("receiver got %d requests, want %d", len(got), good)
+	}
+	for _, r := range got {
+		id := r.header.Get("webhook-id")
+		if !want[id] {
+			t.Fatalf("unexpected or repeated delivery of %s", id)
+		}
+		delete(want, id)
+	}
+}
+
+// An attempt that takes longer than the ack wait (the first backoff step) is not redelivered
+// while it runs: heartbeats keep restarting the ack timer.
+func TestSlowAttemptIsNotRedeliveredMeanwhile(t *testing.T) {
+	h := newHarness(t, 200*time.Millisecond, 400*time.Millisecond)
+	rc := newReceiver(t, func(int, *http.Request) (int, http.Header) {
+		time.Sleep(1200 * time.Millisecond)
+		return http.StatusOK, nil
+	})
+	epID, _ := h.endpoint("m_1", rc.srv.URL)
+	h.start()
+	env := h.publish("payments.confirmed", "m_1")
+	h.eventually(5*time.Second, "attempt row", func() bool { return len(h.attempts(env.ID, epID)) == 1 })
+	time.Sleep(500 * time.Millisecond) // room for a wrong redelivery to show
+	if n := len(rc.got()); n != 1 {
+		t.Fatalf("receiver got %d requests for one slow delivery, want 1", n)
+	}
+	if a := h.attempts(env.ID, epID); len(a) != 1 || !a[0].Delivered || a[0].Attempt != 1 || a[0].LatencyMS < 1200 {
+		t.Fatalf("attempt rows %+v, want one delivered first attempt of at least 1.2 s", a)
+	}
+}
