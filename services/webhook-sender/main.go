@@ -99,12 +99,9 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	// One dispatcher: Dispatch hands each message to its own goroutine and blocks only when
-	// the process holds its limit of messages.
-	sendLoop, err := natsbus.StartLoop(work, senderCons, 1, 2*cfg.Concurrency, deliverer.Dispatch, log)
-	if err != nil {
-		return err
-	}
+	// Fetches only as many messages as the deliverer has room for; Dispatch hands each to its
+	// own goroutine at once.
+	sendLoop := natsbus.StartFetchLoop(work, senderCons, deliverer.Room, deliverer.Dispatch, log)
 	fanoutLoop, err := natsbus.StartBatchLoop(work, fanoutCons, cfg.FanoutConcurrency, fanoutBatch, fanout.HandleBatch, log)
 	if err != nil {
 		return err

@@ -7,14 +7,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Loop pulls from a durable consumer and runs handle on up to workers messages at once. Stop
 // drains it: no new messages are taken, and it waits for the handlers in flight.
 type Loop struct {
-	iter jetstream.MessagesContext
-	wg   sync.WaitGroup
+	drain func() // stop taking messages, let the ones fetched be handled
+	stop  func() // stop at once
+	wg    sync.WaitGroup
 }
 
 // StartLoop starts pulling, keeping up to buffer messages fetched ahead. handle must settle
@@ -81,7 +83,7 @@ func startPull(cons jetstream.Consumer, buffer, queue int, log *slog.Logger) (*L
 	if err != nil {
 		return nil, nil, err
 	}
-	l := &Loop{iter: iter}
+	l := &Loop{drain: iter.Drain, stop: iter.Stop}
 	msgs := make(chan jetstream.Msg, queue)
 	l.wg.Add(1)
 	go func() {
@@ -106,13 +108,80 @@ func startPull(cons jetstream.Consumer, buffer, queue int, log *slog.Logger) (*L
 // timeout (NATS unreachable: the iterator never sees the drain complete), the iterator is
 // stopped outright; unacked messages are redelivered to the next instance.
 func (l *Loop) Stop(timeout time.Duration) {
-	l.iter.Drain()
+	l.drain()
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		l.iter.Stop()
+		l.stop()
 		<-done
+	}
+}
+
+// fetchWait bounds one fetch: how long a pull lost in a NATS restart can stall the loop.
+const fetchWait = 5 * time.Second
+
+// StartFetchLoop pulls only as many messages as the handler side has room for: room blocks until
+// there is room and says for how many, and that many are fetched. handle is called for each
+// message as it arrives and must return quickly (it hands the message on and settles it
+// itself). Unlike StartLoop, no message waits in a client-side buffer, where nothing could
+// extend its ack wait: a handler that starts heartbeats at once covers a message from its
+// arrival to its ack.
+func StartFetchLoop(ctx context.Context, cons jetstream.Consumer, room func(context.Context) int, handle func(context.Context, jetstream.Msg), log *slog.Logger) *Loop {
+	fetchCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	var once sync.Once
+	l := &Loop{}
+	l.drain = func() { once.Do(func() { close(stopped); cancel() }) }
+	l.stop = l.drain
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			select {
+			case <-stopped:
+				return
+			default:
+			}
+			n := room(fetchCtx)
+			if fetchCtx.Err() != nil {
+				return
+			}
+			if n < 1 {
+				continue
+			}
+			// The context's deadline is the pull request's expiry; cancelling it (Stop) ends the
+			// fetch at once.
+			one, cancelOne := context.WithTimeout(fetchCtx, fetchWait)
+			batch, err := cons.Fetch(n, jetstream.FetchContext(one))
+			if err != nil {
+				cancelOne()
+				if fetchCtx.Err() == nil {
+					log.Warn("fetch failed", "err", err)
+					sleep(fetchCtx, 100*time.Millisecond)
+				}
+				continue
+			}
+			for msg := range batch.Messages() {
+				handle(ctx, msg)
+			}
+			err = batch.Error()
+			cancelOne()
+			if err != nil && fetchCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+				log.Warn("fetch ended with an error", "err", err)
+				sleep(fetchCtx, 100*time.Millisecond)
+			}
+		}
+	}()
+	return l
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }

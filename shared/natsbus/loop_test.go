@@ -105,3 +105,93 @@ func TestBatchLoopBatchesABacklogAndHandlesSingleMessagesAtOnce(t *testing.T) {
 	}
 	t.Logf("single message handled %v after publishing", time.Since(start))
 }
+
+// The fetch loop never takes more messages than room allows, takes more as room frees, and
+// gets every message; Stop ends it promptly even while a fetch is open.
+func TestFetchLoopTakesOnlyWhatThereIsRoomFor(t *testing.T) {
+	n := testkit.MustNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, js, err := natsbus.Connect(ctx, n.URL(), "test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	const total, capacity = 200, 16
+	for i := range total {
+		if _, err := js.Publish(ctx, "s.x", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		held    int
+		most    int
+		seen    = map[string]bool{}
+		freed   = make(chan struct{}, 1)
+		allSeen = make(chan struct{})
+	)
+	room := func(ctx context.Context) int {
+		for {
+			mu.Lock()
+			free := capacity - held
+			mu.Unlock()
+			if free > 0 {
+				return free
+			}
+			select {
+			case <-freed:
+			case <-ctx.Done():
+				return 0
+			}
+		}
+	}
+	loop := natsbus.StartFetchLoop(ctx, cons, room, func(_ context.Context, m jetstream.Msg) {
+		mu.Lock()
+		held++
+		most = max(most, held)
+		seen[string(m.Data())] = true
+		if len(seen) == total {
+			close(allSeen)
+		}
+		mu.Unlock()
+		go func() { // handled elsewhere, a little later
+			time.Sleep(2 * time.Millisecond)
+			if err := m.Ack(); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			held--
+			mu.Unlock()
+			select {
+			case freed <- struct{}{}:
+			default:
+			}
+		}()
+	}, log)
+	select {
+	case <-allSeen:
+	case <-ctx.Done():
+		t.Fatalf("only %d of %d messages handled", len(seen), total)
+	}
+	mu.Lock()
+	if most > capacity {
+		t.Errorf("%d messages held at once, room allowed %d", most, capacity)
+	}
+	mu.Unlock()
+	// Nothing left to fetch: the loop sits in an open fetch; Stop must not wait for it to expire.
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	loop.Stop(10 * time.Second)
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Stop took %v with a fetch open", took)
+	}
+}

@@ -52,10 +52,11 @@ type Deliverer struct {
 	log                 *slog.Logger
 	metrics             deliveryMetrics
 
-	inflight chan struct{} // global bound on concurrent HTTP attempts
-	held     chan struct{} // bound on messages held in this process (queued + in flight)
-	heldCap  int           // per-endpoint share of held, so one slow endpoint cannot take all
-	wg       sync.WaitGroup
+	inflight  chan struct{} // global bound on concurrent HTTP attempts
+	held      chan struct{} // bound on messages held in this process (queued + in flight)
+	roomFreed chan struct{} // signalled when a place in held is given back
+	heldCap   int           // per-endpoint share of held, so one slow endpoint cannot take all
+	wg        sync.WaitGroup
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -105,11 +106,12 @@ func NewDeliverer(c DelivererConfig) (*Deliverer, error) {
 		store: c.Store, recorder: c.Recorder, client: c.Client, schedule: c.Schedule, maxDeliver: c.MaxDeliver,
 		maxRetryAfter: c.MaxRetryAfter, endpointConcurrency: c.EndpointConcurrency,
 		tracer: c.Tracer, log: c.Log, metrics: m,
-		inflight: make(chan struct{}, c.Concurrency),
-		held:     make(chan struct{}, heldLimit),
-		heldCap:  max(1, heldLimit*3/4),
-		lanes:    map[string]*lane{},
-		cache:    map[string]cachedEndpoint{},
+		inflight:  make(chan struct{}, c.Concurrency),
+		held:      make(chan struct{}, heldLimit),
+		roomFreed: make(chan struct{}, 1),
+		heldCap:   max(1, heldLimit*3/4),
+		lanes:     map[string]*lane{},
+		cache:     map[string]cachedEndpoint{},
 	}, nil
 }
 
@@ -118,9 +120,29 @@ func (d *Deliverer) step(n int) time.Duration {
 	return d.schedule[min(max(n, 1), len(d.schedule))-1]
 }
 
-// Dispatch takes one message from the consumer loop. It returns quickly: the attempt runs in its
-// own goroutine. It blocks only when the process already holds its limit of messages, which
-// is what stops pulling.
+// Room blocks until the process can hold more messages and says how many. The delivery loop
+// fetches exactly that many (natsbus.StartFetchLoop), so every message it takes is dispatched at
+// once and heartbeated from its arrival: none waits in a client-side buffer while its ack wait
+// runs out, which would redeliver it and could POST it twice. Once the process is busy it waits
+// for a quarter of its places to free up, so a saturated sender fetches in batches.
+func (d *Deliverer) Room(ctx context.Context) int {
+	for {
+		free := cap(d.held) - len(d.held)
+		if free >= max(1, cap(d.held)/4) {
+			return free
+		}
+		select {
+		case <-d.roomFreed:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+// Dispatch takes one message from the delivery loop and returns at once: it starts the
+// message's heartbeat, takes a place in the process (there is one: the loop fetched no more than
+// Room allowed) and hands the message to its own goroutine, which waits for a place in the
+// endpoint's lane and attempts the delivery.
 func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
@@ -130,33 +152,41 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	n := int(md.NumDelivered)
 	endpointID := strings.TrimPrefix(msg.Subject(), DeliverSubjectPrefix)
 	stopBeat := d.heartbeat(msg, d.step(n))
-
-	ln := d.lane(endpointID)
-	if !d.admit(ctx, ln, n) {
-		// This endpoint already holds its share and is not draining: hand the message back to
-		// be redelivered after the current step. It costs one delivery count but no HTTP
-		// attempt; on the last delivery it is kept regardless.
-		stopBeat()
-		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "deferred")))
-		if err := msg.NakWithDelay(d.schedule[0]); err != nil {
-			d.log.Warn("nak failed", "err", err)
-		}
-		return
-	}
 	select {
 	case d.held <- struct{}{}:
 	case <-ctx.Done():
 		stopBeat()
-		d.release(ln)
 		return
 	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		ln := d.lane(endpointID)
+		if !d.admit(ctx, ln, n) {
+			// This endpoint already holds its share and is not draining: hand the message back
+			// to be redelivered after the current step. It costs one delivery count but no HTTP
+			// attempt; on the last delivery it is kept regardless.
+			stopBeat()
+			d.unhold()
+			d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "deferred")))
+			if err := msg.NakWithDelay(d.schedule[0]); err != nil {
+				d.log.Warn("nak failed", "err", err)
+			}
+			return
+		}
 		h := &hold{d: d, ln: ln}
 		defer h.free()
 		d.deliver(ctx, msg, md, endpointID, h, stopBeat)
 	}()
+}
+
+// unhold gives back a place in the process.
+func (d *Deliverer) unhold() {
+	<-d.held
+	select {
+	case d.roomFreed <- struct{}{}:
+	default:
+	}
 }
 
 func (d *Deliverer) lane(endpointID string) *lane {
@@ -170,9 +200,9 @@ func (d *Deliverer) lane(endpointID string) *lane {
 	return ln
 }
 
-// laneWait is how long Dispatch waits for a full lane to drain before deferring: a healthy
-// endpoint frees a slot within milliseconds, a hanging one does not, and meanwhile every other
-// endpoint waits too, so it is short.
+// laneWait is how long a dispatched message waits for a full lane to drain before it is
+// deferred: a healthy endpoint frees a slot within milliseconds, a hanging one does not, and
+// meanwhile the message holds a place in the process, so it is short.
 const laneWait = 50 * time.Millisecond
 
 // admit takes a place in the endpoint's lane, waiting up to laneWait for one to free up.
@@ -206,7 +236,7 @@ type hold struct {
 	once sync.Once
 }
 
-func (h *hold) free() { h.once.Do(func() { h.d.release(h.ln); <-h.d.held }) }
+func (h *hold) free() { h.once.Do(func() { h.d.release(h.ln); h.d.unhold() }) }
 
 func (d *Deliverer) release(ln *lane) {
 	d.mu.Lock()
