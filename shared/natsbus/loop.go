@@ -138,6 +138,9 @@ func StartFetchLoop(ctx context.Context, cons jetstream.Consumer, room func(cont
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
+		// After a failed fetch (NATS restarting) wait before the next, longer each time.
+		pause := func(failures int) { sleep(fetchCtx, min(100*time.Millisecond<<min(failures, 5), 2*time.Second)) }
+		failures := 0
 		for {
 			select {
 			case <-stopped:
@@ -158,8 +161,9 @@ func StartFetchLoop(ctx context.Context, cons jetstream.Consumer, room func(cont
 			if err != nil {
 				cancelOne()
 				if fetchCtx.Err() == nil {
-					log.Warn("fetch failed", "err", err)
-					sleep(fetchCtx, 100*time.Millisecond)
+					log.Warn("fetch failed", "err", err, "failures", failures+1)
+					pause(failures)
+					failures++
 				}
 				continue
 			}
@@ -169,9 +173,12 @@ func StartFetchLoop(ctx context.Context, cons jetstream.Consumer, room func(cont
 			err = batch.Error()
 			cancelOne()
 			if err != nil && fetchCtx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-				log.Warn("fetch ended with an error", "err", err)
-				sleep(fetchCtx, 100*time.Millisecond)
+				log.Warn("fetch ended with an error", "err", err, "failures", failures+1)
+				pause(failures)
+				failures++
+				continue
 			}
+			failures = 0
 		}
 	}()
 	return l
