@@ -127,7 +127,8 @@ const fetchWait = 5 * time.Second
 // message as it arrives and must return quickly (it hands the message on and settles it
 // itself). Unlike StartLoop, no message waits in a client-side buffer, where nothing could
 // extend its ack wait: a handler that starts heartbeats at once covers a message from its
-// arrival to its ack.
+// arrival to its ack. Stop ends the open fetch at once; a message the server had sent but the
+// loop had not yet handed on is redelivered after its ack wait.
 func StartFetchLoop(ctx context.Context, cons jetstream.Consumer, room func(context.Context) int, handle func(context.Context, jetstream.Msg), log *slog.Logger) *Loop {
 	fetchCtx, cancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})

@@ -83,15 +83,8 @@ func (f *Fanout) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	for i := range batch {
 		fm := &batch[i]
 		for _, ack := range fm.acks {
-			if fm.err != nil {
+			if fm.err = waitAck(wait, ack); fm.err != nil {
 				break
-			}
-			select {
-			case <-ack.Ok():
-			case err := <-ack.Err():
-				fm.err = Transient(fmt.Errorf("publish to %s: %w", ack.Msg().Subject, err))
-			case <-wait.Done():
-				fm.err = Transient(fmt.Errorf("publish to %s: no ack from the stream within %v", ack.Msg().Subject, publishTimeout))
 			}
 		}
 		if fm.err != nil {
@@ -101,6 +94,29 @@ func (f *Fanout) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		settle(fm.ctx, fm.msg, fm.err, f.Log)
 		fm.span.End()
+	}
+}
+
+// waitAck waits for the stream's answer to one publish until wait ends. An answer that has
+// already come counts even when wait has ended meanwhile.
+func waitAck(wait context.Context, ack jetstream.PubAckFuture) error {
+	failed := func(err error) error {
+		return Transient(fmt.Errorf("publish to %s: %w", ack.Msg().Subject, err))
+	}
+	select {
+	case <-ack.Ok():
+		return nil
+	case err := <-ack.Err():
+		return failed(err)
+	default:
+	}
+	select {
+	case <-ack.Ok():
+		return nil
+	case err := <-ack.Err():
+		return failed(err)
+	case <-wait.Done():
+		return failed(fmt.Errorf("no ack from the stream within %v", publishTimeout))
 	}
 }
 
