@@ -119,8 +119,13 @@ func (l *Loop) Stop(timeout time.Duration) {
 	}
 }
 
-// fetchWait bounds one fetch: how long a pull lost in a NATS restart can stall the loop.
-const fetchWait = 5 * time.Second
+// fetchWait bounds one fetch. While it is open and idle the server sends a heartbeat every
+// fetchHeartbeat; a fetch that misses them (its pull request was lost in a NATS restart) ends
+// early and is replaced.
+const (
+	fetchWait      = 5 * time.Second
+	fetchHeartbeat = time.Second
+)
 
 // StartFetchLoop pulls only as many messages as the handler side has room for: room blocks until
 // there is room and says for how many, and that many are fetched. handle is called for each
@@ -158,7 +163,7 @@ func StartFetchLoop(ctx context.Context, cons jetstream.Consumer, room func(cont
 			// The context's deadline is the pull request's expiry; cancelling it (Stop) ends the
 			// fetch at once.
 			one, cancelOne := context.WithTimeout(fetchCtx, fetchWait)
-			batch, err := cons.Fetch(n, jetstream.FetchContext(one))
+			batch, err := cons.Fetch(n, jetstream.FetchContext(one), jetstream.FetchHeartbeat(fetchHeartbeat))
 			if err != nil {
 				cancelOne()
 				if fetchCtx.Err() == nil {
