@@ -47,7 +47,7 @@ func BenchmarkWebhookThroughput(b *testing.B) {
 		b.ReportMetric(float64(r.p99.Microseconds())/1000, "p99_ms")
 		fmt.Printf("events=%d concurrency=%d publish rate=%s stage=%s\n", events, concurrency,
 			cmp.Or(os.Getenv("BENCH_RATE"), "burst"), cmp.Or(os.Getenv("BENCH_STAGE"), "fan-out+delivery"))
-		fmt.Printf("raw HTTP POSTs/s (plain Go client, same receiver): %.0f\n", r.rawPerSec)
+		fmt.Printf("raw HTTP POSTs/s (plain Go client, same receiver, mean of before and after): %.0f\n", r.rawPerSec)
 		fmt.Printf("sender deliveries/s (publish of first event → receipt of last): %.0f\n", r.deliveriesPerSec)
 		fmt.Printf("ratio deliveries/raw: %.2f\n", r.deliveriesPerSec/r.rawPerSec)
 		fmt.Printf("publish→receipt latency: p50 %v  p99 %v  max %v\n", r.p50, r.p99, r.max)
@@ -99,35 +99,41 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		envs[i], bodies[i] = env, mustJSON(b, env)
 	}
 
-	// 1. Raw: the same receiver, plain POSTs of the same body, same concurrency.
+	// 1. Raw: the same receiver, plain POSTs of the same body, same concurrency. Measured again
+	// after the sender's run, so drift of the shared machine during the run shows.
 	raw := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(events) {
-					return
+	rawRate := func() float64 {
+		before := rc.count.Load()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(events) {
+						return
+					}
+					resp, err := raw.Post(rc.srv.URL, "application/json", bytes.NewReader(bodies[i]))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
 				}
-				resp, err := raw.Post(rc.srv.URL, "application/json", bytes.NewReader(bodies[i]))
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		took := time.Since(start)
+		if got := rc.count.Load() - before; got != int64(events) {
+			b.Fatalf("receiver counted %d raw POSTs, want %d", got, events)
+		}
+		return float64(events) / took.Seconds()
 	}
-	wg.Wait()
-	rawTook := time.Since(start)
-	if got := rc.count.Load(); got != int64(events) {
-		b.Fatalf("receiver counted %d raw POSTs, want %d", got, events)
-	}
+	rawBefore := rawRate()
 
 	// 2. Through the sender, publishing while it runs.
 	// One merchant endpoint takes everything, so its per-endpoint limit is the global one.
@@ -173,7 +179,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		}
 		defer func() { pprof.StopCPUProfile(); out.Close() }()
 	}
-	start = time.Now()
+	start := time.Now()
 	for i, env := range envs {
 		if pace > 0 {
 			if wait := time.Until(start.Add(time.Duration(i) * pace)); wait > 0 {
@@ -260,6 +266,8 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	_ = h.db.Get(&rows, `SELECT count(*) FROM webhook_attempts`)
 	_ = h.db.Get(&redelivered, `SELECT count(*) FROM webhook_attempts WHERE attempt > 1`)
 	fmt.Printf("attempt rows %d, of which redeliveries %d; receiver saw %d requests\n", rows, redelivered, rc.count.Load()-int64(events))
+	rawAfter := rawRate()
+	fmt.Printf("raw HTTP POSTs/s before the sender's run %.0f, after %.0f\n", rawBefore, rawAfter)
 
 	// 3. JetStream alone on the same server, after the sender's run (deleting its scratch stream
 	// must not disturb the latencies above): synchronous publishes and consume+ack of the same
@@ -269,7 +277,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	fmt.Printf("JetStream alone: %.0f sync publishes/s, %.0f deliveries+acks/s → %.0f events/s for 2 of each per event\n",
 		pubRate, consRate, 1/(2/pubRate+2/consRate))
 	return throughput{
-		rawPerSec:        float64(events) / rawTook.Seconds(),
+		rawPerSec:        (rawBefore + rawAfter) / 2,
 		deliveriesPerSec: float64(events) / last.Sub(start).Seconds(),
 		p50:              lat[len(lat)/2],
 		p99:              lat[len(lat)*99/100],
