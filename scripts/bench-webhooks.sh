@@ -16,3 +16,6 @@ BENCH_RATE= run
 echo
 echo "== paced: ${BENCH_RATE:-2000} events/s =="
 BENCH_CPUPROFILE= BENCH_RATE="${BENCH_RATE:-2000}" run
+echo
+echo "== floor: JetStream's least work per event next to one raw POST =="
+go test -run '^$' -bench BenchmarkJetStreamFloor -benchtime=1x -count=1 . 2>&1 | grep -v '^{' | grep -Ev '^(goos|goarch|pkg|cpu|PASS|ok)'

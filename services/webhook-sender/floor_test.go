@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
+)
+
+// BenchmarkJetStreamFloor measures, in CPU time of this process (embedded nats-server, client
+// and receiver alike), what one event costs the pipeline at the least: a JetStream publish with
+// a Nats-Msg-Id and a fetch+ack, each twice (PAYMENTS, then WEBHOOKS), next to one raw POST of
+// the same body. cost(POST) / (cost(POST) + 2 publishes + 2 fetch+acks) is the highest ratio
+// BenchmarkWebhookThroughput could show on this machine if the sender did nothing else: no
+// signing, no attempt row, no decoding, no fan-out logic.
+func BenchmarkJetStreamFloor(b *testing.B) {
+	const n = 20000
+	h := newHarness(b)
+	ctx := b.Context()
+	env, err := newTestEnvelope("m_floor")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := mustJSON(b, env)
+	if _, err := h.js.CreateStream(ctx, jetstream.StreamConfig{Name: "FLOOR", Subjects: []string{"floor.>"},
+		Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute}); err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		js, err := jetstream.New(h.nc, jetstream.WithPublishAsyncMaxPending(4096))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pub := cpuPerOp(n, func() {
+			for i := range n {
+				m := nats.NewMsg("floor.x")
+				m.Data = body
+				m.Header.Set(event.HeaderMsgID, strconv.Itoa(i)+"."+env.ID)
+				if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-js.PublishAsyncComplete()
+		})
+		cons, err := h.js.CreateConsumer(ctx, "FLOOR", jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fetch := cpuPerOp(n, func() {
+			for got := 0; got < n; {
+				batch, err := cons.Fetch(min(500, n-got), jetstream.FetchMaxWait(5*time.Second))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for m := range batch.Messages() {
+					if err := m.Ack(); err != nil {
+						b.Fatal(err)
+					}
+					got++
+				}
+			}
+			h.nc.Flush()
+		})
+		_ = h.js.DeleteConsumer(ctx, "FLOOR", cons.CachedInfo().Name)
+		if s, err := h.js.Stream(ctx, "FLOOR"); err == nil {
+			_ = s.Purge(ctx)
+		}
+
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusOK)
+		}))
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+		post := cpuPerOp(n, func() {
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= n {
+						resp, err := client.Post(srv.URL, "application/json", bytes.NewReader(body))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}()
+			}
+			wg.Wait()
+		})
+		srv.Close()
+		ceiling := post / (post + 2*pub + 2*fetch)
+		b.ReportMetric(pub, "µs_cpu/publish")
+		b.ReportMetric(fetch, "µs_cpu/fetch+ack")
+		b.ReportMetric(post, "µs_cpu/POST")
+		b.ReportMetric(ceiling, "ceiling_ratio")
+		fmt.Printf("CPU per operation (this process: nats-server, client, receiver): async publish %.1f µs, fetch+ack %.1f µs, raw POST %.1f µs\n", pub, fetch, post)
+		fmt.Printf("highest ratio with nothing but 2 publishes + 2 fetch+acks per event: %.2f\n", ceiling)
+	}
+}
+
+// cpuPerOp runs f and returns this process's CPU time (user + system) per op, in µs.
+func cpuPerOp(ops int, f func()) float64 {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	f()
+	return float64((cpu() - start).Microseconds()) / float64(ops)
+}
