@@ -83,8 +83,10 @@ func (c Config) Validate() error {
 	if c.EndpointConcurrency < 1 {
 		return bad("WEBHOOK_ENDPOINT_CONCURRENCY", "must be at least 1")
 	}
-	if c.FanoutConcurrency < 1 {
-		return bad("WEBHOOK_FANOUT_CONCURRENCY", "must be at least 1")
+	if c.FanoutConcurrency < 1 || c.FanoutConcurrency > maxFanoutWorkers {
+		// Each worker keeps up to two batches fetched ahead; more workers would ask for more
+		// events than the webhook-fanout consumer lets be unacked (max_ack_pending 10000).
+		return bad("WEBHOOK_FANOUT_CONCURRENCY", fmt.Sprintf("must be between 1 and %d (fan-out workers of up to %d events each)", maxFanoutWorkers, fanoutBatch))
 	}
 	if c.MaxRetryAfter < 0 {
 		return bad("WEBHOOK_MAX_RETRY_AFTER", "must not be negative")

@@ -34,6 +34,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"zero timeout":       {map[string]string{"WEBHOOK_TIMEOUT": "0s"}, "WEBHOOK_TIMEOUT"},
 		"zero concurrency":   {map[string]string{"WEBHOOK_CONCURRENCY": "0"}, "WEBHOOK_CONCURRENCY"},
 		"not a number":       {map[string]string{"WEBHOOK_CONCURRENCY": "many"}, "WEBHOOK_CONCURRENCY"},
+		"fan-out workers":    {map[string]string{"WEBHOOK_FANOUT_CONCURRENCY": "64"}, "WEBHOOK_FANOUT_CONCURRENCY"},
 		"http url":           {map[string]string{"WEBHOOK_URL": "http://merchant.example/hook", "WEBHOOK_SECRET": "s"}, "WEBHOOK_URL"},
 		"metadata url":       {map[string]string{"WEBHOOK_URL": "https://169.254.169.254/", "WEBHOOK_SECRET": "s"}, "WEBHOOK_URL"},
 		"url without secret": {map[string]string{"WEBHOOK_URL": "https://merchant.example/hook"}, "WEBHOOK_SECRET"},

@@ -23,6 +23,10 @@ const serviceName = "webhook-sender"
 // the stream's acks.
 const fanoutBatch = 256
 
+// maxFanoutWorkers bounds WEBHOOK_FANOUT_CONCURRENCY: 16 workers keep up to 16 × 2 × 256 = 8192
+// events fetched, inside the webhook-fanout consumer's max_ack_pending of 10000.
+const maxFanoutWorkers = 16
+
 // DefaultEndpointID is the endpoint made from WEBHOOK_URL / WEBHOOK_SECRET.
 const DefaultEndpointID = "ep_default"
 
