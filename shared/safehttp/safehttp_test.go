@@ -506,8 +506,8 @@ func TestNewClientConfiguration(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := NewClient(tt.policy, tt.timeout, tt.maxConns)
-			if c.Timeout != tt.wantTimeout {
-				t.Errorf("Timeout = %s, want %s", c.Timeout, tt.wantTimeout)
+			if c.Timeout != 0 {
+				t.Errorf("client Timeout = %s: the transport enforces the timeout (no goroutine per request)", c.Timeout)
 			}
 			if c.CheckRedirect == nil || !errors.Is(c.CheckRedirect(nil, nil), http.ErrUseLastResponse) {
 				t.Error("CheckRedirect does not stop redirects")
@@ -518,6 +518,9 @@ func TestNewClientConfiguration(t *testing.T) {
 			tr, ok := c.Transport.(*transport)
 			if !ok {
 				t.Fatalf("Transport is %T", c.Transport)
+			}
+			if tr.timeout != tt.wantTimeout {
+				t.Errorf("timeout = %s, want %s", tr.timeout, tt.wantTimeout)
 			}
 			if tr.policy != tt.policy {
 				t.Errorf("policy = %+v, want %+v", tr.policy, tt.policy)
@@ -602,5 +605,38 @@ func TestClientRefusalNamesAddress(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "127.0.0.1") {
 		t.Fatalf("error %q does not name the refused address", err)
+	}
+}
+
+// The timeout bounds the whole exchange: a server that sends its headers and then stalls the
+// body does not hold the reader past it.
+func TestClientTimeoutCoversTheBody(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("partial"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+
+	client := NewClient(Policy{AllowHTTP: true, AllowPrivateNetworks: true}, 200*time.Millisecond, 2)
+	start := time.Now()
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("headers should arrive in time: %v", err)
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatal("reading a stalled body succeeded")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("reading the body was cut after %s, want about the 200ms timeout", d)
 	}
 }
