@@ -71,6 +71,19 @@ type benchReceiver struct {
 
 func runThroughput(b *testing.B, events, concurrency int) throughput {
 	h := newHarness(b, time.Second, 5*time.Second)
+	// BENCH_NATS_URL: use that nats-server (a fresh one per run) instead of the embedded one,
+	// so it can run on cores of its own (scripts/bench-webhooks.sh with BENCH_SPLIT=1).
+	if url := os.Getenv("BENCH_NATS_URL"); url != "" {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(nc.Close)
+		h.nc, h.cfg.NATSURL = nc, url
+		if h.js, err = jetstream.New(nc); err != nil {
+			b.Fatal(err)
+		}
+	}
 	rc := &benchReceiver{received: make(map[string]time.Time, events)}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
