@@ -117,30 +117,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	raw := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
 	rawRate := func() float64 {
 		before := rc.count.Load()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		start := time.Now()
-		for range concurrency {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(events) {
-						return
-					}
-					resp, err := raw.Post(rc.srv.URL, "application/json", bytes.NewReader(bodies[i]))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}()
-		}
-		wg.Wait()
-		took := time.Since(start)
+		took := inParallel(b, concurrency, events, func(i int) error { return post(raw, rc.srv.URL, bodies[i]) })
 		if got := rc.count.Load() - before; got != int64(events) {
 			b.Fatalf("receiver counted %d raw POSTs, want %d", got, events)
 		}
@@ -324,6 +301,38 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	}
 }
 
+// inParallel calls do(i) for every i in [0, n) from workers goroutines and returns how long it
+// took; an error fails the benchmark.
+func inParallel(b *testing.B, workers, n int, do func(i int) error) time.Duration {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if err := do(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// post sends one plain POST and reads the answer, as the raw client does.
+func post(c *http.Client, url string, body []byte) error {
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
+}
+
 // jetStreamRates measures, on a scratch stream of the harness's server, how fast bodies are
 // published synchronously and then consumed and acked, each with `concurrency` goroutines.
 func jetStreamRates(b *testing.B, h *harness, bodies [][]byte, concurrency int) (pubPerSec, consPerSec float64) {
@@ -333,37 +342,21 @@ func jetStreamRates(b *testing.B, h *harness, bodies [][]byte, concurrency int) 
 		b.Fatal(err)
 	}
 	defer h.js.DeleteStream(context.Background(), "BENCH")
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(len(bodies)) {
-					return
-				}
-				m := nats.NewMsg("bench.x")
-				m.Data = bodies[i]
-				m.Header.Set(event.HeaderMsgID, strconv.FormatInt(i, 10))
-				if _, err := h.js.PublishMsg(ctx, m); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	pubPerSec = float64(len(bodies)) / time.Since(start).Seconds()
+	took := inParallel(b, concurrency, len(bodies), func(i int) error {
+		m := nats.NewMsg("bench.x")
+		m.Data = bodies[i]
+		m.Header.Set(event.HeaderMsgID, strconv.Itoa(i))
+		_, err := h.js.PublishMsg(ctx, m)
+		return err
+	})
+	pubPerSec = float64(len(bodies)) / took.Seconds()
 	cons, err := h.js.CreateConsumer(ctx, "BENCH", jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 100000})
 	if err != nil {
 		b.Fatal(err)
 	}
 	var acked atomic.Int64
 	done := make(chan struct{})
-	start = time.Now()
+	start := time.Now()
 	loop, err := natsbus.StartLoop(ctx, cons, concurrency, 2*concurrency, func(_ context.Context, m jetstream.Msg) {
 		if err := m.Ack(); err != nil {
 			b.Error(err)

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -83,33 +80,16 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 			w.WriteHeader(http.StatusOK)
 		}))
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
-		post := cpuPerOp(n, func() {
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range 64 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= n {
-						resp, err := client.Post(srv.URL, "application/json", bytes.NewReader(body))
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-					}
-				}()
-			}
-			wg.Wait()
+		postCPU := cpuPerOp(n, func() {
+			inParallel(b, 64, n, func(int) error { return post(client, srv.URL, body) })
 		})
 		srv.Close()
-		ceiling := post / (post + 2*pub + 2*fetch)
+		ceiling := postCPU / (postCPU + 2*pub + 2*fetch)
 		b.ReportMetric(pub, "µs_cpu/publish")
 		b.ReportMetric(fetch, "µs_cpu/fetch+ack")
-		b.ReportMetric(post, "µs_cpu/POST")
+		b.ReportMetric(postCPU, "µs_cpu/POST")
 		b.ReportMetric(ceiling, "ceiling_ratio")
-		fmt.Printf("CPU per operation (this process: nats-server, client, receiver): async publish %.1f µs, fetch+ack %.1f µs, raw POST %.1f µs\n", pub, fetch, post)
+		fmt.Printf("CPU per operation (this process: nats-server, client, receiver): async publish %.1f µs, fetch+ack %.1f µs, raw POST %.1f µs\n", pub, fetch, postCPU)
 		fmt.Printf("highest ratio with nothing but 2 publishes + 2 fetch+acks per event: %.2f\n", ceiling)
 	}
 }

@@ -15,23 +15,23 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
-// A backlog is handed to the batch handler in batches of at most maxBatch, every message exactly
-// once; a message arriving alone is handled at once, without waiting for a batch to fill.
-func TestBatchLoopBatchesABacklogAndHandlesSingleMessagesAtOnce(t *testing.T) {
-	n := testkit.MustNATS(t)
+// backlogConsumer starts an embedded NATS with stream S holding n messages "0".."n-1" and a
+// durable explicit-ack consumer on it. The context ends with the test (30 s at most).
+func backlogConsumer(t *testing.T, n int) (context.Context, jetstream.JetStream, jetstream.Consumer, *slog.Logger) {
+	t.Helper()
+	srv := testkit.MustNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, js, err := natsbus.Connect(ctx, n.URL(), "test", log)
+	nc, js, err := natsbus.Connect(ctx, srv.URL(), "test", log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	const backlog, maxBatch = 1000, 64
-	for i := range backlog {
+	for i := range n {
 		if _, err := js.Publish(ctx, "s.x", []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
@@ -40,6 +40,14 @@ func TestBatchLoopBatchesABacklogAndHandlesSingleMessagesAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, js, cons, log
+}
+
+// A backlog is handed to the batch handler in batches of at most maxBatch, every message exactly
+// once; a message arriving alone is handled at once, without waiting for a batch to fill.
+func TestBatchLoopBatchesABacklogAndHandlesSingleMessagesAtOnce(t *testing.T) {
+	const backlog, maxBatch = 1000, 64
+	ctx, js, cons, log := backlogConsumer(t, backlog)
 	var (
 		mu      sync.Mutex
 		seen    = map[string]int{}
@@ -109,28 +117,8 @@ func TestBatchLoopBatchesABacklogAndHandlesSingleMessagesAtOnce(t *testing.T) {
 // The fetch loop never takes more messages than room allows, takes more as room frees, and
 // gets every message; Stop ends it promptly even while a fetch is open.
 func TestFetchLoopTakesOnlyWhatThereIsRoomFor(t *testing.T) {
-	n := testkit.MustNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, js, err := natsbus.Connect(ctx, n.URL(), "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
-		t.Fatal(err)
-	}
 	const total, capacity = 200, 16
-	for i := range total {
-		if _, err := js.Publish(ctx, "s.x", []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cons, err := js.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, cons, log := backlogConsumer(t, total)
 	var (
 		mu      sync.Mutex
 		held    int

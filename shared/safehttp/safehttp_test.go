@@ -453,10 +453,14 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 	}
 }
 
-func TestClientTimeout(t *testing.T) {
-	t.Parallel()
+// stallingServer answers each request with first (if any) and then hangs until the client goes
+// away or the test ends.
+func stallingServer(t *testing.T, first func(http.ResponseWriter)) *httptest.Server {
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if first != nil {
+			first(w)
+		}
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -464,6 +468,12 @@ func TestClientTimeout(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
+	return srv
+}
+
+func TestClientTimeout(t *testing.T) {
+	t.Parallel()
+	srv := stallingServer(t, nil)
 
 	client := NewClient(Policy{AllowHTTP: true, AllowPrivateNetworks: true}, 200*time.Millisecond, 2)
 	start := time.Now()
@@ -612,18 +622,11 @@ func TestClientRefusalNamesAddress(t *testing.T) {
 // body does not hold the reader past it.
 func TestClientTimeoutCoversTheBody(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := stallingServer(t, func(w http.ResponseWriter) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("partial"))
 		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
+	})
 
 	client := NewClient(Policy{AllowHTTP: true, AllowPrivateNetworks: true}, 200*time.Millisecond, 2)
 	start := time.Now()
