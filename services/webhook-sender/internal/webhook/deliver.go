@@ -353,7 +353,7 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 // attempt loads the endpoint, waits for a slot, POSTs and records the attempt.
 func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold) outcome {
 	body := msg.Data()
-	env, err := decodeWebhookBody(body)
+	env, err := decodeEventBody(body)
 	if err != nil {
 		return outcome{terminate: ReasonPoison + ": " + err.Error()}
 	}
@@ -415,21 +415,24 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	return out
 }
 
-// webhookBody is the part of the envelope the delivery stage reads. One decode checks the shape
-// (data must be an object) and picks the fields out; the body is posted as it is.
-type webhookBody struct {
+// eventBody is the part of the envelope the sender reads: the fan-out needs the merchant, the
+// delivery stage the ids for the attempt row. One decode checks the shape (the fields
+// event.Envelope.Validate requires, data an object) and picks the fields out, without a second
+// pass over data; the body itself is published and posted as it is.
+type eventBody struct {
 	ID        string    `json:"id"`
 	Type      string    `json:"type"`
 	Timestamp time.Time `json:"timestamp"`
 	Data      *struct {
-		PaymentID string `json:"payment_id"`
+		PaymentID  string `json:"payment_id"`
+		MerchantID string `json:"merchant_id"`
 	} `json:"data"`
 }
 
-func decodeWebhookBody(body []byte) (webhookBody, error) {
-	var env webhookBody
+func decodeEventBody(body []byte) (eventBody, error) {
+	var env eventBody
 	if err := json.Unmarshal(body, &env); err != nil {
-		return env, fmt.Errorf("undecodable webhook body: %w", err)
+		return env, fmt.Errorf("undecodable event: %w", err)
 	}
 	switch {
 	case env.ID == "":

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -124,20 +123,11 @@ func waitAck(wait context.Context, ack jetstream.PubAckFuture) error {
 // carry Nats-Msg-Id <event>.<endpoint>, so a redelivered event republishes them into the
 // duplicate window and WEBHOOKS drops them: fan-out is idempotent.
 func (f *Fanout) deliveries(ctx context.Context, subject string, body []byte) ([]*nats.Msg, error) {
-	var env event.Envelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, Poison(ReasonPoison, fmt.Errorf("undecodable event on %s: %w", subject, err))
+	env, err := decodeEventBody(body)
+	if err != nil {
+		return nil, Poison(ReasonPoison, fmt.Errorf("event on %s: %w", subject, err))
 	}
-	if err := env.Validate(); err != nil {
-		return nil, Poison(ReasonPoison, err)
-	}
-	var data struct {
-		MerchantID string `json:"merchant_id"`
-	}
-	if err := json.Unmarshal(env.Data, &data); err != nil {
-		return nil, Poison(ReasonPoison, fmt.Errorf("event %s data: %w", env.ID, err))
-	}
-	eps, err := f.Endpoints.EndpointsFor(ctx, data.MerchantID, env.Type)
+	eps, err := f.Endpoints.EndpointsFor(ctx, env.Data.MerchantID, env.Type)
 	if err != nil {
 		return nil, Transient(err)
 	}
