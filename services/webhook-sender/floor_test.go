@@ -96,12 +96,16 @@ func BenchmarkJetStreamFloor(b *testing.B) {
 
 // cpuPerOp runs f and returns this process's CPU time (user + system) per op, in µs.
 func cpuPerOp(ops int, f func()) float64 {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
+	start := processCPU()
 	f()
-	return float64((cpu() - start).Microseconds()) / float64(ops)
+	return us(processCPU()-start) / float64(ops)
 }
+
+// processCPU is this process's CPU time so far (user + system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
