@@ -71,19 +71,7 @@ type benchReceiver struct {
 
 func runThroughput(b *testing.B, events, concurrency int) throughput {
 	h := newHarness(b, time.Second, 5*time.Second)
-	// BENCH_NATS_URL: use that nats-server (a fresh one per run) instead of the embedded one,
-	// so it can run on cores of its own (scripts/bench-webhooks.sh with BENCH_SPLIT=1).
-	if url := os.Getenv("BENCH_NATS_URL"); url != "" {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(nc.Close)
-		h.nc, h.cfg.NATSURL = nc, url
-		if h.js, err = jetstream.New(nc); err != nil {
-			b.Fatal(err)
-		}
-	}
+	h.useBenchNATS()
 	rc := &benchReceiver{received: make(map[string]time.Time, events)}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -308,6 +296,25 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		p99:              lat[len(lat)*99/100],
 		max:              lat[len(lat)-1],
 		publishTook:      publishTook,
+	}
+}
+
+// useBenchNATS points the harness at the nats-server in BENCH_NATS_URL (a fresh one per run)
+// instead of the embedded one, so that it can run on cores of its own
+// (scripts/bench-webhooks-split.sh). Without the variable it does nothing.
+func (h *harness) useBenchNATS() {
+	url := os.Getenv("BENCH_NATS_URL")
+	if url == "" {
+		return
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(nc.Close)
+	h.nc, h.cfg.NATSURL = nc, url
+	if h.js, err = jetstream.New(nc); err != nil {
+		h.t.Fatal(err)
 	}
 }
 

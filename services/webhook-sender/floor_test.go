@@ -21,10 +21,13 @@ import (
 // a Nats-Msg-Id and a fetch+ack, each twice (PAYMENTS, then WEBHOOKS), next to one raw POST of
 // the same body. cost(POST) / (cost(POST) + 2 publishes + 2 fetch+acks) is the highest ratio
 // BenchmarkWebhookThroughput could show on this machine if the sender did nothing else: no
-// signing, no attempt row, no decoding, no fan-out logic.
+// signing, no attempt row, no decoding, no fan-out logic. With BENCH_NATS_URL (a nats-server
+// elsewhere, scripts/bench-webhooks-split.sh) it is the same ceiling for a sender whose NATS
+// server runs on other cores: only the client's side of each operation is counted.
 func BenchmarkJetStreamFloor(b *testing.B) {
 	const n = 20000
 	h := newHarness(b)
+	h.useBenchNATS() // then the figures leave out the server's own CPU
 	ctx := b.Context()
 	env, err := newTestEnvelope("m_floor")
 	if err != nil {
