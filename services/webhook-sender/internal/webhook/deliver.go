@@ -151,11 +151,11 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	}
 	n := int(md.NumDelivered)
 	endpointID := strings.TrimPrefix(msg.Subject(), DeliverSubjectPrefix)
-	stopBeat := d.heartbeat(msg, d.step(n))
+	hb := d.heartbeat(msg, d.step(n))
 	select {
 	case d.held <- struct{}{}:
 	case <-ctx.Done():
-		stopBeat()
+		hb.stop()
 		return
 	}
 	d.wg.Add(1)
@@ -166,7 +166,7 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 			// This endpoint already holds its share and is not draining: hand the message back
 			// to be redelivered after the current step. It costs one delivery count but no HTTP
 			// attempt; on the last delivery it is kept regardless.
-			stopBeat()
+			hb.stop()
 			d.unhold()
 			d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "deferred")))
 			if err := msg.NakWithDelay(d.schedule[0]); err != nil {
@@ -176,7 +176,7 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 		}
 		h := &hold{d: d, ln: ln}
 		defer h.free()
-		d.deliver(ctx, msg, md, endpointID, h, stopBeat)
+		d.deliver(ctx, msg, md, endpointID, h, hb)
 	}()
 }
 
@@ -207,16 +207,22 @@ const laneWait = 50 * time.Millisecond
 
 // admit takes a place in the endpoint's lane, waiting up to laneWait for one to free up.
 func (d *Deliverer) admit(ctx context.Context, ln *lane, n int) bool {
-	timer := time.NewTimer(laneWait)
-	defer timer.Stop()
+	var timer *time.Timer // only when the lane is full: most messages get in at once
 	for {
 		d.mu.Lock()
 		if ln.held < d.heldCap || n >= d.maxDeliver {
 			ln.held++
 			d.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
 			return true
 		}
 		d.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(laneWait)
+			defer timer.Stop()
+		}
 		select {
 		case <-ln.freed:
 		case <-timer.C:
@@ -253,35 +259,42 @@ func (d *Deliverer) Wait() { d.wg.Wait() }
 
 // heartbeat sends InProgress every half step until stopped, so a message waiting for a slot or
 // in a slow request is not redelivered meanwhile. It is a timer, not a goroutine: most attempts
-// end long before the first beat. The returned stop waits for a beat in progress, so no
-// InProgress follows the final ack/term.
-func (d *Deliverer) heartbeat(msg jetstream.Msg, step time.Duration) (stop func()) {
-	every := max(step/2, time.Millisecond)
-	var (
-		mu      sync.Mutex
-		stopped bool
-		t       *time.Timer
-	)
-	beat := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if err := msg.InProgress(); err != nil {
-			d.log.Debug("in-progress failed", "err", err)
-		}
-		t.Reset(every)
+// end long before the first beat. Its stop waits for a beat in progress, so no InProgress
+// follows the final ack/term.
+func (d *Deliverer) heartbeat(msg jetstream.Msg, step time.Duration) *beat {
+	b := &beat{msg: msg, every: max(step/2, time.Millisecond), log: d.log}
+	b.mu.Lock()
+	b.t = time.AfterFunc(b.every, b.fire)
+	b.mu.Unlock()
+	return b
+}
+
+type beat struct {
+	msg     jetstream.Msg
+	every   time.Duration
+	log     *slog.Logger
+	mu      sync.Mutex
+	stopped bool
+	t       *time.Timer
+}
+
+func (b *beat) fire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return
 	}
-	mu.Lock()
-	t = time.AfterFunc(every, beat)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
+	if err := b.msg.InProgress(); err != nil {
+		b.log.Debug("in-progress failed", "err", err)
 	}
+	b.t.Reset(b.every)
+}
+
+func (b *beat) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	b.t.Stop()
 }
 
 // outcome of one attempt.
@@ -292,7 +305,7 @@ type outcome struct {
 	err        string        // what went wrong, for the log and the dead letter
 }
 
-func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold, stopBeat func()) {
+func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold, hb *beat) {
 	n := int(md.NumDelivered)
 	ctx = natsbus.Extract(ctx, msg.Headers())
 	ctx, span := d.tracer.Start(ctx, "webhook.deliver", trace.WithSpanKind(trace.SpanKindClient),
@@ -300,7 +313,7 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	defer span.End()
 
 	out := d.attempt(ctx, msg, md, endpointID, h)
-	stopBeat()
+	hb.stop()
 
 	if out.delivered {
 		d.metrics.outcomes.Add(ctx, 1, d.metrics.delivered)
@@ -480,28 +493,43 @@ func (d *Deliverer) post(ctx context.Context, ce cachedEndpoint, eventID string,
 		return postResult{err: "building request: " + err.Error()}
 	}
 	now := time.Now()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "ctrip-webhooks/1")
-	req.Header.Set("webhook-id", eventID)
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set("webhook-signature", signature.Header(ce.keys, eventID, now, body))
+	// Keys already in canonical form, set directly: Header.Set would canonicalize (and allocate)
+	// each lower-case Standard Webhooks name on every request.
+	h := req.Header
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{"ctrip-webhooks/1"}
+	h["Webhook-Id"] = []string{eventID}
+	h["Webhook-Timestamp"] = []string{strconv.FormatInt(now.Unix(), 10)}
+	h["Webhook-Signature"] = []string{signature.Header(ce.keys, eventID, now, body)}
 	if ce.ep.LegacySignature {
-		req.Header.Set("X-Webhook-Signature", signature.Legacy(ce.legacy, body))
+		h["X-Webhook-Signature"] = []string{signature.Legacy(ce.legacy, body)}
 	}
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
+	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
 	start := time.Now()
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return postResult{latency: time.Since(start), err: err.Error()}
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	snippet := readSnippet(resp.Body)
 	// Drain a little more so the connection can be reused; a huge body just closes it.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	return postResult{
-		status: resp.StatusCode, latency: time.Since(start), body: string(snippet),
+		status: resp.StatusCode, latency: time.Since(start), body: snippet,
 		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
+}
+
+// snippetBufs are the buffers readSnippet reads into.
+var snippetBufs = sync.Pool{New: func() any { return new([maxResponseBody]byte) }}
+
+// readSnippet reads the first maxResponseBody bytes of a response body; an empty body (the
+// common answer) allocates nothing.
+func readSnippet(body io.Reader) string {
+	buf := snippetBufs.Get().(*[maxResponseBody]byte)
+	defer snippetBufs.Put(buf)
+	n, _ := io.ReadFull(body, buf[:])
+	return string(buf[:n])
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; anything else is 0.
