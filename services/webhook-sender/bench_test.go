@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -103,12 +104,16 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	// 1. Raw: the same receiver, plain POSTs of the same body, same concurrency. Measured again
 	// after the sender's run, so drift of the shared machine during the run shows.
 	raw := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency}}
-	var rawCPU time.Duration
+	var (
+		rawCPU time.Duration
+		rawMem allocs
+	)
 	rawRate := func() float64 {
 		before := rc.count.Load()
-		cpu := processCPU()
+		cpu, mem := processCPU(), memStats()
 		took := inParallel(b, concurrency, events, func(i int) error { return post(raw, rc.srv.URL, bodies[i]) })
 		rawCPU += processCPU() - cpu
+		rawMem = rawMem.plus(memStats().minus(mem))
 		if got := rc.count.Load() - before; got != int64(events) {
 			b.Fatalf("receiver counted %d raw POSTs, want %d", got, events)
 		}
@@ -186,7 +191,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		stopProfile = sync.OnceFunc(func() { pprof.StopCPUProfile(); out.Close() })
 		defer stopProfile()
 	}
-	cpuStart := processCPU()
+	cpuStart, memStart := processCPU(), memStats()
 	start := time.Now()
 	for i, env := range envs {
 		if pace > 0 {
@@ -249,8 +254,16 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	pipelineCPU := processCPU() - cpuStart
+	pipelineCPU, pipelineMem := processCPU()-cpuStart, memStats().minus(memStart)
 	stopProfile()
+	// BENCH_MEMPROFILE: the process's allocations so far (sampled; the raw POSTs before are in it
+	// too, under inParallel), for go tool pprof -sample_index=alloc_objects.
+	if f := os.Getenv("BENCH_MEMPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(out, 0)
+			out.Close()
+		}
+	}
 	var last time.Time
 	lat := make([]time.Duration, events)
 	rc.mu.Lock()
@@ -281,6 +294,9 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	fmt.Printf("raw HTTP POSTs/s before the sender's run %.0f, after %.0f\n", rawBefore, rawAfter)
 	fmt.Printf("CPU of this process (client, receiver and, unless BENCH_NATS_URL, nats-server): %.1f µs per raw POST, %.1f µs per event through the sender (%.2f raw POSTs)\n",
 		us(rawCPU)/float64(2*events), us(pipelineCPU)/float64(events), us(pipelineCPU)/us(rawCPU)*2)
+	fmt.Printf("heap allocations of this process: %.0f (%.0f B) per raw POST, %.0f (%.0f B) per event through the sender\n",
+		float64(rawMem.n)/float64(2*events), float64(rawMem.bytes)/float64(2*events),
+		float64(pipelineMem.n)/float64(events), float64(pipelineMem.bytes)/float64(events))
 
 	// 3. JetStream alone on the same server, after the sender's run (deleting its scratch stream
 	// must not disturb the latencies above): synchronous publishes and consume+ack of the same
@@ -317,6 +333,18 @@ func (h *harness) useBenchNATS() {
 		h.t.Fatal(err)
 	}
 }
+
+// allocs counts heap allocations: how many, how many bytes.
+type allocs struct{ n, bytes uint64 }
+
+func memStats() allocs {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return allocs{m.Mallocs, m.TotalAlloc}
+}
+
+func (a allocs) minus(b allocs) allocs { return allocs{a.n - b.n, a.bytes - b.bytes} }
+func (a allocs) plus(b allocs) allocs  { return allocs{a.n + b.n, a.bytes + b.bytes} }
 
 // inParallel calls do(i) for every i in [0, n) from workers goroutines and returns how long it
 // took; an error fails the benchmark.
