@@ -33,8 +33,8 @@ as_pg taskset -c "$infra" pg_ctl -D "$tmp/pg" -l "$tmp/pg.log" -w -t 60 \
 export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
 export BENCH_EVENTS="${BENCH_EVENTS:-20000}"
 
-# run NAME: a fresh nats-server (streams from an earlier run would skew the counts), then the
-# benchmark pinned to the other CPUs.
+# run NAME [BENCHMARK]: a fresh nats-server (streams from an earlier run would skew the counts),
+# then the benchmark pinned to the other CPUs.
 run() {
 	local port store
 	port=$(free_port)
@@ -43,7 +43,7 @@ run() {
 	nats_pid=$!
 	for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 	(cd "$root/services/webhook-sender" && BENCH_NATS_URL="nats://127.0.0.1:$port" \
-		taskset -c "$app" "$tmp/bench.test" -test.run '^$' -test.bench BenchmarkWebhookThroughput -test.benchtime=1x 2>&1) |
+		taskset -c "$app" "$tmp/bench.test" -test.run '^$' -test.bench "${2:-BenchmarkWebhookThroughput}" -test.benchtime=1x 2>&1) |
 		grep -v '^{' | grep -Ev '^(goos|goarch|pkg|cpu|PASS|ok)' || true
 	kill "$nats_pid" 2>/dev/null || true
 	wait "$nats_pid" 2>/dev/null || true
@@ -54,3 +54,6 @@ BENCH_RATE= run burst
 echo
 echo "== paced: ${BENCH_RATE:-2000} events/s =="
 BENCH_CPUPROFILE= BENCH_RATE="${BENCH_RATE:-2000}" run paced
+echo
+echo "== floor: the client's side of JetStream's least work per event next to one raw POST =="
+run floor BenchmarkJetStreamFloor
