@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 )
@@ -70,6 +71,31 @@ type Payment struct {
 	Transactions            []Transaction   `json:"transactions"`
 	Metadata                json.RawMessage `json:"metadata,omitempty"`
 	ExpiresAt               *time.Time      `json:"expires_at,omitempty"`
+}
+
+// FormatUnits renders base units as a decimal string in token units, the human amount of an
+// event: 12500000 with 6 decimals is "12.5". No floats: the digits are cut, never rounded, and
+// trailing zeros are trimmed. A nil value is "0"; a negative one keeps its sign.
+func FormatUnits(v *big.Int, decimals int) string {
+	if v == nil {
+		return "0"
+	}
+	neg := v.Sign() < 0
+	digits := new(big.Int).Abs(v).String()
+	if decimals > 0 {
+		if len(digits) <= decimals {
+			digits = strings.Repeat("0", decimals-len(digits)+1) + digits
+		}
+		whole, frac := digits[:len(digits)-decimals], strings.TrimRight(digits[len(digits)-decimals:], "0")
+		digits = whole
+		if frac != "" {
+			digits += "." + frac
+		}
+	}
+	if neg {
+		return "-" + digits
+	}
+	return digits
 }
 
 // Transaction is one transfer counted towards a payment.

@@ -1,5 +1,5 @@
-// Package amount converts between the decimal strings merchants write ("12.5" USDC) and base
-// units (12500000), with math/big only: a float64 cannot hold 10^18-scaled values exactly and an
+// Package amount parses the decimal strings merchants write ("12.5" USDC) into base units
+// (12500000; event.FormatUnits goes the other way), with math/big only: a float64 cannot hold 10^18-scaled values exactly and an
 // int64 overflows above ~9.2 ETH.
 package amount
 
@@ -79,29 +79,4 @@ func digits(s string) bool {
 		}
 	}
 	return true
-}
-
-// Format renders base units as a decimal string in token units with no trailing zeros:
-// Format(12500000, 6) = "12.5", Format(1000000, 6) = "1". A nil or negative value is
-// formatted with its sign (it is never produced by Parse).
-func Format(v *big.Int, decimals int) string {
-	if v == nil {
-		return "0"
-	}
-	neg := v.Sign() < 0
-	s := new(big.Int).Abs(v).String()
-	if decimals > 0 {
-		if len(s) <= decimals {
-			s = strings.Repeat("0", decimals-len(s)+1) + s
-		}
-		whole, frac := s[:len(s)-decimals], strings.TrimRight(s[len(s)-decimals:], "0")
-		s = whole
-		if frac != "" {
-			s += "." + frac
-		}
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
 }

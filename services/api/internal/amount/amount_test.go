@@ -2,9 +2,10 @@ package amount
 
 import (
 	"errors"
-	"math/big"
 	"strings"
 	"testing"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
 )
 
 func TestParse(t *testing.T) {
@@ -69,36 +70,14 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestFormat(t *testing.T) {
-	tests := []struct {
-		base     string
-		decimals int
-		want     string
-	}{
-		{"12345678", 6, "12.345678"},
-		{"12500000", 6, "12.5"},
-		{"1000000", 6, "1"},
-		{"1", 18, "0.000000000000000001"},
-		{"1000000123456789012345678", 18, "1000000.123456789012345678"},
-		{"0", 18, "0"},
-		{"42", 0, "42"},
-	}
-	for _, tc := range tests {
-		v, _ := new(big.Int).SetString(tc.base, 10)
-		if got := Format(v, tc.decimals); got != tc.want {
-			t.Errorf("Format(%s, %d) = %q, want %q", tc.base, tc.decimals, got, tc.want)
-		}
-	}
-}
-
-// Parse and Format are inverses on canonical inputs.
+// Parse and event.FormatUnits are inverses on canonical inputs.
 func TestRoundTrip(t *testing.T) {
 	for _, s := range []string{"0.1", "7", "123456789.987654321", "0.000000000000000001"} {
 		v, err := Parse(s, 18)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := Format(v, 18); got != s {
+		if got := event.FormatUnits(v, 18); got != s {
 			t.Errorf("round trip %q → %s → %q", s, v, got)
 		}
 	}

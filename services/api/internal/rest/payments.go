@@ -259,7 +259,7 @@ func (h *Handler) createdEvent(r *http.Request, p Payment, chain chains.Chain) (
 	env, err := event.New(event.TypeForSubject(event.SubjectCreated), event.Payment{
 		PaymentID: p.ID, MerchantID: p.MerchantID, Status: p.Status, ChainID: p.ChainID, Chain: chain.Name,
 		Address: p.Address, Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
-		Amount: amount.Format(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
+		Amount: event.FormatUnits(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
 		AmountReceivedBaseUnits: "0", Confirmations: 0, Transactions: []event.Transaction{},
 		Metadata: p.Metadata, ExpiresAt: &expires,
 	})
@@ -322,8 +322,8 @@ func (h *Handler) paymentJSON(p Payment) paymentResponse {
 	out := paymentResponse{
 		ID: p.ID, Object: "payment", Status: p.Status, ChainID: p.ChainID, Chain: chain.Name, Token: p.Token,
 		TokenContract: p.TokenContract, Decimals: p.Decimals, Address: p.Address,
-		Amount: amount.Format(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
-		AmountReceived: amount.Format(p.Received, p.Decimals), AmountReceivedBaseUnits: p.Received.String(),
+		Amount: event.FormatUnits(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
+		AmountReceived: event.FormatUnits(p.Received, p.Decimals), AmountReceivedBaseUnits: p.Received.String(),
 		AmountConfirmedBaseUnits: p.Confirmed.String(), ConfirmationsRequired: chain.Confirmations,
 		ExpiresAt: p.ExpiresAt, Metadata: p.Metadata, Transfers: make([]transferResponse, 0, len(p.Transfers)),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
@@ -331,7 +331,7 @@ func (h *Handler) paymentJSON(p Payment) paymentResponse {
 	for _, t := range p.Transfers {
 		tr := transferResponse{
 			TxHash: t.TxHash, BlockNumber: t.BlockNumber, BlockHash: t.BlockHash, ValueBaseUnits: t.Value.String(),
-			Value: amount.Format(t.Value, p.Decimals), Status: t.Status, DetectedAt: t.DetectedAt,
+			Value: event.FormatUnits(t.Value, p.Decimals), Status: t.Status, DetectedAt: t.DetectedAt,
 			ConfirmedAt: t.ConfirmedAt, ReorgedAt: t.ReorgedAt,
 		}
 		if t.LogIndex >= 0 {

@@ -2,7 +2,6 @@ package confirm
 
 import (
 	"math/big"
-	"strings"
 	"time"
 )
 
@@ -56,25 +55,4 @@ func confirmableUpTo(head, need uint64) (block uint64, ok bool) {
 		return 0, false
 	}
 	return head - (need - 1), true
-}
-
-// formatUnits renders base units as a decimal in token units: 12500000 with 6 decimals is
-// "12.5". No float ever touches the amount.
-func formatUnits(v *big.Int, decimals int) string {
-	s := new(big.Int).Abs(v).String()
-	sign := ""
-	if v.Sign() < 0 {
-		sign = "-"
-	}
-	if decimals <= 0 {
-		return sign + s
-	}
-	if len(s) <= decimals {
-		s = strings.Repeat("0", decimals-len(s)+1) + s
-	}
-	whole, frac := s[:len(s)-decimals], strings.TrimRight(s[len(s)-decimals:], "0")
-	if frac == "" {
-		return sign + whole
-	}
-	return sign + whole + "." + frac
 }

@@ -110,24 +110,3 @@ func TestConfirmationArithmeticNeverGoesNegative(t *testing.T) {
 		})
 	}
 }
-
-func TestFormatUnits(t *testing.T) {
-	big1e30, _ := new(big.Int).SetString("1000000000000000000000000000001", 10)
-	cases := []struct {
-		v        *big.Int
-		decimals int
-		want     string
-	}{
-		{big.NewInt(12_500_000), 6, "12.5"},
-		{big.NewInt(1), 18, "0.000000000000000001"},
-		{big.NewInt(0), 18, "0"},
-		{big.NewInt(1_000_000), 6, "1"},
-		{big.NewInt(42), 0, "42"},
-		{big1e30, 18, "1000000000000.000000000000000001"},
-	}
-	for _, tc := range cases {
-		if got := formatUnits(tc.v, tc.decimals); got != tc.want {
-			t.Errorf("formatUnits(%s, %d) = %q, want %q", tc.v, tc.decimals, got, tc.want)
-		}
-	}
-}

@@ -130,7 +130,7 @@ func (s *Scanner) detectedData(p Payment, received string, t Transfer) (event.Pa
 		PaymentID: p.ID, MerchantID: p.MerchantID, Status: "detected",
 		ChainID: p.ChainID, Chain: s.cfg.Chain.Name, Address: p.Address,
 		Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
-		Amount: FormatUnits(amount, p.Decimals), AmountBaseUnits: p.AmountBaseUnits,
+		Amount: event.FormatUnits(amount, p.Decimals), AmountBaseUnits: p.AmountBaseUnits,
 		AmountReceivedBaseUnits: received,
 		// The transfer's depth when detected: its own block counts as the first.
 		Confirmations: int64(subFloor(s.head, t.BlockNumber) + 1),

@@ -3,7 +3,6 @@ package sweep
 import (
 	"context"
 	"encoding/json"
-	"math/big"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -56,7 +55,7 @@ func (j *job) paymentData(status string) event.Payment {
 	return event.Payment{
 		PaymentID: p.ID, MerchantID: p.MerchantID, Status: status, ChainID: p.ChainID, Chain: chain,
 		Address: p.Address, Token: p.Token, TokenContract: p.TokenContract,
-		Amount: FormatUnits(p.AmountBaseUnits, p.Decimals), AmountBaseUnits: p.AmountBaseUnits.String(),
+		Amount: event.FormatUnits(p.AmountBaseUnits, p.Decimals), AmountBaseUnits: p.AmountBaseUnits.String(),
 		AmountReceivedBaseUnits: p.ReceivedBaseUnits.String(), Confirmations: j.in.Confirmations,
 		Transactions: transfers, Metadata: p.Metadata, ExpiresAt: &expires,
 	}
@@ -140,28 +139,4 @@ func outgoing(ctx context.Context, subject, msgID string, data any) (Event, erro
 		headers[k] = h.Get(k)
 	}
 	return Event{Subject: subject, MsgID: msgID, Headers: headers, Payload: body, ID: env.ID}, nil
-}
-
-// FormatUnits renders base units as a decimal amount with decimals places, trailing zeros
-// trimmed: 12500000 with 6 decimals is "12.5".
-func FormatUnits(v *big.Int, decimals int) string {
-	if v == nil {
-		return "0"
-	}
-	neg := v.Sign() < 0
-	digits := new(big.Int).Abs(v).String()
-	if decimals > 0 {
-		if len(digits) <= decimals {
-			digits = strings.Repeat("0", decimals-len(digits)+1) + digits
-		}
-		whole, frac := digits[:len(digits)-decimals], strings.TrimRight(digits[len(digits)-decimals:], "0")
-		digits = whole
-		if frac != "" {
-			digits += "." + frac
-		}
-	}
-	if neg {
-		return "-" + digits
-	}
-	return digits
 }
