@@ -98,13 +98,15 @@ func run(ctx context.Context, cfg Config) (err error) {
 	bg.Go(func() { relay.Run(relayCtx, kick) })
 	defer bg.Wait()
 
-	paymentsLoop, err := confirm.StartLoop(work, paymentsCons, paymentWorkers, nil, c.HandlePaymentMsg, log)
+	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers,
+		confirm.WithProgress(c.HandlePaymentMsg, log), log)
 	if err != nil {
 		return err
 	}
-	chainLoop, err := confirm.StartLoop(work, chainCons, chainLanes, confirm.ChainLane, c.HandleChainMsg, log)
+	chainLoop, err := natsbus.StartLaneLoop(work, chainCons, chainLanes, confirm.ChainLane,
+		confirm.WithProgress(c.HandleChainMsg, log), log)
 	if err != nil {
-		paymentsLoop.Stop()
+		paymentsLoop.Stop(cfg.ShutdownTimeout)
 		return err
 	}
 	expiryCtx, stopExpiry := context.WithCancel(work)
@@ -121,8 +123,8 @@ func run(ctx context.Context, cfg Config) (err error) {
 	defer timer.Stop()
 	stopExpiry()
 	expiry.Wait()
-	chainLoop.Stop()
-	paymentsLoop.Stop()
+	chainLoop.Stop(cfg.ShutdownTimeout)
+	paymentsLoop.Stop(cfg.ShutdownTimeout)
 	// Publish what the last handlers wrote, then stop the relay; anything left is published
 	// by the next start (or another replica) and deduplicated by its Nats-Msg-Id.
 	fctx, cancel := context.WithTimeout(work, 5*time.Second)

@@ -3,6 +3,7 @@ package natsbus
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"time"
@@ -72,6 +73,46 @@ func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBa
 			}
 		}()
 	}
+	return l, nil
+}
+
+// StartLaneLoop is StartLoop for messages that must not overtake each other: lane names each
+// message's lane (the heads and reorgs of one chain, say), messages of one lane are handled one
+// at a time in stream order, and lanes (hashed onto workers) run in parallel. handle must settle
+// every message itself.
+func StartLaneLoop(ctx context.Context, cons jetstream.Consumer, workers int, lane func(jetstream.Msg) string, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
+	workers = max(workers, 1)
+	l, msgs, err := startPull(cons, 4*workers, 0, log)
+	if err != nil {
+		return nil, err
+	}
+	// A small buffer per worker keeps a busy lane from holding up the others' messages; small,
+	// because a queued message's AckWait runs while it waits.
+	queues := make([]chan jetstream.Msg, workers)
+	for i := range queues {
+		queues[i] = make(chan jetstream.Msg, 4)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for msg := range queues[i] {
+				handle(ctx, msg)
+			}
+		}()
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer func() {
+			for _, q := range queues {
+				close(q)
+			}
+		}()
+		for msg := range msgs {
+			h := fnv.New32a()
+			h.Write([]byte(lane(msg)))
+			queues[h.Sum32()%uint32(workers)] <- msg
+		}
+	}()
 	return l, nil
 }
 

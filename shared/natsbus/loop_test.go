@@ -183,3 +183,65 @@ func TestFetchLoopTakesOnlyWhatThereIsRoomFor(t *testing.T) {
 		t.Errorf("Stop took %v with a fetch open", took)
 	}
 }
+
+// Messages of one lane are handled one at a time, in stream order; every message once.
+func TestLaneLoopKeepsEachLaneInOrder(t *testing.T) {
+	const lanes, perLane = 5, 60
+	ctx, js, cons, log := backlogConsumer(t, 0)
+	for i := range perLane {
+		for l := range lanes {
+			if _, err := js.Publish(ctx, "s.lane"+strconv.Itoa(l), []byte(strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var (
+		mu     sync.Mutex
+		next   = map[string]int{}  // the position each lane expects next
+		inside = map[string]bool{} // a handler of that lane is running
+		total  int
+		done   = make(chan struct{})
+	)
+	loop, err := natsbus.StartLaneLoop(ctx, cons, 2, func(m jetstream.Msg) string { return m.Subject() }, func(_ context.Context, m jetstream.Msg) {
+		lane := m.Subject()
+		mu.Lock()
+		if inside[lane] {
+			t.Errorf("two messages of %s handled at once", lane)
+		}
+		inside[lane] = true
+		if got := string(m.Data()); got != strconv.Itoa(next[lane]) {
+			t.Errorf("%s: got message %s, want %d", lane, got, next[lane])
+		}
+		next[lane]++
+		mu.Unlock()
+		time.Sleep(100 * time.Microsecond) // give an overtaking message the chance to show
+		if err := m.Ack(); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		inside[lane] = false
+		total++
+		if total == lanes*perLane {
+			close(done)
+		}
+		mu.Unlock()
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loop.Stop(5 * time.Second)
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if total != lanes*perLane {
+		t.Fatalf("handled %d of %d messages", total, lanes*perLane)
+	}
+	for l := range lanes {
+		if n := next["s.lane"+strconv.Itoa(l)]; n != perLane {
+			t.Errorf("lane %d: %d messages handled, want %d", l, n, perLane)
+		}
+	}
+}
