@@ -167,10 +167,36 @@ const maxInsertRows = 8
 
 // insertAttempts writes a few rows with one INSERT: one statement, so all or none.
 func (s *Store) insertAttempts(ctx context.Context, as []webhook.Attempt) error {
+	args := make([]any, 0, len(as)*len(attemptCols))
+	for _, a := range as {
+		args = append(args, attemptValues(a)...)
+	}
+	if _, err := s.db.ExecContext(ctx, insertSQL(len(as)), args...); err != nil {
+		return fmt.Errorf("record %d attempts: %w", len(as), err)
+	}
+	return nil
+}
+
+// insertSQL is the INSERT of n rows of attemptCols; built once for the sizes RecordAttempts uses
+// (the benchmark also tries larger ones).
+func insertSQL(n int) string {
+	if n <= maxInsertRows {
+		return insertAttemptsSQL[n]
+	}
+	return buildInsertSQL(n)
+}
+
+var insertAttemptsSQL = func() (qs [maxInsertRows + 1]string) {
+	for n := 1; n <= maxInsertRows; n++ {
+		qs[n] = buildInsertSQL(n)
+	}
+	return qs
+}()
+
+func buildInsertSQL(n int) string {
 	var q strings.Builder
 	q.WriteString("INSERT INTO webhook_attempts (" + strings.Join(attemptCols, ", ") + ") VALUES ")
-	args := make([]any, 0, len(as)*len(attemptCols))
-	for i, a := range as {
+	for i := range n {
 		if i > 0 {
 			q.WriteString(", ")
 		}
@@ -179,15 +205,11 @@ func (s *Store) insertAttempts(ctx context.Context, as []webhook.Attempt) error 
 			if c > 0 {
 				q.WriteString(", ")
 			}
-			q.WriteString("$" + strconv.Itoa(len(args)+c+1))
+			q.WriteString("$" + strconv.Itoa(i*len(attemptCols)+c+1))
 		}
 		q.WriteByte(')')
-		args = append(args, attemptValues(a)...)
 	}
-	if _, err := s.db.ExecContext(ctx, q.String(), args...); err != nil {
-		return fmt.Errorf("record %d attempts: %w", len(as), err)
-	}
-	return nil
+	return q.String()
 }
 
 // attemptValues are a row's values in the order of attemptCols.
