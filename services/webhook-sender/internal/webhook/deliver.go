@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -426,38 +425,6 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		out.retryAfter = min(res.retryAfter, d.maxRetryAfter)
 	}
 	return out
-}
-
-// eventBody is the part of the envelope the sender reads: the fan-out needs the merchant, the
-// delivery stage the ids for the attempt row. One decode checks the shape (the fields
-// event.Envelope.Validate requires, data an object) and picks the fields out, without a second
-// pass over data; the body itself is published and posted as it is.
-type eventBody struct {
-	ID        string    `json:"id"`
-	Type      string    `json:"type"`
-	Timestamp time.Time `json:"timestamp"`
-	Data      *struct {
-		PaymentID  string `json:"payment_id"`
-		MerchantID string `json:"merchant_id"`
-	} `json:"data"`
-}
-
-func decodeEventBody(body []byte) (eventBody, error) {
-	var env eventBody
-	if err := json.Unmarshal(body, &env); err != nil {
-		return env, fmt.Errorf("undecodable event: %w", err)
-	}
-	switch {
-	case env.ID == "":
-		return env, errors.New("event: missing id")
-	case env.Type == "":
-		return env, errors.New("event: missing type")
-	case env.Timestamp.IsZero():
-		return env, errors.New("event: missing timestamp")
-	case env.Data == nil:
-		return env, errors.New("event: data must be a JSON object")
-	}
-	return env, nil
 }
 
 type postResult struct {

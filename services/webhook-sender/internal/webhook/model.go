@@ -5,7 +5,9 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/lib/pq"
@@ -88,4 +90,36 @@ type DeadLetterStore interface {
 	LastAttemptError(ctx context.Context, eventID, endpointID string) (string, error)
 	DeadLetter(ctx context.Context, id string) (DeadLetter, error)
 	MarkReplayed(ctx context.Context, id string) (int, error)
+}
+
+// eventBody is the part of the envelope the sender reads: the fan-out needs the merchant, the
+// delivery stage the ids for the attempt row. One decode checks the shape (the fields
+// event.Envelope.Validate requires, data an object) and picks the fields out, without a second
+// pass over data; the body itself is published and posted as it is.
+type eventBody struct {
+	ID        string    `json:"id"`
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      *struct {
+		PaymentID  string `json:"payment_id"`
+		MerchantID string `json:"merchant_id"`
+	} `json:"data"`
+}
+
+func decodeEventBody(body []byte) (eventBody, error) {
+	var env eventBody
+	if err := json.Unmarshal(body, &env); err != nil {
+		return env, fmt.Errorf("undecodable event: %w", err)
+	}
+	switch {
+	case env.ID == "":
+		return env, errors.New("event: missing id")
+	case env.Type == "":
+		return env, errors.New("event: missing type")
+	case env.Timestamp.IsZero():
+		return env, errors.New("event: missing timestamp")
+	case env.Data == nil:
+		return env, errors.New("event: data must be a JSON object")
+	}
+	return env, nil
 }
