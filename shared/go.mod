@@ -3,6 +3,7 @@ module github.com/ctrip-pay/pipeline/shared
 go 1.26.8
 
 require (
+	github.com/ctrip-pay/pipeline/streams v0.0.0
 	github.com/ethereum/go-ethereum v1.17.10
 	github.com/jmoiron/sqlx v1.4.0
 	github.com/lib/pq v1.12.3
@@ -128,3 +129,5 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 )
+
+replace github.com/ctrip-pay/pipeline/streams => ../streams

@@ -358,7 +358,7 @@ func (h *harness) streamMsgs(stream, filter string) []jetstream.RawStreamMsg {
 // database and NATS, logging to log.
 func (h *harness) serveHandler(log *slog.Logger) *httptest.Server {
 	h.t.Helper()
-	if err := provision(context.Background(), h.js); err != nil {
+	if _, err := provision(context.Background(), h.js); err != nil {
 		h.t.Fatal(err)
 	}
 	d, err := wallet.ParseXPub(h.cfg.WalletXPub)

@@ -121,10 +121,10 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 // provision applies the streams the api publishes to: PAYMENTS (payments.created) and
 // WEBHOOKS (dead-letter replays).
-func provision(ctx context.Context, js jetstream.JetStream) error {
+func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
 	ss, err := streams.Streams(streams.Payments, streams.Webhooks)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return natsbus.Provision(ctx, js, ss, nil)
 }

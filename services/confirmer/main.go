@@ -137,16 +137,16 @@ func run(ctx context.Context, cfg Config) (err error) {
 }
 
 // provision applies the streams and consumers the confirmer uses.
-func provision(ctx context.Context, js jetstream.JetStream) error {
+func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
 	ss, err := streams.Streams(streams.Payments, streams.Chain)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var cs []natsbus.Consumer
 	for _, stream := range []string{streams.Payments, streams.Chain} {
 		cc, err := streams.Consumer(stream, durable)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cs = append(cs, natsbus.Consumer{Stream: stream, Config: cc})
 	}

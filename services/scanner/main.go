@@ -121,10 +121,10 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 // provision applies the streams the scanner publishes to. The consumers belong to the
 // services that read them.
-func provision(ctx context.Context, js jetstream.JetStream) error {
+func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
 	ss, err := streams.Streams(streams.Payments, streams.Chain)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return natsbus.Provision(ctx, js, ss, nil)
 }

@@ -167,14 +167,14 @@ func dialChains(ctx context.Context, f *chains.File, log *slog.Logger) (map[int6
 }
 
 // provision applies the PAYMENTS stream and the sweeper consumer.
-func provision(ctx context.Context, js jetstream.JetStream) error {
+func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
 	s, err := streams.Stream(streams.Payments)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := streams.Consumer(streams.Payments, consumerName)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return natsbus.Provision(ctx, js, []jetstream.StreamConfig{s}, []natsbus.Consumer{{Stream: streams.Payments, Config: c}})
 }

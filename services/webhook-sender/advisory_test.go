@@ -18,7 +18,7 @@ func TestServerMaxDeliveriesAdvisoryBecomesOneDeadLetter(t *testing.T) {
 	rc := newReceiver(t, nil)
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	ctx := context.Background()
-	if err := provision(ctx, h.js, schedule); err != nil {
+	if _, err := provision(ctx, h.js, schedule); err != nil {
 		t.Fatal(err)
 	}
 	env := h.publishDelivery(epID)

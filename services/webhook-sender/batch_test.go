@@ -18,7 +18,7 @@ func TestFanoutBatchSettlesEachEventOnItsOwn(t *testing.T) {
 	rc := newReceiver(t, nil)
 	h.endpoint("m_1", rc.srv.URL)
 	ctx := context.Background()
-	if err := provision(ctx, h.js, h.cfg.Backoff); err != nil {
+	if _, err := provision(ctx, h.js, h.cfg.Backoff); err != nil {
 		t.Fatal(err)
 	}
 	const good = 40

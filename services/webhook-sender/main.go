@@ -36,7 +36,7 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config) error {
-	deps, err := service.Open(ctx, serviceName, cfg.Base, func(ctx context.Context, js jetstream.JetStream) error {
+	deps, err := service.Open(ctx, serviceName, cfg.Base, func(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
 		return provision(ctx, js, cfg.Backoff)
 	})
 	if err != nil {
@@ -129,10 +129,10 @@ func run(ctx context.Context, cfg Config) error {
 
 // provision applies the streams and consumers this service uses; the webhook-sender consumer
 // takes its BackOff from WEBHOOK_BACKOFF and MaxDeliver = len(BackOff)+1.
-func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) error {
+func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) ([]natsbus.Change, error) {
 	ss, err := streams.Streams(streams.DLQ, streams.Payments, streams.Webhooks)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var cs []natsbus.Consumer
 	for _, c := range []struct{ stream, durable string }{
@@ -140,7 +140,7 @@ func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) er
 	} {
 		cc, err := streams.Consumer(c.stream, c.durable)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if c.durable == "webhook-sender" {
 			cc.BackOff = backoff

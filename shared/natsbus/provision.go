@@ -2,7 +2,12 @@ package natsbus
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
+	"sort"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -13,19 +18,194 @@ type Consumer struct {
 	Config jetstream.ConsumerConfig
 }
 
-// Provision creates or updates the streams, then the consumers, in the order given. Streams go
-// first so that an advisory-fed stream (DLQ) exists before the consumers whose advisories it
-// captures: an advisory nobody stores is lost.
-func Provision(ctx context.Context, js jetstream.JetStream, streams []jetstream.StreamConfig, consumers []Consumer) error {
+// Change is one write provisioning made: a stream or consumer created, or updated because the
+// listed fields of the server's configuration differed from the definition.
+type Change struct {
+	Kind   string // "stream" or "consumer"
+	Name   string // stream name, or "<stream>/<durable>"
+	Action string // "created" or "updated"
+	Fields []string
+}
+
+func (c Change) String() string {
+	s := c.Kind + " " + c.Name + " " + c.Action
+	if len(c.Fields) > 0 {
+		s += " (" + strings.Join(c.Fields, ", ") + ")"
+	}
+	return s
+}
+
+// Provision creates or updates the streams, then the consumers, in the order given, and returns
+// the writes it made. Streams go first so that an advisory-fed stream (DLQ) exists before the
+// consumers whose advisories it captures: an advisory nobody stores is lost.
+//
+// It writes only what differs. A definition owns the fields it sets (the non-zero fields of the
+// config, as they appear in its JSON); a field it leaves at its zero value is the operator's
+// and is never reset, and the server's own additions (defaults, `_nats.*` metadata) are not
+// differences. So an ordinary start — every service of a deployment starting at once — reads
+// the configuration and changes nothing, and an update carries the server's configuration with
+// only the owned fields replaced.
+func Provision(ctx context.Context, js jetstream.JetStream, streams []jetstream.StreamConfig, consumers []Consumer) ([]Change, error) {
+	var changes []Change
 	for _, s := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
-			return fmt.Errorf("provision stream %s: %w", s.Name, err)
+		c, err := provisionStream(ctx, js, s)
+		if err != nil {
+			return changes, fmt.Errorf("provision stream %s: %w", s.Name, err)
+		}
+		if c != nil {
+			changes = append(changes, *c)
 		}
 	}
-	for _, c := range consumers {
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
-			return fmt.Errorf("provision consumer %s on %s: %w", c.Config.Durable, c.Stream, err)
+	for _, cc := range consumers {
+		c, err := provisionConsumer(ctx, js, cc)
+		if err != nil {
+			return changes, fmt.Errorf("provision consumer %s on %s: %w", cc.Config.Durable, cc.Stream, err)
+		}
+		if c != nil {
+			changes = append(changes, *c)
 		}
 	}
-	return nil
+	return changes, nil
+}
+
+func provisionStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (*Change, error) {
+	for range 3 {
+		st, err := js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, want)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // another service created it with other settings a moment ago: compare again
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &Change{Kind: "stream", Name: want.Name, Action: "created"}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var merged jetstream.StreamConfig
+		fields, err := overlay(&merged, st.CachedInfo().Config, want)
+		if err != nil || len(fields) == 0 {
+			return nil, err
+		}
+		if _, err := js.UpdateStream(ctx, merged); err != nil {
+			return nil, err
+		}
+		return &Change{Kind: "stream", Name: want.Name, Action: "updated", Fields: fields}, nil
+	}
+	return nil, fmt.Errorf("stream %s changed under provisioning three times", want.Name)
+}
+
+func provisionConsumer(ctx context.Context, js jetstream.JetStream, want Consumer) (*Change, error) {
+	name := want.Stream + "/" + want.Config.Durable
+	for range 3 {
+		c, err := js.Consumer(ctx, want.Stream, want.Config.Durable)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			_, err = js.CreateConsumer(ctx, want.Stream, want.Config)
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &Change{Kind: "consumer", Name: name, Action: "created"}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var merged jetstream.ConsumerConfig
+		fields, err := overlay(&merged, c.CachedInfo().Config, want.Config)
+		if err != nil || len(fields) == 0 {
+			return nil, err
+		}
+		if _, err := js.UpdateConsumer(ctx, want.Stream, merged); err != nil {
+			return nil, err
+		}
+		return &Change{Kind: "consumer", Name: name, Action: "updated", Fields: fields}, nil
+	}
+	return nil, fmt.Errorf("consumer %s changed under provisioning three times", name)
+}
+
+// overlay compares the fields the definition sets with the server's configuration, in their
+// JSON form, and returns the names of those that differ; when some do, it writes into out the
+// server's configuration with them replaced by the definition's.
+func overlay(out, have, want any) ([]string, error) {
+	haveMap, err := jsonMap(have)
+	if err != nil {
+		return nil, err
+	}
+	wantMap, err := jsonMap(want)
+	if err != nil {
+		return nil, err
+	}
+	// The server stores a single filter subject as filter_subject, whichever way it came.
+	if fs, ok := wantMap["filter_subjects"].([]any); ok && len(fs) == 1 {
+		if _, ok := haveMap["filter_subjects"]; !ok {
+			wantMap["filter_subject"] = fs[0]
+			delete(wantMap, "filter_subjects")
+		}
+	}
+	var fields []string
+	for k, v := range wantMap {
+		if !reflect.DeepEqual(haveMap[k], v) {
+			fields = append(fields, k)
+		}
+	}
+	if len(fields) == 0 {
+		return nil, nil
+	}
+	sort.Strings(fields)
+	for _, k := range fields {
+		haveMap[k] = wantMap[k]
+	}
+	if _, ok := wantMap["filter_subjects"]; ok {
+		delete(haveMap, "filter_subject")
+	}
+	if _, ok := wantMap["filter_subject"]; ok {
+		delete(haveMap, "filter_subjects")
+	}
+	raw, err := json.Marshal(haveMap)
+	if err != nil {
+		return nil, err
+	}
+	return fields, json.Unmarshal(raw, out)
+}
+
+// jsonMap is v in its JSON form without the fields it leaves at their zero value.
+func jsonMap(v any) (map[string]any, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	for k, v := range m {
+		if isZero(v) {
+			delete(m, k)
+		}
+	}
+	return m, nil
+}
+
+// isZero reports a JSON value a definition leaves unset (fields without omitempty marshal
+// their zero value too).
+func isZero(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return !x
+	case float64:
+		return x == 0
+	case string:
+		return x == ""
+	case []any:
+		return len(x) == 0
+	case map[string]any:
+		return len(x) == 0
+	}
+	return false
 }

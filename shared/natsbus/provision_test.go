@@ -4,37 +4,160 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
+	"github.com/ctrip-pay/pipeline/streams"
 )
 
-func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
-	n := testkit.MustNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	nc, js, err := natsbus.Connect(ctx, n.URL(), "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+// apiWrites counts the JetStream API requests that write a stream or consumer configuration,
+// as another client on the server sees them.
+func apiWrites(t *testing.T, url string) *atomic.Int64 {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	streams := []jetstream.StreamConfig{{Name: "S", Subjects: []string{"s.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute}}
-	cons := func(backoff ...time.Duration) []natsbus.Consumer {
-		return []natsbus.Consumer{{Stream: "S", Config: jetstream.ConsumerConfig{
-			Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, BackOff: backoff, AckWait: backoff[0], MaxDeliver: len(backoff) + 1,
-		}}}
-	}
-	for range 2 {
-		if err := natsbus.Provision(ctx, js, streams, cons(time.Second, 2*time.Second)); err != nil {
+	t.Cleanup(nc.Close)
+	var n atomic.Int64
+	for _, subj := range []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>"} {
+		if _, err := nc.Subscribe(subj, func(*nats.Msg) { n.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := natsbus.Provision(ctx, js, streams, cons(time.Second, 2*time.Second, 3*time.Second)); err != nil {
+	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	return &n
+}
+
+func connect(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, js, err := natsbus.Connect(ctx, url, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return js
+}
+
+// The project's own definitions, as the services apply them.
+func definitions(t *testing.T) ([]jetstream.StreamConfig, []natsbus.Consumer) {
+	t.Helper()
+	ss, err := streams.Streams(streams.DLQ, streams.Payments, streams.Chain, streams.Webhooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs []natsbus.Consumer
+	for _, c := range [][2]string{
+		{streams.DLQ, "dlq-processor"}, {streams.Webhooks, "webhook-sender"}, {streams.Payments, "webhook-fanout"},
+		{streams.Payments, "confirmer"}, {streams.Chain, "confirmer"}, {streams.Payments, "sweeper"},
+	} {
+		cc, err := streams.Consumer(c[0], c[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, natsbus.Consumer{Stream: c[0], Config: cc})
+	}
+	return ss, cs
+}
+
+// An ordinary start — the definitions already applied — reads and writes nothing; this is what
+// keeps several services starting at once from racing stream updates against consumer creates.
+func TestProvisionOfUnchangedDefinitionsWritesNothing(t *testing.T) {
+	n := testkit.MustNATS(t)
+	js := connect(t, n.URL())
+	writes := apiWrites(t, n.URL())
+	ctx := context.Background()
+	ss, cs := definitions(t)
+
+	changes, err := natsbus.Provision(ctx, js, ss, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != len(ss)+len(cs) {
+		t.Fatalf("first provisioning made %v, want every stream and consumer created", changes)
+	}
+	for _, c := range changes {
+		if c.Action != "created" {
+			t.Fatalf("first provisioning: %v", c)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the counting client see the creates
+	first := writes.Load()
+	if first != int64(len(changes)) {
+		t.Fatalf("%d configuration writes seen for %d creates", first, len(changes))
+	}
+	for range 2 {
+		changes, err := natsbus.Provision(ctx, js, ss, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 0 {
+			t.Fatalf("re-provisioning the same definitions made %v", changes)
+		}
+	}
+	// A request goes out before its reply comes back, so any write would have been counted by
+	// now; the round trip of a flush on the counting connection makes sure it was delivered.
+	time.Sleep(100 * time.Millisecond)
+	if got := writes.Load(); got != first {
+		t.Fatalf("re-provisioning sent %d configuration writes, want none", got-first)
+	}
+}
+
+// A changed definition updates only what it owns: a setting the operator made on a field the
+// definition leaves unset survives, and only the differing fields are reported.
+func TestProvisionUpdatesOwnedFieldsAndKeepsTheOperators(t *testing.T) {
+	n := testkit.MustNATS(t)
+	js := connect(t, n.URL())
+	ctx := context.Background()
+	streamDef := jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute}
+	cons := func(backoff ...time.Duration) []natsbus.Consumer {
+		return []natsbus.Consumer{{Stream: "S", Config: jetstream.ConsumerConfig{
+			Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, BackOff: backoff, AckWait: backoff[0],
+			MaxDeliver: len(backoff) + 1, FilterSubjects: []string{"s.a"},
+		}}}
+	}
+	if _, err := natsbus.Provision(ctx, js, []jetstream.StreamConfig{streamDef}, cons(time.Second, 2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// The operator caps the stream's size and describes it: fields the definition leaves unset.
+	operator := streamDef
+	operator.MaxBytes = 1 << 20
+	operator.Description = "capped by the operator"
+	if _, err := js.UpdateStream(ctx, operator); err != nil {
+		t.Fatal(err)
+	}
+
+	streamDef.Duplicates = 2 * time.Minute
+	changes, err := natsbus.Provision(ctx, js, []jetstream.StreamConfig{streamDef}, cons(time.Second, 2*time.Second, 3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(changes))
+	for i, c := range changes {
+		got[i] = c.String()
+	}
+	want := []string{"stream S updated (duplicate_window)", "consumer S/c updated (backoff, max_deliver)"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("changes %q, want %q", got, want)
+	}
+	st, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.MaxBytes != 1<<20 || cfg.Description != "capped by the operator" || cfg.Duplicates != 2*time.Minute {
+		t.Fatalf("stream after update: max_bytes %d, description %q, duplicates %v", cfg.MaxBytes, cfg.Description, cfg.Duplicates)
 	}
 	c, err := js.Consumer(ctx, "S", "c")
 	if err != nil {
@@ -43,12 +166,51 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 	if cfg := c.CachedInfo().Config; len(cfg.BackOff) != 3 || cfg.MaxDeliver != 4 {
 		t.Fatalf("consumer not updated: backoff %v max deliver %d", cfg.BackOff, cfg.MaxDeliver)
 	}
-	names := js.StreamNames(ctx)
-	count := 0
-	for range names.Name() {
-		count++
+}
+
+// Every service of a deployment provisions at the same moment on a fresh server: all succeed,
+// every stream and consumer is created, and nothing is updated (equal creates are idempotent on
+// the server, so more than one of them may report the create).
+func TestConcurrentProvisioningCreatesEachOnce(t *testing.T) {
+	n := testkit.MustNATS(t)
+	ss, cs := definitions(t)
+	const services = 5
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		all []natsbus.Change
+	)
+	jss := make([]jetstream.JetStream, services)
+	for i := range jss {
+		jss[i] = connect(t, n.URL())
 	}
-	if count != 1 {
-		t.Fatalf("%d streams after three provisions, want 1", count)
+	errs := make(chan error, services)
+	for _, js := range jss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			changes, err := natsbus.Provision(context.Background(), js, ss, cs)
+			errs <- err
+			mu.Lock()
+			all = append(all, changes...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := map[string]int{}
+	for _, c := range all {
+		if c.Action != "created" {
+			t.Errorf("concurrent provisioning of equal definitions made %v", c)
+		}
+		created[c.Name]++
+	}
+	if len(created) != len(ss)+len(cs) {
+		t.Fatalf("created %v, want each of %d streams and consumers", created, len(ss)+len(cs))
 	}
 }

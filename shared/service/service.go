@@ -65,7 +65,7 @@ type Deps struct {
 // Open connects everything in order — telemetry, Postgres (migrating when MIGRATE_ON_START),
 // NATS (provisioning when STREAMS_PROVISION), the ops listener — and undoes what it opened if a
 // step fails. OTEL_SERVICE_NAME overrides name.
-func Open(ctx context.Context, name string, b config.Base, provision func(context.Context, jetstream.JetStream) error) (_ *Deps, err error) {
+func Open(ctx context.Context, name string, b config.Base, provision func(context.Context, jetstream.JetStream) ([]natsbus.Change, error)) (_ *Deps, err error) {
 	if b.ServiceName != "" {
 		name = b.ServiceName
 	}
@@ -103,7 +103,11 @@ func Open(ctx context.Context, name string, b config.Base, provision func(contex
 		}
 	})
 	if b.StreamsProvision && provision != nil {
-		if err = provision(ctx, d.JS); err != nil {
+		changes, perr := provision(ctx, d.JS)
+		for _, c := range changes {
+			d.Log.Info("provisioned", "change", c.String())
+		}
+		if err = perr; err != nil {
 			return nil, err
 		}
 	}
