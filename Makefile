@@ -11,7 +11,7 @@ build: ## build every service binary into bin/
 	@mkdir -p bin
 	@for s in $(SERVICES); do echo "go build $$s"; CGO_ENABLED=0 go build -trimpath -o bin/$$s ./services/$$s || exit 1; done
 
-test: ## the whole suite: unit + integration (embedded NATS, private Postgres), with the race detector
+test: ## the whole suite: unit + integration (nats-server embedded or as a process, private Postgres), with the race detector
 	go test -race -count=1 -timeout 15m $(MODULES)
 
 test-short: ## skips the tests that build and kill real processes
@@ -22,7 +22,7 @@ lint: ## gofmt, go vet, stream definitions accepted as JSON
 	go vet $(MODULES)
 	@for f in streams/*.json streams/consumers/*.json; do jq -e . $$f >/dev/null || { echo "bad JSON: $$f"; exit 1; }; done
 
-demo: ## one machine, nothing else running: embedded NATS, private Postgres, the sender, a demo merchant
+demo: ## one machine, nothing else running: nats-server, private Postgres, a simulated chain, the five services, a demo merchant
 	go run ./deploy/devstack
 
 bench: ## webhook throughput vs raw HTTP POSTs to the same receiver (20k events), and paced latency

@@ -1,7 +1,8 @@
 // Command devstack runs the whole pipeline on one machine with nothing installed but Go and the
-// local Postgres binaries: an embedded nats-server with JetStream, a private Postgres cluster
-// (or DATABASE_URL), a simulated EVM chain serving JSON-RPC over HTTP with a block every second,
-// the five services built from this checkout, and a demo merchant that verifies every webhook.
+// local Postgres binaries: a nats-server process with JetStream (the pinned release, built from
+// the workspace's module), a private Postgres cluster (or DATABASE_URL), a simulated EVM chain
+// serving JSON-RPC over HTTP with a block every second, the five services built from this
+// checkout, and a demo merchant that verifies every webhook.
 // It creates a merchant, an endpoint and two payments (ETH and a 6-decimal token) through the
 // REST API, pays them from a customer account, and waits until both are swept to the treasury.
 //
@@ -17,18 +18,22 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 func main() {
 	var o options
 	flag.BoolVar(&o.keep, "keep", false, "keep running after the demo until Ctrl-C")
-	flag.IntVar(&o.natsPort, "nats-port", 14222, "port of the embedded nats-server")
+	flag.IntVar(&o.natsPort, "nats-port", 14222, "port of the nats-server")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up if the payments are not swept by then")
 	flag.Parse()
 	o.log = slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if _, err := run(ctx, o); err != nil {
+	_, err := run(ctx, o)
+	testkit.RemoveBuiltNATSServer()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
 		os.Exit(1)
 	}

@@ -31,7 +31,7 @@ func TestReorgedTransferIsReportedThenConfirmedInItsNewBlock(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	chain := chaintest.New(t, chaintest.WithHTTP())
-	ns := testkit.MustNATS(t)
+	ns := testkit.MustNATSProcess(t)
 	db, dsn := testkit.MustDB(t)
 
 	deposit := chaintest.NewAccount("reorg test deposit").Address

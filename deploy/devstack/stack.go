@@ -24,7 +24,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -54,6 +53,7 @@ type stack struct {
 	procs    map[string]*exec.Cmd
 	apiURL   string
 	dbURL    string
+	nats     *testkit.NATSProcess
 	chain    *devChain
 	treasury common.Address
 	token    common.Address
@@ -80,18 +80,15 @@ func run(ctx context.Context, o options) (*result, error) {
 	defer os.RemoveAll(work)
 	s := &stack{log: log, work: work, bins: map[string]string{}, procs: map[string]*exec.Cmd{}}
 
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: o.natsPort, JetStream: true,
-		StoreDir: filepath.Join(work, "nats"), NoSigs: true, NoLog: true})
+	// nats-server as a process of its own, the pinned release built from the workspace's module,
+	// as a deployment runs it (and outside the race-instrumented test binary).
+	s.nats, err = testkit.StartNATSProcess(o.natsPort, filepath.Join(work, "nats"), filepath.Join(work, "nats-server.log"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nats-server on port %d (in use? try -nats-port): %w", o.natsPort, err)
 	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		return nil, fmt.Errorf("nats-server did not start on port %d (in use? try -nats-port)", o.natsPort)
-	}
-	defer ns.Shutdown()
-	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", o.natsPort)
-	log.Info("nats-server (embedded, JetStream) ready", "url", natsURL)
+	defer s.nats.Shutdown()
+	natsURL := s.nats.URL()
+	log.Info("nats-server (JetStream) ready", "url", natsURL, "version", testkit.NATSServerVersion)
 
 	s.dbURL = os.Getenv("DATABASE_URL")
 	if s.dbURL == "" {

@@ -38,7 +38,7 @@ var ether = new(big.Int).Exp(big.NewInt(10), big.NewInt(18), nil)
 // payments.detected, chain heads and reorgs).
 type harness struct {
 	t    testing.TB
-	nats *testkit.NATS
+	nats testkit.NATSServer
 	db   *sqlx.DB
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -52,9 +52,15 @@ type harness struct {
 	stop func()
 }
 
+// newHarness runs against an embedded nats-server.
 func newHarness(t testing.TB, confirmations int) *harness {
 	t.Helper()
-	h := &harness{t: t, nats: testkit.MustNATS(t)}
+	return newHarnessOn(t, testkit.MustNATS(t), confirmations)
+}
+
+func newHarnessOn(t testing.TB, ns testkit.NATSServer, confirmations int) *harness {
+	t.Helper()
+	h := &harness{t: t, nats: ns}
 	var dsn string
 	h.db, dsn = testkit.MustDB(t)
 

@@ -23,8 +23,8 @@ func TestBinaryMigratesServesAndStops(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	h := newHarness(t, 3)
-	dbURL := testkit.MustDatabaseURL(t) // empty: migrate must create the schema
+	h := newHarnessOn(t, testkit.MustNATSProcess(t), 3) // the binary runs against a nats-server process
+	dbURL := testkit.MustDatabaseURL(t)                 // empty: migrate must create the schema
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -86,7 +86,7 @@ func TestEveryEventDeliveredThroughSenderKillAndNATSRestart(t *testing.T) {
 	start := time.Now()
 	bin := buildSender(t)
 	t.Logf("built in %v", time.Since(start))
-	h := newHarness(t, 200*time.Millisecond, 400*time.Millisecond, time.Second)
+	h := newProcessHarness(t, 200*time.Millisecond, 400*time.Millisecond, time.Second)
 	var mu sync.Mutex
 	seen := map[string]int{}
 	rc := newReceiver(t, func(n int, r *http.Request) (int, http.Header) {

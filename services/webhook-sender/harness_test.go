@@ -23,10 +23,10 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
-// harness is one test's world: embedded NATS, a fresh migrated database, and a running sender.
+// harness is one test's world: NATS, a fresh migrated database, and a running sender.
 type harness struct {
 	t    testing.TB
-	nats *testkit.NATS
+	nats testkit.NATSServer
 	db   *sqlx.DB
 	dsn  string
 	nc   *nats.Conn
@@ -36,12 +36,24 @@ type harness struct {
 	stopSender func()
 }
 
+// newHarness runs against an embedded nats-server.
 func newHarness(t testing.TB, backoff ...time.Duration) *harness {
+	t.Helper()
+	return newHarnessOn(t, testkit.MustNATS(t), backoff...)
+}
+
+// newProcessHarness runs against a nats-server process: for tests that run sender processes.
+func newProcessHarness(t testing.TB, backoff ...time.Duration) *harness {
+	t.Helper()
+	return newHarnessOn(t, testkit.MustNATSProcess(t), backoff...)
+}
+
+func newHarnessOn(t testing.TB, ns testkit.NATSServer, backoff ...time.Duration) *harness {
 	t.Helper()
 	if len(backoff) == 0 {
 		backoff = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond}
 	}
-	h := &harness{t: t, nats: testkit.MustNATS(t)}
+	h := &harness{t: t, nats: ns}
 	h.db, h.dsn = testkit.MustDB(t)
 	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {

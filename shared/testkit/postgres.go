@@ -33,12 +33,14 @@ var cluster struct {
 }
 
 // Main wraps testing.M.Run so that a private cluster started by this package is stopped when the
-// package's tests end. Use it in TestMain: func TestMain(m *testing.M) { testkit.Main(m) }.
+// package's tests end, and a nats-server binary built for them removed. Use it in TestMain:
+// func TestMain(m *testing.M) { testkit.Main(m) }.
 func Main(m interface{ Run() int }) {
 	code := m.Run()
 	if cluster.stop != nil {
 		cluster.stop()
 	}
+	RemoveBuiltNATSServer()
 	os.Exit(code)
 }
 
