@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +13,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
 )
 
 // dlqScript runs scripts/dlq.sh against the harness's NATS server and returns its stdout.
@@ -132,4 +138,127 @@ func TestDLQScriptReplay(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM webhook_dead_letters`); n != 1 {
 		t.Fatalf("%d dead letters after successful replays, want 1", n)
 	}
+}
+
+// A dead letter carries only its own metadata: read back by direct get (as `nats stream get` and
+// GetLastMsgForSubject do) and by a consumer, its subject, stream and sequence are the copy's,
+// with one value each. A replay built from what the nats CLI shows — its subject mapped back
+// (dlq.webhooks.X → webhooks.deliver.X), its body and headers — is delivered.
+func TestDeadLetterCarriesOnlyItsOwnMetadata(t *testing.T) {
+	if _, err := exec.LookPath("nats"); err != nil {
+		t.Skipf("needs the nats CLI on PATH: %v", err)
+	}
+	h := newHarness(t, 50*time.Millisecond, 100*time.Millisecond)
+	rc := newReceiver(t, status(http.StatusInternalServerError))
+	epID, _ := h.endpoint("m_1", rc.srv.URL)
+	h.start()
+	env := h.publish("payments.confirmed", "m_1")
+	h.eventually(15*time.Second, "dead letter", func() bool {
+		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
+	})
+	var dlqSeq uint64
+	if err := h.db.Get(&dlqSeq, `SELECT dlq_seq FROM webhook_dead_letters`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	copySubject := "dlq.webhooks." + epID
+	own := func(how string, subject string, hdr nats.Header, seq uint64) {
+		t.Helper()
+		if subject != copySubject || seq != dlqSeq {
+			t.Errorf("%s: subject %q seq %d, want %q #%d", how, subject, seq, copySubject, dlqSeq)
+		}
+		for k, want := range map[string]string{"Nats-Stream": "DLQ", "Nats-Subject": copySubject, "Nats-Sequence": strconv.FormatUint(dlqSeq, 10)} {
+			if got := hdr.Values(k); got != nil && (len(got) != 1 || got[0] != want) {
+				t.Errorf("%s: %s = %q, want only %q", how, k, got, want)
+			}
+		}
+		if got := hdr.Values("Nats-Time-Stamp"); len(got) > 1 {
+			t.Errorf("%s: Nats-Time-Stamp = %q, want one value", how, got)
+		}
+		if got := hdr.Get(webhook.HeaderDlqOriginSubject); got != "webhooks.deliver."+epID {
+			t.Errorf("%s: %s = %q", how, webhook.HeaderDlqOriginSubject, got)
+		}
+	}
+	dlq, err := h.js.Stream(ctx, "DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dlq.CachedInfo().Config.AllowDirect {
+		t.Fatal("DLQ must allow direct get for this test to read it as the CLI does")
+	}
+	byGet, err := dlq.GetMsg(ctx, dlqSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own("direct get by sequence", byGet.Subject, byGet.Header, byGet.Sequence)
+	byLast, err := dlq.GetLastMsgForSubject(ctx, copySubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own("direct get of the subject's last", byLast.Subject, byLast.Header, byLast.Sequence)
+	oc, err := dlq.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{copySubject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own("consumer", m.Subject(), m.Headers(), meta.Sequence.Stream)
+	for _, k := range []string{"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp"} {
+		if v := m.Headers().Values(k); v != nil {
+			t.Errorf("consumer: the copy stores %s = %q", k, v)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// The operator's replay with the CLI alone: what `nats stream get` shows, sent back.
+	out, err := exec.CommandContext(ctx, "nats", "--server="+h.nats.URL(), "stream", "get", "DLQ", strconv.FormatUint(dlqSeq, 10), "--json").Output()
+	if err != nil {
+		t.Fatalf("nats stream get: %v", err)
+	}
+	var shown struct {
+		Subject string `json:"subject"`
+		Hdrs    []byte `json:"hdrs"`
+		Data    []byte `json:"data"`
+	}
+	if err := json.Unmarshal(out, &shown); err != nil {
+		t.Fatalf("nats stream get --json: %v\n%s", err, out)
+	}
+	target, ok := strings.CutPrefix(shown.Subject, "dlq.webhooks.")
+	if !ok {
+		t.Fatalf("nats stream get shows subject %q", shown.Subject)
+	}
+	args := []string{"--server=" + h.nats.URL(), "request", "--raw", "--no-templates", "--force-stdin", "webhooks.deliver." + target,
+		"-H", "Nats-Msg-Id:" + env.ID + "." + target + ".cli-replay"}
+	lines := strings.Split(string(shown.Hdrs), "\r\n")
+	for _, line := range lines[1:] {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.HasPrefix(strings.ToLower(k), "nats-") {
+			continue
+		}
+		args = append(args, "-H", strings.TrimSpace(k)+":"+strings.TrimSpace(v))
+	}
+	rc.setRespond(status(http.StatusOK))
+	before := len(rc.got())
+	pub := exec.CommandContext(ctx, "nats", args...)
+	pub.Stdin = bytes.NewReader(shown.Data)
+	if out, err := pub.CombinedOutput(); err != nil || !strings.Contains(string(out), `"stream":"WEBHOOKS"`) {
+		t.Fatalf("nats request %v: %v\n%s", args, err, out)
+	}
+	h.eventually(10*time.Second, "the CLI replay delivered", func() bool {
+		for _, r := range rc.got()[before:] {
+			if r.header.Get("webhook-id") == env.ID {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -105,11 +105,7 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 		dl.OriginSubject = orig.Subject
 		dl.EndpointID = strings.TrimPrefix(orig.Subject, DeliverSubjectPrefix)
 		dl.Body = orig.Data
-		for k, v := range orig.Header {
-			if len(v) > 0 {
-				dl.Headers[k] = v[0]
-			}
-		}
+		dl.Headers = applicationHeaders(orig.Header)
 		var env event.Envelope
 		if json.Unmarshal(orig.Data, &env) == nil {
 			dl.EventID, dl.EventType = nonEmpty(env.ID), nonEmpty(env.Type)
@@ -142,8 +138,9 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 	}
 	m := nats.NewMsg(DLQSubjectPrefix + saved.EndpointID)
 	m.Data = saved.Body
-	for k, v := range saved.Headers {
-		if k != event.HeaderMsgID {
+	// Filtered again: a row saved before applicationHeaders existed may hold server headers.
+	for k, v := range applicationHeaders(mapHeader(saved.Headers)) {
+		if !strings.EqualFold(k, event.HeaderMsgID) {
 			m.Header.Set(k, v)
 		}
 	}
@@ -172,6 +169,25 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 	return nil
 }
 
+// applicationHeaders are the headers of an original that its dead letter keeps: the
+// publisher's own (Ctrip-Event-Type, traceparent, ...) and its Nats-Msg-Id (replays derive
+// theirs from it; the copy on DLQ gets its own). Not the server's Nats-* headers — a direct get
+// adds Nats-Stream, Nats-Subject, Nats-Sequence and Nats-Time-Stamp, which on the copy would give
+// a reader two values of each, the original's first — and not the Dlq-* headers of an earlier
+// dead letter of a replayed message: the copy gets its own.
+func applicationHeaders(h nats.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		lk := strings.ToLower(k)
+		if len(v) == 0 || strings.HasPrefix(lk, "dlq-") ||
+			(strings.HasPrefix(lk, "nats-") && lk != strings.ToLower(event.HeaderMsgID)) {
+			continue
+		}
+		out[k] = v[0]
+	}
+	return out
+}
+
 // headerSafe keeps a value on one header line and bounded.
 func headerSafe(s string) string {
 	s = strings.Map(func(r rune) rune {
@@ -181,6 +197,14 @@ func headerSafe(s string) string {
 		return r
 	}, s)
 	return truncate(s, 1024)
+}
+
+func mapHeader(m map[string]string) nats.Header {
+	h := make(nats.Header, len(m))
+	for k, v := range m {
+		h[k] = []string{v}
+	}
+	return h
 }
 
 func nonEmpty(s string) *string {
