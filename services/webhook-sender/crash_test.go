@@ -29,7 +29,7 @@ func buildSender(t *testing.T) string {
 	return bin
 }
 
-func (h *harness) senderProcess(t *testing.T, bin, logName string) *exec.Cmd {
+func (h *harness) senderProcess(t *testing.T, bin, logName string, extraEnv ...string) *exec.Cmd {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), logName))
 	if err != nil {
@@ -40,6 +40,7 @@ func (h *harness) senderProcess(t *testing.T, bin, logName string) *exec.Cmd {
 		"NATS_URL="+h.cfg.NATSURL, "DATABASE_URL="+h.cfg.DatabaseURL, "LOG_LEVEL=info", "OPS_ADDR=127.0.0.1:0",
 		"WEBHOOK_BACKOFF="+h.cfg.Backoff.String(), "WEBHOOK_TIMEOUT=2s", "WEBHOOK_CONCURRENCY=16",
 		"WEBHOOK_ALLOW_HTTP=true", "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true")
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -83,7 +83,7 @@ func run(ctx context.Context, cfg Config) error {
 
 	recorder := webhook.NewAttemptRecorder(store, 1, 1000)
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
-		Store: store, Recorder: recorder,
+		Store: store, Recorder: recorder, JS: js,
 		Client:   safehttp.NewClient(cfg.Policy(), cfg.Timeout, cfg.EndpointConcurrency),
 		Schedule: schedule, MaxDeliver: maxDeliver, MaxRetryAfter: cfg.MaxRetryAfter,
 		Concurrency: cfg.Concurrency, EndpointConcurrency: cfg.EndpointConcurrency,

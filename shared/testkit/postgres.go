@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -111,42 +110,94 @@ func findOrStartCluster() (string, func(), error) {
 // postgres database and a function that stops and removes it. Postgres refuses to run as root,
 // so as root the cluster is owned by and started as the postgres user. The dev stack uses it too.
 func StartPostgres() (string, func(), error) {
-	dir, err := os.MkdirTemp("", "ctrip-pg-")
+	c, err := StartPostgresCluster()
 	if err != nil {
 		return "", nil, err
 	}
-	asUser := func(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }
+	return c.URL, c.Remove, nil
+}
+
+// PostgresCluster is a private Postgres server that a test can stop and start again (same port,
+// same data), as an outage of the database.
+type PostgresCluster struct {
+	URL    string // of the postgres database
+	dir    string
+	data   string
+	opts   string
+	asUser func(name string, args ...string) *exec.Cmd
+}
+
+// StartPostgresCluster creates and starts a private cluster on a free port.
+func StartPostgresCluster() (*PostgresCluster, error) {
+	dir, err := os.MkdirTemp("", "ctrip-pg-")
+	if err != nil {
+		return nil, err
+	}
+	c := &PostgresCluster{dir: dir, data: filepath.Join(dir, "data"),
+		asUser: func(name string, args ...string) *exec.Cmd { return exec.Command(name, args...) }}
 	if u, err := user.Current(); err == nil && u.Uid == "0" {
 		pg, err := user.Lookup("postgres")
 		if err != nil {
-			return "", nil, fmt.Errorf("running as root and no postgres user: %w", err)
+			return nil, fmt.Errorf("running as root and no postgres user: %w", err)
 		}
 		uid, _ := strconv.Atoi(pg.Uid)
 		gid, _ := strconv.Atoi(pg.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return "", nil, err
+			return nil, err
 		}
-		asUser = func(name string, args ...string) *exec.Cmd {
+		c.asUser = func(name string, args ...string) *exec.Cmd {
 			return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
 		}
 	}
-	data := filepath.Join(dir, "data")
-	if out, err := asUser("initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync").CombinedOutput(); err != nil {
-		return "", nil, fmt.Errorf("initdb: %v: %s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, dir)
-	if out, err := asUser("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
-		return "", nil, fmt.Errorf("pg_ctl start: %v: %s", err, out)
-	}
-	stop := func() {
-		_ = asUser("pg_ctl", "-D", data, "-m", "immediate", "stop").Run()
+	if out, err := c.asUser("initdb", "-D", c.data, "-U", "postgres", "-A", "trust", "--no-sync").CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), stop, nil
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c.opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, dir)
+	c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	if err := c.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// Start starts a stopped cluster and waits until it accepts connections.
+func (c *PostgresCluster) Start() error {
+	if out, err := c.asUser("pg_ctl", "-D", c.data, "-o", c.opts, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl start: %v: %s", err, out)
+	}
+	return nil
+}
+
+// Stop stops the server ("fast": sessions are cut at once, as in a restart). Not "immediate":
+// the cluster runs with synchronous_commit=off, and an immediate stop would lose the last commits.
+func (c *PostgresCluster) Stop() error { return c.stop("fast") }
+
+func (c *PostgresCluster) stop(mode string) error {
+	if out, err := c.asUser("pg_ctl", "-D", c.data, "-m", mode, "-w", "stop").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+	}
+	return nil
+}
+
+// Remove stops the server and deletes its data.
+func (c *PostgresCluster) Remove() {
+	_ = c.stop("immediate")
+	os.RemoveAll(c.dir)
+}
+
+// MustPostgresCluster starts a private cluster of the test's own, removed at cleanup.
+func MustPostgresCluster(tb testing.TB) *PostgresCluster {
+	tb.Helper()
+	c, err := StartPostgresCluster()
+	if err != nil {
+		tb.Fatalf("postgres cluster: %v", err)
+	}
+	tb.Cleanup(c.Remove)
+	return c
 }

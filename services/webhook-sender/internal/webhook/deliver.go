@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -21,12 +22,21 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/signature"
 )
 
 // maxResponseBody is how much of a merchant's response is kept with the attempt.
 const maxResponseBody = 4 << 10
+
+// HeaderAttemptOffset, on a WEBHOOKS message, is how many attempts reached the merchant before
+// this message: a continuation carries it (see Deliverer.resume), so its delivery n is the
+// merchant's attempt offset+n.
+const HeaderAttemptOffset = "Ctrip-Attempt-Offset"
+
+// errStore marks an endpoint that could not be loaded because Postgres did not answer.
+var errStore = errors.New("endpoint store unavailable")
 
 // endpointCacheTTL bounds how long a changed endpoint (new URL, rotated secret, disabled by an
 // operator) keeps being used from memory. Deliveries are far more frequent than edits.
@@ -39,9 +49,17 @@ const endpointCacheTTL = 2 * time.Second
 // InProgress at the moment of failure, so the server redelivers it BackOff[n-1] later. While an
 // attempt is queued or running, InProgress heartbeats keep the server from redelivering it
 // early (the first step, 5s by default, is shorter than WEBHOOK_TIMEOUT).
+//
+// Only attempts that reach the merchant count against the schedule. JetStream counts every
+// delivery, so a delivery that our own outage keeps from the merchant must not be spent: while
+// Postgres does not answer, the message is held (heartbeated) until it does; when the sender
+// shuts down before or during the request, the message is continued — republished with the
+// count of attempts so far (HeaderAttemptOffset) and acked — instead of being left to use up a
+// delivery, which on the last one would dead-letter it.
 type Deliverer struct {
 	store               DeliveryStore
 	recorder            DeliveryRecorder
+	js                  Publisher
 	client              *http.Client
 	schedule            []time.Duration
 	maxDeliver          int
@@ -80,6 +98,7 @@ type cachedEndpoint struct {
 type DelivererConfig struct {
 	Store               DeliveryStore
 	Recorder            DeliveryRecorder
+	JS                  Publisher // continuations go back to WEBHOOKS
 	Client              *http.Client
 	Schedule            []time.Duration
 	MaxDeliver          int
@@ -93,8 +112,8 @@ type DelivererConfig struct {
 
 // NewDeliverer builds the delivery stage.
 func NewDeliverer(c DelivererConfig) (*Deliverer, error) {
-	if len(c.Schedule) == 0 || c.MaxDeliver < 1 || c.Concurrency < 1 || c.EndpointConcurrency < 1 {
-		return nil, fmt.Errorf("deliverer: schedule, max deliver and concurrency must be set")
+	if len(c.Schedule) == 0 || c.MaxDeliver < 1 || c.Concurrency < 1 || c.EndpointConcurrency < 1 || c.JS == nil {
+		return nil, fmt.Errorf("deliverer: schedule, max deliver, concurrency and publisher must be set")
 	}
 	m, err := newDeliveryMetrics(c.Meter)
 	if err != nil {
@@ -102,7 +121,7 @@ func NewDeliverer(c DelivererConfig) (*Deliverer, error) {
 	}
 	heldLimit := 4 * c.Concurrency
 	return &Deliverer{
-		store: c.Store, recorder: c.Recorder, client: c.Client, schedule: c.Schedule, maxDeliver: c.MaxDeliver,
+		store: c.Store, recorder: c.Recorder, js: c.JS, client: c.Client, schedule: c.Schedule, maxDeliver: c.MaxDeliver,
 		maxRetryAfter: c.MaxRetryAfter, endpointConcurrency: c.EndpointConcurrency,
 		tracer: c.Tracer, log: c.Log, metrics: m,
 		inflight:  make(chan struct{}, c.Concurrency),
@@ -302,16 +321,34 @@ type outcome struct {
 	terminate  string        // term reason "<code>: <detail>" when set
 	retryAfter time.Duration // honoured Retry-After, 0 when none
 	err        string        // what went wrong, for the log and the dead letter
+	// ours: the attempt did not reach the merchant, or was cut short, because the sender is
+	// shutting down. It does not count against the schedule.
+	ours bool
+}
+
+// attemptOffset reads HeaderAttemptOffset; anything but a small non-negative number is 0.
+func attemptOffset(msg jetstream.Msg) int {
+	v := msg.Headers().Get(HeaderAttemptOffset)
+	if v == "" {
+		return 0
+	}
+	k, err := strconv.Atoi(v)
+	if err != nil || k < 0 || k > 1000 {
+		return 0
+	}
+	return k
 }
 
 func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold, hb *beat) {
 	n := int(md.NumDelivered)
+	offset := attemptOffset(msg)
+	attemptNo := offset + n // the merchant's attempt number
 	ctx = natsbus.Extract(ctx, msg.Headers())
 	ctx, span := d.tracer.Start(ctx, "webhook.deliver", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("webhook.endpoint_id", endpointID), attribute.Int("webhook.attempt", n)))
+		trace.WithAttributes(attribute.String("webhook.endpoint_id", endpointID), attribute.Int("webhook.attempt", attemptNo)))
 	defer span.End()
 
-	out := d.attempt(ctx, msg, md, endpointID, h)
+	out := d.attempt(ctx, msg, md, attemptNo, endpointID, h)
 	hb.stop()
 
 	if out.delivered {
@@ -324,8 +361,11 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		}
 		return
 	}
-	log := d.log.With("endpoint_id", endpointID, "attempt", n, "stream_seq", md.Sequence.Stream)
+	log := d.log.With("endpoint_id", endpointID, "attempt", attemptNo, "stream_seq", md.Sequence.Stream)
 	switch {
+	case out.ours:
+		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "continued")))
+		d.resume(ctx, msg, md, attemptNo-1, log)
 	case out.terminate != "":
 		span.SetStatus(codes.Error, out.terminate)
 		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "terminated")))
@@ -333,7 +373,7 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		if err := msg.TermWithReason(truncate(out.terminate, 1024)); err != nil {
 			log.WarnContext(ctx, "term failed", "err", err)
 		}
-	case n >= d.maxDeliver:
+	case attemptNo >= d.maxDeliver:
 		// The last allowed attempt failed: terminate now rather than wait one more ack timer
 		// (up to 10h) for the server's MAX_DELIVERIES advisory. The dead letter gets it at once.
 		span.SetStatus(codes.Error, out.err)
@@ -345,11 +385,13 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	default:
 		span.SetStatus(codes.Error, out.err)
 		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "retry")))
-		step := d.step(n)
-		if out.retryAfter > step {
+		// The server waits BackOff[n-1] of this message's own count; a continuation is further
+		// along the schedule, and Retry-After may ask for longer.
+		step, want := d.step(n), max(d.step(attemptNo), out.retryAfter)
+		if want > step {
 			// NakWithDelay(x) on a BackOff consumer redelivers after x + BackOff[n-1] - BackOff[0].
-			log.InfoContext(ctx, "delivery failed, honouring Retry-After", "err", out.err, "retry_after", out.retryAfter)
-			if err := msg.NakWithDelay(out.retryAfter - step + d.schedule[0]); err != nil {
+			log.InfoContext(ctx, "delivery failed, will retry", "err", out.err, "next_in", want, "retry_after", out.retryAfter)
+			if err := msg.NakWithDelay(want - step + d.schedule[0]); err != nil {
 				log.WarnContext(ctx, "nak failed", "err", err)
 			}
 			return
@@ -362,16 +404,76 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	}
 }
 
+// resume continues a message our outage kept from the merchant: the same body and headers are
+// republished to its subject with HeaderAttemptOffset = the attempts made so far, and the message
+// is acked, so the delivery it used is not spent. The continuation's Nats-Msg-Id is derived from
+// the message's stream sequence: a crash between the publish and the ack republishes into the
+// duplicate window. If the publish fails (NATS gone too), the message is left to the server's
+// redelivery, as before: at worst it uses up a delivery.
+func (d *Deliverer) resume(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, attempts int, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	m := nats.NewMsg(msg.Subject())
+	m.Data = msg.Data()
+	for k, v := range msg.Headers() {
+		if len(v) > 0 && !strings.HasPrefix(strings.ToLower(k), "nats-") {
+			m.Header[k] = v
+		}
+	}
+	base := msg.Headers().Get(event.HeaderMsgID)
+	if base == "" {
+		base = "WEBHOOKS." + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	m.Header.Set(event.HeaderMsgID, base+".cont"+strconv.FormatUint(md.Sequence.Stream, 10))
+	m.Header.Set(HeaderAttemptOffset, strconv.Itoa(attempts))
+	if _, err := d.js.PublishMsg(ctx, m); err != nil {
+		log.WarnContext(ctx, "could not continue an interrupted delivery; it will be redelivered", "err", err)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		log.WarnContext(ctx, "ack of a continued delivery failed; it may be attempted twice", "err", err)
+		return
+	}
+	log.InfoContext(ctx, "delivery interrupted by shutdown; continued", "attempts_so_far", attempts)
+}
+
+// storeRetryMax bounds the wait between tries to load an endpoint while Postgres is down.
+const storeRetryMax = 5 * time.Second
+
+// endpointWaiting loads the endpoint, waiting for Postgres as long as it takes (the message's
+// heartbeat runs meanwhile, so no delivery is used up), until ctx ends.
+func (d *Deliverer) endpointWaiting(ctx context.Context, id string) (cachedEndpoint, error) {
+	wait := 100 * time.Millisecond
+	for logged := false; ; logged = true {
+		ce, err := d.endpoint(ctx, id)
+		if !errors.Is(err, errStore) {
+			return ce, err
+		}
+		if !logged {
+			d.log.WarnContext(ctx, "endpoint store unavailable; holding the delivery until it answers", "endpoint_id", id, "err", err)
+			d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "store_wait")))
+		}
+		select {
+		case <-ctx.Done():
+			return ce, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, storeRetryMax)
+	}
+}
+
 // attempt loads the endpoint, waits for a slot, POSTs and records the attempt.
-func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold) outcome {
+func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, attemptNo int, endpointID string, h *hold) outcome {
 	body := msg.Data()
 	env, err := decodeEventBody(body)
 	if err != nil {
 		return outcome{terminate: ReasonPoison + ": " + err.Error()}
 	}
 
-	ce, err := d.endpoint(ctx, endpointID)
+	ce, err := d.endpointWaiting(ctx, endpointID)
 	switch {
+	case errors.Is(err, errStore):
+		return outcome{ours: true, err: "shutting down while the endpoint store was unavailable"}
 	case errors.Is(err, ErrNotFound):
 		return outcome{terminate: ReasonEndpointUnknown + ": no endpoint " + endpointID}
 	case err != nil:
@@ -385,11 +487,16 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	res, ok := d.postInSlot(ctx, h.ln, ce, env.ID, body)
 	h.free()
 	if !ok {
-		return outcome{err: "shutting down"}
+		return outcome{ours: true, err: "shutting down"}
+	}
+	// A request our shutdown cut short was not a fair attempt: recorded, but not counted.
+	interrupted := res.status/100 != 2 && ctx.Err() != nil
+	if interrupted {
+		res.err = "interrupted by the sender's shutdown: " + res.err
 	}
 	a := Attempt{
 		EventID: env.ID, EventType: env.Type, PaymentID: env.Data.PaymentID, EndpointID: endpointID,
-		StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered), StatusCode: res.status,
+		StreamSeq: md.Sequence.Stream, Attempt: attemptNo, StatusCode: res.status,
 		Latency: res.latency, Error: res.err, ResponseBody: res.body, Delivered: res.status/100 == 2,
 	}
 	d.metrics.latency.Record(ctx, res.latency.Seconds())
@@ -408,6 +515,8 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	switch {
 	case a.Delivered:
 		return outcome{delivered: true}
+	case interrupted:
+		return outcome{ours: true, err: res.err}
 	case res.status == http.StatusGone:
 		reason := fmt.Sprintf("410 Gone at %s", time.Now().UTC().Format(time.RFC3339))
 		if err := d.store.DisableEndpoint(rctx, endpointID, reason); err != nil {
@@ -522,8 +631,11 @@ func (d *Deliverer) endpoint(ctx context.Context, id string) (cachedEndpoint, er
 		return ce, nil
 	}
 	ep, err := d.store.Endpoint(ctx, id)
-	if err != nil {
+	if errors.Is(err, ErrNotFound) {
 		return ce, err
+	}
+	if err != nil {
+		return ce, fmt.Errorf("%w: %w", errStore, err)
 	}
 	ce = cachedEndpoint{ep: ep, expires: time.Now().Add(endpointCacheTTL)}
 	if ep.Enabled && !ep.Deleted {
@@ -569,7 +681,7 @@ type deliveryMetrics struct {
 func newDeliveryMetrics(m metric.Meter) (deliveryMetrics, error) {
 	dm := deliveryMetrics{delivered: metric.WithAttributes(attribute.String("outcome", "delivered"))}
 	var err error
-	if dm.outcomes, err = m.Int64Counter("webhook_deliveries", metric.WithDescription("Delivery outcomes: delivered, retry, exhausted, terminated, deferred")); err != nil {
+	if dm.outcomes, err = m.Int64Counter("webhook_deliveries", metric.WithDescription("Delivery outcomes: delivered, retry, exhausted, terminated, deferred, continued (interrupted by shutdown), store_wait (held while Postgres is down)")); err != nil {
 		return dm, err
 	}
 	if dm.latency, err = m.Float64Histogram("webhook_attempt_duration", metric.WithUnit("s"), metric.WithDescription("HTTP attempt latency")); err != nil {

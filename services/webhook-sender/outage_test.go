@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/postgres"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+)
+
+// Our own outages never dead-letter a merchant's webhook: only attempts that reached the
+// merchant count against the schedule.
+
+// noAdvisories fails the test if the DLQ stream holds anything: a MAX_DELIVERIES or
+// MSG_TERMINATED advisory, or a dead letter.
+func (h *harness) noAdvisories(t *testing.T) {
+	t.Helper()
+	dlq, err := h.js.Stream(context.Background(), "DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := dlq.CachedInfo().State.Msgs; n != 0 {
+		t.Fatalf("DLQ stream holds %d messages: the delivery was terminated or exhausted", n)
+	}
+	if n := h.count(`SELECT count(*) FROM webhook_dead_letters`); n != 0 {
+		t.Fatalf("%d dead letters", n)
+	}
+}
+
+// SIGTERM while the last allowed attempt is in flight: the request is cut short by our shutdown,
+// so it is not counted; the next sender delivers the webhook.
+func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and stops a real process")
+	}
+	bin := buildSender(t)
+	h := newProcessHarness(t, 100*time.Millisecond, 200*time.Millisecond) // 3 deliveries
+	inLast := make(chan struct{})
+	rc := newReceiver(t, func(n int, r *http.Request) (int, http.Header) {
+		if n < 3 {
+			return http.StatusInternalServerError, nil
+		}
+		close(inLast)
+		<-r.Context().Done() // a slow merchant: the sender gives up first, at its shutdown
+		return http.StatusInternalServerError, nil
+	})
+	epID, _ := h.endpoint("m_1", rc.srv.URL)
+	sender := h.senderProcess(t, bin, "sender-1.log", "SHUTDOWN_TIMEOUT=1s", "WEBHOOK_TIMEOUT=30s")
+	h.eventually(20*time.Second, "sender provisioned", func() bool {
+		_, err := h.js.Consumer(context.Background(), "PAYMENTS", "webhook-fanout")
+		return err == nil
+	})
+	env := h.publish("payments.confirmed", "m_1")
+	select {
+	case <-inLast:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the third attempt never came; %d requests", len(rc.got()))
+	}
+	if err := sender.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := sender.Wait(); err != nil {
+		t.Fatalf("sender did not stop cleanly: %v", err)
+	}
+
+	rc.setRespond(status(http.StatusOK))
+	h.senderProcess(t, bin, "sender-2.log")
+	h.eventually(20*time.Second, "delivered by the next sender", func() bool {
+		for _, r := range rc.got()[3:] {
+			if r.header.Get("webhook-id") == env.ID {
+				return true
+			}
+		}
+		return false
+	})
+	rows := h.attempts(env.ID, epID)
+	if len(rows) != 4 || rows[2].Attempt != 3 || rows[2].Error == nil || !strings.Contains(*rows[2].Error, "interrupted by the sender's shutdown") ||
+		rows[3].Attempt != 3 || !rows[3].Delivered {
+		t.Fatalf("attempt rows %+v, want 500, 500, attempt 3 interrupted, attempt 3 delivered", rows)
+	}
+	h.noAdvisories(t)
+}
+
+// Postgres stopped when the last allowed delivery loads its endpoint: the delivery waits for the
+// database, then reaches the merchant.
+func TestPostgresDownDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
+	// 3 deliveries; the last comes 3 s after the second, past the 2 s endpoint cache.
+	h := newHarness(t, 100*time.Millisecond, 3*time.Second)
+	pg := testkit.MustPostgresCluster(t)
+	h.usePostgres(pg.URL)
+	rc := newReceiver(t, func(n int, r *http.Request) (int, http.Header) {
+		if n < 3 {
+			return http.StatusInternalServerError, nil
+		}
+		return http.StatusOK, nil
+	})
+	epID, _ := h.endpoint("m_1", rc.srv.URL)
+	h.start()
+	env := h.publish("payments.confirmed", "m_1")
+	h.eventually(10*time.Second, "two failed attempts", func() bool { return len(rc.got()) == 2 })
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := h.js.Consumer(context.Background(), "WEBHOOKS", "webhook-sender")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(10*time.Second, "the last delivery, with Postgres down", func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.Delivered.Consumer >= 3
+	})
+	time.Sleep(time.Second) // it is held meanwhile; the broken sender terminated it at once
+	if n := len(rc.got()); n != 2 {
+		t.Fatalf("%d requests while the endpoint could not be loaded", n)
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(20*time.Second, "delivered once Postgres is back", func() bool { return len(rc.got()) == 3 })
+	if got := rc.got()[2].header.Get("webhook-id"); got != env.ID {
+		t.Fatalf("third request webhook-id %q, want %q", got, env.ID)
+	}
+	h.eventually(10*time.Second, "the delivered attempt recorded", func() bool {
+		rows := h.attempts(env.ID, epID)
+		return len(rows) == 3 && rows[2].Delivered
+	})
+	h.noAdvisories(t)
+}
+
+// usePostgres points the harness (and the sender it starts) at a database on the given server.
+func (h *harness) usePostgres(adminURL string) {
+	h.t.Helper()
+	ctx := context.Background()
+	if err := postgres.MigrateURL(ctx, adminURL, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		h.t.Fatal(err)
+	}
+	db, err := postgres.Open(ctx, adminURL)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { db.Close() })
+	h.db, h.dsn, h.cfg.DatabaseURL = db, adminURL, adminURL
+}
