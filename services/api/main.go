@@ -51,7 +51,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	// The relay publishes every unpublished outbox row, including rows a crashed process left
 	// behind; a kick after each commit makes the usual case immediate.
 	kick := make(chan struct{}, 1)
-	relay := &outbox.Relay{DB: db, JS: js, Log: log, Interval: cfg.OutboxInterval}
+	relay := &outbox.Relay{DB: db, JS: js, Log: log, Meter: deps.Tel.Meter, Interval: cfg.OutboxInterval}
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	relayDone := make(chan struct{})
 	go func() {

@@ -72,7 +72,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 	// The relay publishes what the handlers write to the outbox; a write wakes it at once.
 	kick := make(chan struct{}, 1)
-	relay := &outbox.Relay{DB: db, JS: js, Log: log}
+	relay := &outbox.Relay{DB: db, JS: js, Log: log, Meter: deps.Tel.Meter}
 	store := postgres.New(db)
 	c, err := confirm.New(confirm.Config{
 		Payments: store, Transfers: store, Chains: cs,

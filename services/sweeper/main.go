@@ -80,7 +80,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()
 	kick := make(chan struct{}, 1)
-	relay := &outbox.Relay{DB: db, JS: js, Log: log}
+	relay := &outbox.Relay{DB: db, JS: js, Log: log, Meter: deps.Tel.Meter}
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)

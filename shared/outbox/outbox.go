@@ -8,13 +8,18 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 )
 
 // Add writes one event in the caller's transaction (or on the DB). A second Add with the same
@@ -42,12 +47,26 @@ type Publisher interface {
 
 // Relay publishes the outbox. Several relays (replicas) may run: rows are claimed with
 // FOR UPDATE SKIP LOCKED.
+//
+// One bad row never blocks the others. A row the server rejects (larger than its max payload, a
+// JetStream API error) or that cannot be decoded is retried with exponential backoff from
+// RetryBase and, after MaxAttempts, parked with its error — logged and counted in
+// outbox_parked_rows — while later rows flow. An error that is not the row's (NATS disconnected,
+// a timeout, no stream answering) stops the pass without charging the row: every row would fail
+// alike, and none should be parked for our outage.
 type Relay struct {
-	DB       *sqlx.DB
-	JS       Publisher
-	Log      *slog.Logger
-	Interval time.Duration // poll interval; default 200ms
-	Batch    int           // rows per pass; default 100
+	DB          *sqlx.DB
+	JS          Publisher
+	Log         *slog.Logger
+	Meter       metric.Meter  // optional: outbox_parked_rows, outbox_publish_failures
+	Interval    time.Duration // poll interval; default 200ms
+	Batch       int           // rows per pass; default 100
+	RetryBase   time.Duration // first retry of a rejected row; default 1s, doubling up to 5m
+	MaxAttempts int           // rejected publishes before a row is parked; default 10
+
+	metricsOnce sync.Once
+	parked      metric.Int64Counter
+	failures    metric.Int64Counter
 }
 
 // Run publishes until ctx is cancelled. Kick (optional) wakes it early after a write.
@@ -87,55 +106,166 @@ func (r *Relay) batch() int {
 	return r.Batch
 }
 
-type row struct {
-	ID      int64  `db:"id"`
-	Subject string `db:"subject"`
-	MsgID   string `db:"msg_id"`
-	Headers []byte `db:"headers"`
-	Payload []byte `db:"payload"`
+func (r *Relay) maxAttempts() int {
+	if r.MaxAttempts <= 0 {
+		return 10
+	}
+	return r.MaxAttempts
 }
 
-// Flush publishes one batch of unpublished rows in order and returns how many it published.
+// retryAfter is the wait before the next try of a row rejected attempts times.
+func (r *Relay) retryAfter(attempts int) time.Duration {
+	base := r.RetryBase
+	if base <= 0 {
+		base = time.Second
+	}
+	const ceiling = 5 * time.Minute
+	d := base
+	for i := 1; i < attempts && d < ceiling; i++ {
+		d *= 2
+	}
+	return min(d, ceiling)
+}
+
+func (r *Relay) initMetrics() {
+	r.metricsOnce.Do(func() {
+		m := r.Meter
+		if m == nil {
+			m = noop.NewMeterProvider().Meter("outbox")
+		}
+		r.parked, _ = m.Int64Counter("outbox_parked_rows", metric.WithDescription("Outbox rows parked after repeated rejected publishes"))
+		r.failures, _ = m.Int64Counter("outbox_publish_failures", metric.WithDescription("Outbox publishes rejected for the row itself (retried with backoff)"))
+	})
+}
+
+type row struct {
+	ID       int64  `db:"id"`
+	Subject  string `db:"subject"`
+	MsgID    string `db:"msg_id"`
+	Headers  []byte `db:"headers"`
+	Payload  []byte `db:"payload"`
+	Attempts int    `db:"attempts"`
+}
+
+// rowError is a failure that belongs to one row: retrying others is worthwhile.
+type rowError struct{ err error }
+
+func (e rowError) Error() string { return e.err.Error() }
+func (e rowError) Unwrap() error { return e.err }
+
+// rowsFault reports whether a publish error is the row's own: the server or the client refused
+// this message. Anything else — a lost connection, a timeout, no responders — would fail every
+// row alike.
+func rowsFault(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) || errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) ||
+		errors.Is(err, nats.ErrBadHeaderMsg)
+}
+
+func (r *Relay) publish(ctx context.Context, rw row) error {
+	m := nats.NewMsg(rw.Subject)
+	m.Data = rw.Payload
+	var hdr map[string]string
+	if err := json.Unmarshal(rw.Headers, &hdr); err != nil {
+		return rowError{fmt.Errorf("headers: %w", err)}
+	}
+	for k, v := range hdr {
+		m.Header.Set(k, v)
+	}
+	m.Header.Set(jetstream.MsgIDHeader, rw.MsgID)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := r.JS.PublishMsg(pctx, m); err != nil {
+		if rowsFault(err) {
+			return rowError{err}
+		}
+		return err
+	}
+	return nil
+}
+
+// Flush publishes one batch of due rows in order and returns how many it published. Rows the
+// server rejects are charged an attempt (and parked past MaxAttempts) and the pass goes on; an
+// error that is not a row's stops it.
 func (r *Relay) Flush(ctx context.Context) (int, error) {
+	r.initMetrics()
 	tx, err := r.DB.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
 	var rows []row
-	if err := tx.SelectContext(ctx, &rows, `SELECT id, subject, msg_id, headers, payload FROM outbox
-		WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.batch()); err != nil {
+	if err := tx.SelectContext(ctx, &rows, `SELECT id, subject, msg_id, headers, payload, attempts FROM outbox
+		WHERE published_at IS NULL AND parked_at IS NULL AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+		ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.batch()); err != nil {
 		return 0, fmt.Errorf("outbox select: %w", err)
 	}
 	var done []int64
-	var pubErr error
+	var passErr error
+	changed := false
 	for _, rw := range rows {
-		m := nats.NewMsg(rw.Subject)
-		m.Data = rw.Payload
-		var hdr map[string]string
-		if err := json.Unmarshal(rw.Headers, &hdr); err != nil {
-			return 0, fmt.Errorf("outbox row %d headers: %w", rw.ID, err)
+		err := r.publish(ctx, rw)
+		var re rowError
+		switch {
+		case err == nil:
+			done = append(done, rw.ID)
+			continue
+		case !errors.As(err, &re):
+			passErr = fmt.Errorf("publish %s: %w", rw.MsgID, err)
+		default:
+			if err := r.reject(ctx, tx, rw, re); err != nil {
+				return 0, err
+			}
+			changed = true
+			continue
 		}
-		for k, v := range hdr {
-			m.Header.Set(k, v)
-		}
-		m.Header.Set(jetstream.MsgIDHeader, rw.MsgID)
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := r.JS.PublishMsg(pctx, m)
-		cancel()
-		if err != nil {
-			pubErr = fmt.Errorf("publish %s: %w", rw.MsgID, err)
-			break
-		}
-		done = append(done, rw.ID)
+		break
 	}
 	if len(done) > 0 {
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET published_at = now() WHERE id = ANY($1)`, pqInt64Array(done)); err != nil {
 			return 0, fmt.Errorf("outbox mark: %w", err)
 		}
+		changed = true
+	}
+	if changed {
 		if err := tx.Commit(); err != nil {
 			return 0, fmt.Errorf("outbox commit: %w", err)
 		}
 	}
-	return len(done), pubErr
+	return len(done), passErr
+}
+
+// reject charges a row one failed attempt: it is retried after a backoff, or parked.
+func (r *Relay) reject(ctx context.Context, tx *sqlx.Tx, rw row, cause error) error {
+	attempts := rw.Attempts + 1
+	msg := truncate(cause.Error(), 1024)
+	r.failures.Add(ctx, 1)
+	if attempts >= r.maxAttempts() {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = $2, last_error = $3, parked_at = now() WHERE id = $1`,
+			rw.ID, attempts, msg); err != nil {
+			return fmt.Errorf("outbox park: %w", err)
+		}
+		r.parked.Add(ctx, 1)
+		r.Log.ErrorContext(ctx, "outbox row parked: it cannot be published", "outbox_id", rw.ID, "msg_id", rw.MsgID,
+			"subject", rw.Subject, "attempts", attempts, "err", msg)
+		return nil
+	}
+	wait := r.retryAfter(attempts)
+	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = $2, last_error = $3, next_attempt_at = now() + $4 * interval '1 microsecond' WHERE id = $1`,
+		rw.ID, attempts, msg, wait.Microseconds()); err != nil {
+		return fmt.Errorf("outbox retry: %w", err)
+	}
+	r.Log.WarnContext(ctx, "outbox row rejected; retrying later", "outbox_id", rw.ID, "msg_id", rw.MsgID,
+		"attempts", attempts, "retry_in", wait, "err", msg)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
