@@ -51,6 +51,9 @@ Notes:
     webhook-id again and deduplicate, but filter by endpoint when you can.
   - A dead letter whose original had aged out of WEBHOOKS (empty Dlq-Origin-Subject) cannot be
     replayed.
+  - A copy with Dlq-Body-Truncated (the original was too large to carry beside the Dlq-* headers
+    under the server's max payload) holds only the body's first bytes: it is not replayed from
+    here; the API's replay sends the full body kept in Postgres (Dlq-Id).
 
 Examples:
   NATS_URL=nats://nats:4222 scripts/dlq.sh list
@@ -226,13 +229,17 @@ replay_record() {
 	local rec=$1 f seq subject ep event origin etype tp ts data msgid nanos ack v
 	mapfile -t f < <(jq -r "$JQ_DEFS"' .seq, .subject, endpoint, event_id, hget("Dlq-Origin-Subject"),
 		hget("Ctrip-Event-Type"), hget("traceparent"), hget("tracestate"), hget("Dlq-Origin-Stream"),
-		hget("Dlq-Origin-Seq"), .data' <<<"$rec")
-	[[ ${#f[@]} -eq 11 ]] || die "cannot decode DLQ record: $rec"
+		hget("Dlq-Origin-Seq"), .data, hget("Dlq-Body-Truncated"), hget("Dlq-Id")' <<<"$rec")
+	[[ ${#f[@]} -eq 13 ]] || die "cannot decode DLQ record: $rec"
 	seq=${f[0]} subject=${f[1]} ep=${f[2]} event=${f[3]} origin=${f[4]} etype=${f[5]} tp=${f[6]} ts=${f[7]}
 	data=${f[10]}
 
 	if [[ ! $subject =~ ^dlq\.webhooks\.[^.]+$ ]]; then
 		warn "DLQ #$seq is on '$subject', not a dead letter on ${DLQ_PREFIX}*: refusing to replay"
+		return 1
+	fi
+	if [[ -n ${f[11]} ]]; then
+		warn "DLQ #$seq: the copy holds only the first bytes of a ${f[11]}-byte body (it did not fit under the server's max payload); replay it through the API: POST /v1/dead-letters/${f[12]}/replay"
 		return 1
 	fi
 	if [[ -z $origin ]]; then

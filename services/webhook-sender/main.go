@@ -93,7 +93,7 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	fanout := &webhook.Fanout{Endpoints: &webhook.CachedEndpoints{Store: store}, JS: js, Tracer: tel.Tracer, Log: log}
-	dlq := &webhook.DLQProcessor{Store: store, Origin: webhooksStream, JS: js, Tracer: tel.Tracer, Log: log}
+	dlq := &webhook.DLQProcessor{Store: store, Origin: webhooksStream, JS: js, MaxPayload: deps.NC.MaxPayload(), Tracer: tel.Tracer, Log: log}
 
 	// Handlers run on a context that survives the shutdown signal, so in-flight deliveries can
 	// finish; it is cancelled if they overrun the shutdown timeout.

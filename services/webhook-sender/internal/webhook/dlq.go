@@ -27,6 +27,11 @@ const (
 	HeaderDlqOriginSubject = "Dlq-Origin-Subject"
 	HeaderDlqDeliveries    = "Dlq-Deliveries"
 	HeaderDlqLastError     = "Dlq-Last-Error"
+	// HeaderDlqBodyTruncated, on a copy whose original did not fit beside the Dlq-* headers
+	// under the server's max payload, is the original body's size in bytes; the copy holds the
+	// body's first bytes, the full body is in webhook_dead_letters (Dlq-Id), and a replay must go
+	// through the API (POST /v1/dead-letters/{id}/replay), which sends the stored body.
+	HeaderDlqBodyTruncated = "Dlq-Body-Truncated"
 	// DLQSubjectPrefix + endpoint id is where dead letters are copied.
 	DLQSubjectPrefix = "dlq.webhooks."
 )
@@ -56,8 +61,10 @@ type DLQProcessor struct {
 	Store  DeadLetterStore
 	Origin MsgGetter // the WEBHOOKS stream
 	JS     Publisher
-	Tracer trace.Tracer
-	Log    *slog.Logger
+	// MaxPayload is the server's limit (nats.Conn.MaxPayload); a copy is cut to fit it. 0: no cut.
+	MaxPayload int64
+	Tracer     trace.Tracer
+	Log        *slog.Logger
 }
 
 // Handle processes and settles one advisory.
@@ -157,8 +164,15 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 		m.Header.Set(HeaderDlqLastError, headerSafe(*saved.LastError))
 	}
 	natsbus.Inject(ctx, m.Header)
+	p.fit(m)
 	ack, err := p.JS.PublishMsg(ctx, m)
-	if err != nil {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadHeaderMsg), errors.As(err, &apiErr):
+		// Retrying cannot make the server take it: the row is kept (unpublished) and the
+		// advisory terminated, so the processor moves on to the next one.
+		return Poison("dlq_copy_rejected", fmt.Errorf("dead letter %s saved, copy refused by the server: %w", saved.ID, err))
+	case err != nil:
 		return Transient(fmt.Errorf("publish dead letter: %w", err))
 	}
 	if err := p.Store.MarkDeadLetterPublished(ctx, saved.ID, ack.Sequence); err != nil {
@@ -167,6 +181,27 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 	log.WarnContext(ctx, "dead-lettered webhook delivery", "endpoint_id", saved.EndpointID, "event_id", deref(saved.EventID),
 		"payment_id", deref(saved.PaymentID), "deliveries", saved.Deliveries, "last_error", deref(saved.LastError))
 	return nil
+}
+
+// fit cuts the copy's body so that body and headers stay within the server's max payload
+// (with room for the protocol's framing), and says so in HeaderDlqBodyTruncated.
+func (p *DLQProcessor) fit(m *nats.Msg) {
+	if p.MaxPayload <= 0 {
+		return
+	}
+	const framing = 256
+	hdr := len("NATS/1.0\r\n\r\n") + len(HeaderDlqBodyTruncated) + 24
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			hdr += len(k) + len(v) + 4
+		}
+	}
+	room := int(p.MaxPayload) - hdr - framing
+	if len(m.Data) <= room {
+		return
+	}
+	m.Header.Set(HeaderDlqBodyTruncated, strconv.Itoa(len(m.Data)))
+	m.Data = m.Data[:max(room, 0)]
 }
 
 // applicationHeaders are the headers of an original that its dead letter keeps: the
