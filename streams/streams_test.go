@@ -52,3 +52,20 @@ func TestContractValues(t *testing.T) {
 		t.Errorf("DLQ subjects %v", d.Subjects)
 	}
 }
+
+// Every consumer's ack wait is sized to its heartbeat, not to its longest job (the pull loops
+// heartbeat a message every AckWait/3 while it is handled), so a crashed service's messages come
+// back within seconds. The webhook-sender's ack wait is its first backoff step.
+func TestAckWaitsAreShort(t *testing.T) {
+	files, _ := fs.Glob(files, "consumers/*.json")
+	for _, f := range files {
+		stream, durable, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(f, "consumers/"), ".json"), ".")
+		c, err := Consumer(stream, durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.AckWait <= 0 || c.AckWait > 10*time.Second {
+			t.Errorf("%s: ack_wait %v, want at most 10s", f, c.AckWait)
+		}
+	}
+}

@@ -99,12 +99,12 @@ func run(ctx context.Context, cfg Config) (err error) {
 	defer bg.Wait()
 
 	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers,
-		confirm.WithProgress(c.HandlePaymentMsg, log), log)
+		c.HandlePaymentMsg, log)
 	if err != nil {
 		return err
 	}
 	chainLoop, err := natsbus.StartLaneLoop(work, chainCons, chainLanes, confirm.ChainLane,
-		confirm.WithProgress(c.HandleChainMsg, log), log)
+		c.HandleChainMsg, log)
 	if err != nil {
 		paymentsLoop.Stop(cfg.ShutdownTimeout)
 		return err

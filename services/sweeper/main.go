@@ -68,13 +68,6 @@ func run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", consumerName, err)
 	}
-	// Heartbeats well inside the consumer's AckWait, which STREAMS_PROVISION=false leaves to
-	// the operator.
-	heartbeat := cons.CachedInfo().Config.AckWait / 4
-	if heartbeat <= 0 {
-		heartbeat = 5 * time.Second
-	}
-
 	// The relay publishes payments.swept / payments.sweep_failed from the outbox; it runs on
 	// its own context so it can flush what the last handlers wrote before shutdown.
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
@@ -94,7 +87,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	store := postgres.New(db)
 	sweeper := &sweep.Sweeper{
 		Networks: networks, Keys: keys, GasTank: gasTank, Payments: store, Ledger: store,
-		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval, Heartbeat: heartbeat,
+		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval,
 		Published: func() {
 			select {
 			case kick <- struct{}{}:

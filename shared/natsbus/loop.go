@@ -21,7 +21,8 @@ type Loop struct {
 }
 
 // StartLoop starts pulling, keeping up to buffer messages fetched ahead. handle must settle
-// every message itself.
+// every message itself; until it does or returns, the loop heartbeats the message every
+// AckWait/3.
 func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
 	l, msgs, err := startPull(cons, buffer, 0, log)
 	if err != nil {
@@ -33,6 +34,7 @@ func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int
 			defer l.wg.Done()
 			for msg := range msgs {
 				handle(ctx, msg)
+				release(msg)
 			}
 		}()
 	}
@@ -70,6 +72,9 @@ func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBa
 					}
 				}
 				handle(ctx, batch)
+				for _, msg := range batch {
+					release(msg)
+				}
 			}
 		}()
 	}
@@ -96,6 +101,7 @@ func StartLaneLoop(ctx context.Context, cons jetstream.Consumer, workers int, la
 			defer l.wg.Done()
 			for msg := range queues[i] {
 				handle(ctx, msg)
+				release(msg)
 			}
 		}()
 	}
@@ -117,8 +123,10 @@ func StartLaneLoop(ctx context.Context, cons jetstream.Consumer, workers int, la
 }
 
 // startPull starts the goroutine that moves messages from the consumer to the returned
-// channel (queue deep), fetching up to buffer messages ahead.
+// channel (queue deep), fetching up to buffer messages ahead. Every message it hands on is
+// heartbeated until its handler settles it (heldMsg).
 func startPull(cons jetstream.Consumer, buffer, queue int, log *slog.Logger) (*Loop, <-chan jetstream.Msg, error) {
+	every := heartbeatEvery(cons)
 	// A short pull expiry bounds how long a pull lost in a NATS restart stalls the loop.
 	iter, err := cons.Messages(jetstream.PullMaxMessages(max(buffer, 1)), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
@@ -139,10 +147,18 @@ func startPull(cons jetstream.Consumer, buffer, queue int, log *slog.Logger) (*L
 				log.Warn("pull failed", "err", err)
 				continue
 			}
-			msgs <- msg
+			msgs <- hold(msg, every)
 		}
 	}()
 	return l, msgs, nil
+}
+
+// release stops the heartbeat of a message whose handler has returned: one that left it
+// unsettled on purpose (to let its ack wait run out) gets it redelivered as before.
+func release(msg jetstream.Msg) {
+	if h, ok := msg.(*heldMsg); ok {
+		h.stop()
+	}
 }
 
 // Stop stops pulling and waits for in-flight handlers. If the drain cannot finish within

@@ -245,3 +245,62 @@ func TestLaneLoopKeepsEachLaneInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A consumer's AckWait is sized to the loop's heartbeat, not to the longest job: a handler that
+// runs for several ack waits, and the message queued behind it in the same lane, are not
+// redelivered; a message its handler leaves unsettled is, once the handler has returned.
+func TestLoopHeartbeatsMessagesUntilSettled(t *testing.T) {
+	ctx, js, _, log := backlogConsumer(t, 3)
+	const ackWait = 2 * time.Second
+	cons, err := js.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "hb", AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	handled := make(chan string, 10)
+	loop, err := natsbus.StartLaneLoop(ctx, cons, 1, func(jetstream.Msg) string { return "one lane" }, func(ctx context.Context, msg jetstream.Msg) {
+		body := string(msg.Data())
+		mu.Lock()
+		calls[body]++
+		n := calls[body]
+		mu.Unlock()
+		switch {
+		case body == "0":
+			time.Sleep(5 * ackWait / 2) // longer than the ack wait; "1" waits behind it meanwhile
+			msg.Ack()
+		case body == "2" && n == 1:
+			// left unsettled: its ack wait must run out once the handler has returned
+		default:
+			msg.Ack()
+		}
+		handled <- body
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loop.Stop(5 * time.Second)
+	var order []string
+	for len(order) < 4 {
+		select {
+		case b := <-handled:
+			order = append(order, b)
+		case <-ctx.Done():
+			t.Fatalf("handled %v before the deadline", order)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["0"] != 1 || calls["1"] != 1 || calls["2"] != 2 {
+		t.Fatalf("calls %v (order %v): want 0 and 1 handled once, 2 redelivered once", calls, order)
+	}
+	// The acks are asynchronous: wait for the server to have them all.
+	var info *jetstream.ConsumerInfo
+	testkit.Eventually(t, 10*time.Second, "every message acked", func() bool {
+		info, err = cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0
+	})
+	if info.Delivered.Consumer != 4 {
+		t.Fatalf("%d deliveries of 3 messages, want one redelivery (the unsettled one)", info.Delivered.Consumer)
+	}
+}

@@ -163,37 +163,20 @@ type Sweeper struct {
 
 	ReceiptTimeout time.Duration // how long one delivery waits for a receipt; default 5m
 	PollInterval   time.Duration // receipt polling; default 1s
-	Heartbeat      time.Duration // InProgress interval while handling; default 20s
 	Published      func()        // called after an event is written to the outbox (wakes the relay)
 
 	Tracer trace.Tracer
 	Log    *slog.Logger
 }
 
-// Handle processes and settles one payments.confirmed message, telling JetStream the message
-// is in progress while it waits for receipts.
+// Handle processes and settles one payments.confirmed message. The pull loop heartbeats it
+// while it waits for receipts (natsbus: every AckWait/3), so the consumer's short ack wait
+// brings a crashed sweeper's message back within seconds.
 func (s *Sweeper) Handle(ctx context.Context, msg jetstream.Msg) {
 	ctx = natsbus.Extract(ctx, msg.Headers())
 	ctx, span := s.Tracer.Start(ctx, "sweep", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.destination", msg.Subject())))
 	defer span.End()
-
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(orDefault(s.Heartbeat, 20*time.Second))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					s.Log.WarnContext(ctx, "in-progress heartbeat failed", "err", err)
-				}
-			}
-		}
-	}()
 
 	err := s.Sweep(ctx, msg.Data())
 	if err != nil {
