@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"math/big"
-	"net"
 	"sync"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/ethereum/go-ethereum/node"
 	"github.com/tyler-smith/go-bip39"
 
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
@@ -37,12 +37,10 @@ type devChain struct {
 }
 
 func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	var backend *simulated.Backend
 	func() {
 		defer func() {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"testing"
 	"time"
 
@@ -128,10 +127,9 @@ func count(xs []string, x string) int {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testkit.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }

@@ -27,6 +27,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep running after the demo until Ctrl-C")
 	flag.IntVar(&o.natsPort, "nats-port", 14222, "port of the nats-server")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up if the payments are not swept by then")
+	flag.StringVar(&o.crash, "crash", "", "SIGKILL and restart this service mid-flow and report paid → swept (scripts/crash-latency.sh)")
 	flag.Parse()
 	o.log = slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -40,6 +40,9 @@ type options struct {
 	// midFlow, when set, runs once both payments are detected (the system test kills and
 	// restarts services there).
 	midFlow func(s *stack) error
+	// crash, when set, names a service that is SIGKILLed and restarted at the moment it is
+	// most likely to hold the payments' work (see crashPoint): the figure is paid → swept.
+	crash string
 }
 
 // Services in start order.
@@ -69,6 +72,8 @@ type result struct {
 	// From the commit of the block that completed a payment's confirmations to its
 	// payments.confirmed being stored on PAYMENTS.
 	ConfirmLatency map[string]time.Duration
+	// From the customer's payment to the merchant's payment.swept webhook.
+	PaidToSwept map[string]time.Duration
 }
 
 func run(ctx context.Context, o options) (*result, error) {
@@ -160,12 +165,11 @@ func run(ctx context.Context, o options) (*result, error) {
 	defer hookSrv.Close()
 	hookURL := "http://" + ln.Addr().String() + "/webhooks"
 
-	apiLn, err := net.Listen("tcp", "127.0.0.1:0")
+	apiPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	apiAddr := apiLn.Addr().String()
-	apiLn.Close()
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
 	s.apiURL = "http://" + apiAddr
 	const adminToken = "devstack-admin-token-not-secret"
 	s.env = append(os.Environ(),
@@ -248,9 +252,15 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, fmt.Errorf("pay USDC: %w", err)
 	}
 	log.Info("customer paid", "eth", "12.5", "usdc", "25.75")
+	paidAt := time.Now()
 
 	ids := []string{ethPay.ID, tokenPay.ID}
 	deadline := time.Now().Add(o.timeout)
+	if o.crash != "" {
+		if err := s.crashAt(ctx, o.crash, ids, deadline); err != nil {
+			return nil, err
+		}
+	}
 	if o.midFlow != nil {
 		if err := s.waitFor(ctx, ids, "payment.detected", deadline); err != nil {
 			return nil, err
@@ -263,7 +273,10 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 
-	res := &result{Payments: ids, Events: s.rcv.snapshot(), DBURL: s.dbURL}
+	res := &result{Payments: ids, Events: s.rcv.snapshot(), DBURL: s.dbURL, PaidToSwept: map[string]time.Duration{}}
+	for _, id := range ids {
+		res.PaidToSwept[id] = s.rcv.arrival(id, "payment.swept").Sub(paidAt)
+	}
 	if res.ConfirmLatency, err = s.confirmLatency(ctx, natsURL, ids); err != nil {
 		return nil, err
 	}
@@ -280,6 +293,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	for _, id := range ids {
 		fmt.Printf("%s: confirming block mined → payments.confirmed on PAYMENTS: %v\n", id, res.ConfirmLatency[id].Round(time.Millisecond))
+	}
+	for _, id := range ids {
+		fmt.Printf("%s: paid → payment.swept webhook: %.1fs (crashed: %s)\n", id, res.PaidToSwept[id].Seconds(), orNone(o.crash))
 	}
 	fmt.Printf("treasury %s on chain: %s wei ETH (12.5 ETH paid, minus the sweep fee), %s USDC base units (25.75 USDC paid)\n",
 		s.treasury.Hex(), res.Treasury.ETH, res.Treasury.Token)
@@ -464,6 +480,7 @@ type receiver struct {
 	key    []byte
 	seen   map[string]bool
 	events map[string][]string
+	at     map[string]time.Time // "<payment id> <event type>" → first arrival
 }
 
 func (r *receiver) setSecret(secret string) error {
@@ -511,6 +528,10 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if !r.seen[id] {
 		r.seen[id] = true
 		r.events[env.Data.PaymentID] = append(r.events[env.Data.PaymentID], env.Type)
+		if r.at == nil {
+			r.at = map[string]time.Time{}
+		}
+		r.at[env.Data.PaymentID+" "+env.Type] = time.Now()
 	}
 	r.mu.Unlock()
 	r.log.Info("merchant received webhook", "type", env.Type, "payment_id", env.Data.PaymentID, "status", env.Data.Status,
@@ -533,6 +554,13 @@ func (r *receiver) allHave(ids []string, typ string) bool {
 	return true
 }
 
+// arrival is when a payment's event type first arrived (zero if it did not).
+func (r *receiver) arrival(paymentID, typ string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at[paymentID+" "+typ]
+}
+
 func (r *receiver) snapshot() map[string][]string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -541,4 +569,74 @@ func (r *receiver) snapshot() map[string][]string {
 		out[k] = append([]string(nil), v...)
 	}
 	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// crashAt waits for the moment svc most likely holds the payments' work, then SIGKILLs and
+// restarts it at once (a supervisor's restart):
+//   - api, scanner: right after the customer paid (the scanner has the payments' blocks ahead);
+//   - confirmer: when the first payment.detected webhook arrives (it holds heads and detections);
+//   - sweeper: when the first sweep transaction is recorded, i.e. signed and about to be
+//     broadcast (the case that used to hold payment.swept for the 120 s ack wait);
+//   - webhook-sender: when the first payment reaches swept (its payments.swept is being fanned
+//     out or delivered).
+func (s *stack) crashAt(ctx context.Context, svc string, ids []string, deadline time.Time) error {
+	if _, ok := s.bins[svc]; !ok {
+		return fmt.Errorf("-crash %q: not a service (%s)", svc, strings.Join(services, ", "))
+	}
+	var ready func() (bool, error)
+	switch svc {
+	case "api", "scanner":
+		ready = func() (bool, error) { return true, nil }
+	case "confirmer":
+		ready = func() (bool, error) {
+			for _, id := range ids {
+				if !s.rcv.arrival(id, "payment.detected").IsZero() {
+					return true, nil
+				}
+			}
+			return false, nil
+		}
+	case "sweeper", "webhook-sender":
+		db, err := postgres.Open(ctx, s.dbURL)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		q := `SELECT count(*) FROM sweeps`
+		if svc == "webhook-sender" {
+			q = `SELECT count(*) FROM payments WHERE status = 'swept'`
+		}
+		ready = func() (bool, error) {
+			var n int
+			err := db.GetContext(ctx, &n, q)
+			return n > 0, err
+		}
+	}
+	for {
+		ok, err := ready()
+		if err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("-crash %s: its moment never came", svc)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	s.log.Info("crashing", "service", svc)
+	s.kill(svc)
+	return s.start(svc)
 }

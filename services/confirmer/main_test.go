@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,12 +24,11 @@ func TestBinaryMigratesServesAndStops(t *testing.T) {
 	}
 	h := newHarnessOn(t, testkit.MustNATSProcess(t), 3) // the binary runs against a nats-server process
 	dbURL := testkit.MustDatabaseURL(t)                 // empty: migrate must create the schema
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testkit.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	opsAddr := l.Addr().String()
-	l.Close()
+	opsAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	env := append(os.Environ(), "NATS_URL="+h.cfg.NATSURL, "DATABASE_URL="+dbURL, "CHAINS_FILE="+h.cfg.ChainsFile,
 		"OPS_ADDR="+opsAddr, "LOG_LEVEL=info", "MIGRATE_ON_START=false")
 

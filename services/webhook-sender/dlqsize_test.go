@@ -18,7 +18,9 @@ import (
 // the body and Dlq-Body-Truncated, the full body stays in the dead-letter row, and the DLQ
 // consumer goes on to the next dead letter.
 func TestDeadLetterOfAMaxPayloadMessageGetsACopyThatFits(t *testing.T) {
-	h := newHarness(t, 50*time.Millisecond)
+	// A long first step: an 8 MB message takes a while to reach a busy sender, and a redelivery
+	// on an ack wait that ran out meanwhile would end as max_deliveries, not poison.
+	h := newHarness(t, 10*time.Second)
 	rc := newReceiver(t, status(http.StatusOK))
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	h.start()

@@ -17,7 +17,6 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"math/big"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +27,8 @@ import (
 	"github.com/ethereum/go-ethereum/eth/ethconfig"
 	"github.com/ethereum/go-ethereum/ethclient/simulated"
 	"github.com/ethereum/go-ethereum/node"
+
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // callTimeout bounds every call a helper makes to the node.
@@ -191,14 +192,7 @@ func newBackendRecover(alloc types.GenesisAlloc, opt func(*node.Config, *ethconf
 	return simulated.NewBackend(alloc, opt), nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testkit.FreePort() }
 
 // startBlockTimer commits a block every d; the returned func stops it and waits for it.
 func (c *Chain) startBlockTimer(d time.Duration) (stop func()) {
