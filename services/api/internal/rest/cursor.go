@@ -36,10 +36,31 @@ func decodeCursor(s string) (cursor, bool) {
 	if err != nil {
 		return c, false
 	}
+	// A cursor is only ever handed back, but anyone can forge one, and its contents go to
+	// Postgres as parameters: what Postgres would refuse with an error (a 500) is refused here.
+	// The decoder would silently turn invalid UTF-8 and unpaired surrogates into U+FFFD, so
+	// the text is checked before it is decoded.
+	if !json.Valid(b) {
+		return c, false
+	}
+	if _, problem := checkJSONText(b, "cursor"); problem != "" {
+		return c, false
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil || (c.At == nil) != (c.ID == "") || c.Seq < 0 || (c.At == nil && c.Seq == 0) {
 		return c, false
+	}
+	if c.At != nil {
+		// Every row was created after 1970, so any other time is forged: refusing it keeps
+		// year 0, BC dates and five-digit years (a zone offset can push 0001-01-01 or
+		// 9999-12-31 past either end) away from the driver's and Postgres's date handling.
+		if y := c.At.UTC().Year(); y < 1970 || y > 9999 {
+			return c, false
+		}
+		if !validID(c.ID) {
+			return c, false
+		}
 	}
 	return c, true
 }

@@ -131,7 +131,9 @@ func (h *Handler) replayDeadLetter(w http.ResponseWriter, r *http.Request, merch
 	cancel()
 	if err != nil {
 		h.cfg.Log.ErrorContext(r.Context(), "replay publish failed", "dead_letter_id", dl.ID, "err", err)
-		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "could not publish the replay; retry later"}
+		// Whatever the publish error, nothing was counted and the same request can be retried.
+		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: retryAfterUnavailable,
+			Message: "could not publish the replay; retry the same request in a few seconds"}
 	}
 	n, err := h.cfg.Store.MarkReplayed(r.Context(), dl.ID, dl.ReplayCount)
 	if errors.Is(err, ErrReplayRaced) {

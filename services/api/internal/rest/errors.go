@@ -1,13 +1,24 @@
 package rest
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
+	"syscall"
+
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // maxBody bounds every request body: the largest legitimate one is a payment with 4 KiB of
@@ -20,6 +31,9 @@ type apiError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// RetryAfter, in seconds, becomes a Retry-After header: set on a 503 so that clients
+	// and proxies back off instead of hammering a dependency that is down.
+	RetryAfter int `json:"-"`
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -46,6 +60,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, e *apiError) {
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ctrip-pay"`)
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	writeJSON(w, e.Status, map[string]*apiError{"error": e})
 }
@@ -118,4 +135,50 @@ func jsonKind(t reflect.Type) string {
 		return "an object"
 	}
 	return "of another type"
+}
+
+// retryAfterUnavailable is the Retry-After, in seconds, of a 503: long enough for a restarted
+// Postgres or NATS to come back or fail over, short enough not to stall a checkout.
+const retryAfterUnavailable = 5
+
+// errUnavailable answers a request that failed because Postgres or NATS could not be reached:
+// the request was fine and the same request will work once the dependency is back, which is
+// what a 503 with Retry-After tells clients, where a 500 would tell them we have a bug.
+func errUnavailable() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: retryAfterUnavailable,
+		Message: "a backing service is temporarily unavailable; retry the same request in a few seconds"}
+}
+
+// unavailable reports whether err means Postgres or NATS could not be reached (as opposed to a
+// query or a request they refused). Only what the store and the publisher return reaches it.
+func unavailable(err error) bool {
+	var (
+		opErr *net.OpError
+		pqErr *pq.Error
+	)
+	switch {
+	case errors.As(err, &opErr): // dial refused or timed out, connection reset, broken pipe
+		return true
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone):
+		return true
+	case errors.As(err, &pqErr):
+		// Class 08 is "connection exception"; 57P01-57P03 are the server shutting down,
+		// crashing or still starting up.
+		switch pqErr.Code {
+		case pqerror.AdminShutdown, pqerror.CrashShutdown, pqerror.CannotConnectNow:
+			return true
+		}
+		return pqErr.Code.Class() == pqerror.ClassConnectionException
+	case errors.Is(err, context.DeadlineExceeded):
+		// No request context carries a deadline of its own, so this is a store or publish
+		// timeout: the dependency is too slow to answer.
+		return true
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrNoServers), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return true
+	}
+	return false
 }

@@ -9,8 +9,10 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -141,11 +143,244 @@ func validateMetadata(raw json.RawMessage) (json.RawMessage, json.RawMessage, *a
 	if err := dec.Decode(&obj); err != nil || obj == nil {
 		return nil, nil, invalid("metadata", "invalid_metadata", "must be a JSON object")
 	}
+	// Go's decoder has quietly turned unpaired surrogates and invalid UTF-8 into U+FFFD, but
+	// what is stored is the compact text, which still holds them: check the text itself.
+	if path, problem := checkJSONText(compact.Bytes(), "metadata"); problem != "" {
+		return nil, nil, invalid(path, "invalid_metadata", problem)
+	}
 	canonical, err := json.Marshal(obj)
 	if err != nil {
 		return nil, nil, invalid("metadata", "invalid_metadata", "is not valid JSON")
 	}
 	return compact.Bytes(), canonical, nil
+}
+
+// Bounds of a JSON number in stored JSON. Postgres keeps a jsonb number as numeric, which fails
+// ("value overflows numeric format") past about 131072 digits before the point or 16383 after
+// it — and 4 KiB of metadata can ask for far more with an exponent: 1e1000000. The bound is
+// tighter than Postgres's so that it is simple to state and leaves room: at most
+// maxNumberDigits significant digits (from the first non-zero digit to the last digit written)
+// and, with the mantissa normalised to d.ddd, a decimal exponent within ±maxNumberExponent
+// (1e1000 and 1e-1000 pass, 1e1001, 10e1000 and 0.1e-1000 do not). A zero passes when its written
+// exponent is within the same bound. Every float64 and every integer up to 100 digits fits.
+const (
+	maxNumberDigits   = 100
+	maxNumberExponent = 1000
+)
+
+// checkJSONText walks data, which must be valid JSON, and returns where (a path from root,
+// such as metadata.items.0.name) and what is wrong with the first thing Postgres would refuse
+// in a jsonb: a string holding \u0000, an unpaired UTF-16 surrogate escape or invalid UTF-8,
+// or a number outside the bounds above. A bad object key is reported at the object that holds
+// it. problem is "" when there is nothing wrong.
+func checkJSONText(data []byte, root string) (path, problem string) {
+	s := jsonText{b: data}
+	return s.value(root)
+}
+
+type jsonText struct {
+	b []byte
+	i int
+}
+
+func (s *jsonText) space() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+func (s *jsonText) value(path string) (string, string) {
+	s.space()
+	if s.i >= len(s.b) {
+		return path, "is not valid JSON"
+	}
+	switch c := s.b[s.i]; {
+	case c == '{':
+		s.i++
+		s.space()
+		if s.i < len(s.b) && s.b[s.i] == '}' {
+			s.i++
+			return "", ""
+		}
+		for s.i < len(s.b) {
+			s.space()
+			start := s.i
+			if problem := s.str(); problem != "" {
+				return path, "has a key that " + problem
+			}
+			var key string
+			if err := json.Unmarshal(s.b[start:s.i], &key); err != nil {
+				return path, "is not valid JSON"
+			}
+			s.space()
+			s.i++ // ':'
+			if p, problem := s.value(path + "." + key); problem != "" {
+				return p, problem
+			}
+			if s.next() == '}' {
+				return "", ""
+			}
+		}
+	case c == '[':
+		s.i++
+		s.space()
+		if s.i < len(s.b) && s.b[s.i] == ']' {
+			s.i++
+			return "", ""
+		}
+		for n := 0; s.i < len(s.b); n++ {
+			if p, problem := s.value(path + "." + strconv.Itoa(n)); problem != "" {
+				return p, problem
+			}
+			if s.next() == ']' {
+				return "", ""
+			}
+		}
+	case c == '"':
+		if problem := s.str(); problem != "" {
+			return path, problem
+		}
+		return "", ""
+	case c == '-' || (c >= '0' && c <= '9'):
+		if problem := s.number(); problem != "" {
+			return path, problem
+		}
+		return "", ""
+	default: // true, false, null
+		for s.i < len(s.b) && s.b[s.i] >= 'a' && s.b[s.i] <= 'z' {
+			s.i++
+		}
+		return "", ""
+	}
+	return path, "is not valid JSON"
+}
+
+// next consumes the ',' or closing bracket after an element and returns it.
+func (s *jsonText) next() byte {
+	s.space()
+	if s.i >= len(s.b) {
+		return 0
+	}
+	c := s.b[s.i]
+	s.i++
+	return c
+}
+
+// str consumes a string and says what Postgres would refuse in it.
+func (s *jsonText) str() string {
+	s.i++ // opening quote
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return ""
+		case c == '\\':
+			if s.i+1 < len(s.b) && s.b[s.i+1] != 'u' {
+				s.i += 2
+				continue
+			}
+			r, ok := s.hex4(s.i)
+			if !ok {
+				return "is not valid JSON"
+			}
+			s.i += 6
+			switch {
+			case r == 0:
+				return "holds a NUL character (\\u0000), which cannot be stored"
+			case r >= 0xdc00 && r <= 0xdfff:
+				return "holds an unpaired UTF-16 low surrogate escape, which is not a character"
+			case r >= 0xd800 && r <= 0xdbff:
+				if lo, ok := s.hex4(s.i); ok && lo >= 0xdc00 && lo <= 0xdfff {
+					s.i += 6
+					continue
+				}
+				return "holds an unpaired UTF-16 high surrogate escape, which is not a character"
+			}
+		case c < utf8.RuneSelf:
+			s.i++
+		default:
+			r, size := utf8.DecodeRune(s.b[s.i:])
+			if r == utf8.RuneError && size == 1 {
+				return "is not valid UTF-8"
+			}
+			s.i += size
+		}
+	}
+	return "is not valid JSON"
+}
+
+// hex4 reads the \uXXXX escape at i.
+func (s *jsonText) hex4(i int) (rune, bool) {
+	if i+6 > len(s.b) || s.b[i] != '\\' || s.b[i+1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(s.b[i+2:i+6]), 16, 16)
+	return rune(n), err == nil
+}
+
+// number consumes a number (-?int(.frac)?([eE][+-]?exp)?) and checks it against the bounds.
+func (s *jsonText) number() string {
+	digits := func() []byte {
+		start := s.i
+		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+			s.i++
+		}
+		return s.b[start:s.i]
+	}
+	if s.b[s.i] == '-' {
+		s.i++
+	}
+	intPart := digits()
+	var frac []byte
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		frac = digits()
+	}
+	var exp int64
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		neg := false
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			neg = s.b[s.i] == '-'
+			s.i++
+		}
+		for _, d := range digits() {
+			// Saturate far past any bound (the shift below is at most maxBody places): the
+			// number is refused however long its exponent, and exp cannot overflow.
+			if exp < 1<<32 {
+				exp = exp*10 + int64(d-'0')
+			}
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	leading := 0 // zeros before the first significant digit, across the point
+	for leading < len(intPart)+len(frac) {
+		var d byte
+		if leading < len(intPart) {
+			d = intPart[leading]
+		} else {
+			d = frac[leading-len(intPart)]
+		}
+		if d != '0' {
+			break
+		}
+		leading++
+	}
+	significant := len(intPart) + len(frac) - leading
+	// Normalised to d.ddd × 10^e: the first significant digit has the place value
+	// 10^(len(intPart)-leading-1), times 10^exp. A zero has no digit to normalise.
+	e := exp
+	if significant > 0 {
+		e += int64(len(intPart) - leading - 1)
+	}
+	if significant > maxNumberDigits || e > maxNumberExponent || e < -maxNumberExponent {
+		return fmt.Sprintf("is a number that cannot be stored: at most %d significant digits and a decimal exponent within ±%d",
+			maxNumberDigits, maxNumberExponent)
+	}
+	return ""
 }
 
 func validIdempotencyKey(k string) bool {

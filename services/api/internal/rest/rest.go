@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -145,6 +146,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, merchantID strin
 			info.merchantID = merchantID
 		}
 	}
+	if !validPathIDs(r) {
+		writeError(w, errNotFound)
+		return
+	}
 	if e := f(w, r, merchantID); e != nil {
 		if e.Status >= 500 {
 			trace.SpanFromContext(r.Context()).SetStatus(codes.Error, e.Message)
@@ -158,10 +163,48 @@ func (h *Handler) internal(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, h.internalError(r, err))
 }
 
+// internalError logs err and returns what to answer: 503 with Retry-After when Postgres or NATS
+// is unreachable (the request itself was fine), 500 otherwise.
 func (h *Handler) internalError(r *http.Request, err error) *apiError {
-	h.cfg.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "err", err)
+	down := unavailable(err)
+	h.cfg.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "unavailable", down, "err", err)
 	trace.SpanFromContext(r.Context()).RecordError(err)
+	if down {
+		return errUnavailable()
+	}
 	return &apiError{Status: http.StatusInternalServerError, Code: "internal_error", Message: "internal error; retry later"}
+}
+
+// maxIDLen bounds an id from a path or a cursor. Ids are 30-odd ASCII characters (event.NewID);
+// anything much longer is not one of ours.
+const maxIDLen = 128
+
+// validID reports whether s can be an id: it goes to Postgres as a text parameter, and Postgres
+// refuses NUL and invalid UTF-8 with an error (which would be a 500), so those are answered
+// here; control characters and absurd lengths are not ids either.
+func validID(s string) bool {
+	return len(s) <= maxIDLen && utf8.ValidString(s) && !strings.ContainsFunc(s, isControl)
+}
+
+// validPathIDs checks every wildcard of the matched route, whatever it is named, so that a
+// route added later is covered too. An id that cannot exist is an unknown id: 404.
+func validPathIDs(r *http.Request) bool {
+	pattern := r.Pattern
+	for {
+		_, after, ok := strings.Cut(pattern, "{")
+		if !ok {
+			return true
+		}
+		name, tail, ok := strings.Cut(after, "}")
+		if !ok {
+			return true
+		}
+		name = strings.TrimSuffix(name, "...")
+		if name != "$" && !validID(r.PathValue(name)) {
+			return false
+		}
+		pattern = tail
+	}
 }
 
 func bearer(r *http.Request) (string, bool) {
