@@ -20,14 +20,12 @@ func heartbeatEvery(cons jetstream.Consumer) time.Duration {
 	return 10 * time.Second
 }
 
-// heldMsg is a message the loop has taken from the consumer: from then until it is settled,
-// InProgress restarts its ack timer every beat. So a consumer's AckWait is sized to the beat, not
-// to the longest job — a job may take minutes (a sweep waiting for its receipt) while a crashed
-// process's messages come back within seconds — and a message queued behind a busy lane is not
-// redelivered meanwhile. Settling stops the beat first and waits for one in progress, so no
-// InProgress follows the final ack or term.
-type heldMsg struct {
-	jetstream.Msg
+// Heartbeat sends InProgress for a message every beat until stopped, so its ack wait does not
+// run out while it is queued or handled. It is a timer, not a goroutine: most messages are
+// settled long before the first beat. Stop waits for a beat in progress, so no InProgress follows
+// the final ack or term. A failed beat (NATS reconnecting) is retried on the next one.
+type Heartbeat struct {
+	msg   jetstream.Msg
 	every time.Duration
 
 	mu      sync.Mutex
@@ -35,33 +33,48 @@ type heldMsg struct {
 	t       *time.Timer
 }
 
-// hold starts msg's heartbeat. Most messages are settled long before the first beat: it is a
-// timer, not a goroutine.
-func hold(msg jetstream.Msg, every time.Duration) *heldMsg {
-	h := &heldMsg{Msg: msg, every: every}
+// StartHeartbeat starts msg's heartbeat, the first beat one interval from now.
+func StartHeartbeat(msg jetstream.Msg, every time.Duration) *Heartbeat {
+	h := &Heartbeat{msg: msg, every: max(every, time.Millisecond)}
 	h.mu.Lock()
-	h.t = time.AfterFunc(every, h.beat)
+	h.t = time.AfterFunc(h.every, h.beat)
 	h.mu.Unlock()
 	return h
 }
 
-func (h *heldMsg) beat() {
+func (h *Heartbeat) beat() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopped {
 		return
 	}
-	// A failed beat (NATS reconnecting) is retried on the next one.
-	_ = h.Msg.InProgress()
+	_ = h.msg.InProgress()
 	h.t.Reset(h.every)
 }
 
-func (h *heldMsg) stop() {
+// Stop ends the heartbeat; after it returns no InProgress is sent.
+func (h *Heartbeat) Stop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stopped = true
 	h.t.Stop()
 }
+
+// heldMsg is a message the loop has taken from the consumer: from then until it is settled,
+// its Heartbeat restarts its ack timer every beat. So a consumer's AckWait is sized to the beat,
+// not to the longest job — a job may take minutes (a sweep waiting for its receipt) while a
+// crashed process's messages come back within seconds — and a message queued behind a busy lane
+// is not redelivered meanwhile. Settling stops the beat first.
+type heldMsg struct {
+	jetstream.Msg
+	hb *Heartbeat
+}
+
+func hold(msg jetstream.Msg, every time.Duration) *heldMsg {
+	return &heldMsg{Msg: msg, hb: StartHeartbeat(msg, every)}
+}
+
+func (h *heldMsg) stop() { h.hb.Stop() }
 
 func (h *heldMsg) Ack() error                          { h.stop(); return h.Msg.Ack() }
 func (h *heldMsg) DoubleAck(ctx context.Context) error { h.stop(); return h.Msg.DoubleAck(ctx) }

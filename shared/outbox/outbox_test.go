@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -19,11 +21,12 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
-// Rows written in a transaction are published once committed, never if rolled back, and a
-// row published before its mark was lost is deduplicated by the stream.
-func TestRelayPublishesCommittedRowsOnce(t *testing.T) {
+// relayWorld is a fresh migrated database and an embedded NATS with a connection; the context
+// ends with the test (30 s at most).
+func relayWorld(t *testing.T) (context.Context, *sqlx.DB, *testkit.NATS, *nats.Conn, jetstream.JetStream, *slog.Logger) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	db, _ := testkit.MustDB(t)
 	n := testkit.MustNATS(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -31,7 +34,14 @@ func TestRelayPublishesCommittedRowsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
+	return ctx, db, n, nc, js, log
+}
+
+// Rows written in a transaction are published once committed, never if rolled back, and a
+// row published before its mark was lost is deduplicated by the stream.
+func TestRelayPublishesCommittedRowsOnce(t *testing.T) {
+	ctx, db, _, _, js, log := relayWorld(t)
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}, Duplicates: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -80,16 +90,7 @@ func TestRelayPublishesCommittedRowsOnce(t *testing.T) {
 // rows are published at once, the bad one is retried with backoff, then parked with its error
 // and counted, and rows written after it keep flowing.
 func TestPoisonRowIsRetriedThenParkedWhileTheOthersFlow(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, _ := testkit.MustDB(t)
-	n := testkit.MustNATS(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, js, err := natsbus.Connect(ctx, n.URL(), "t", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	ctx, db, _, nc, js, log := relayWorld(t)
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}, Duplicates: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -191,16 +192,7 @@ func TestPoisonRowIsRetriedThenParkedWhileTheOthersFlow(t *testing.T) {
 
 // NATS down is not the rows' fault: the pass stops and no row is charged an attempt.
 func TestNATSOutageChargesNoRow(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, _ := testkit.MustDB(t)
-	n := testkit.MustNATS(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, js, err := natsbus.Connect(ctx, n.URL(), "t", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	ctx, db, n, _, js, log := relayWorld(t)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,10 @@ func (c *Chain) WaitMined(tx *types.Transaction) *types.Receipt {
 	c.tb.Helper()
 	deadline := time.Now().Add(waitMinedTimeout)
 	for {
-		if r := c.Receipt(tx.Hash()); r != nil {
+		// The receipt can be found a moment before the block becomes the head that "latest"
+		// state reads (balances, nonces) see: wait for both, or a caller reading a balance
+		// right after WaitMined may see the state before the block (seen under load).
+		if r := c.Receipt(tx.Hash()); r != nil && c.headAtLeast(r.BlockNumber.Uint64()) {
 			return r
 		}
 		if time.Now().After(deadline) {
@@ -125,6 +128,14 @@ func (c *Chain) WaitMined(tx *types.Transaction) *types.Receipt {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// headAtLeast reports whether the node's latest block is at least n.
+func (c *Chain) headAtLeast(n uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	h, err := c.client.HeaderByNumber(ctx, nil)
+	return err == nil && h.Number.Uint64() >= n
 }
 
 // Receipt is the receipt of the transaction with hash on the canonical chain, or nil when the

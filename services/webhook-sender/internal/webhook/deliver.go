@@ -173,7 +173,7 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	select {
 	case d.held <- struct{}{}:
 	case <-ctx.Done():
-		hb.stop()
+		hb.Stop()
 		return
 	}
 	d.wg.Add(1)
@@ -184,7 +184,7 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 			// This endpoint already holds its share and is not draining: hand the message back
 			// to be redelivered after the current step. It costs one delivery count but no HTTP
 			// attempt; on the last delivery it is kept regardless.
-			hb.stop()
+			hb.Stop()
 			d.unhold()
 			d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "deferred")))
 			if err := msg.NakWithDelay(d.schedule[0]); err != nil {
@@ -276,43 +276,10 @@ func (d *Deliverer) release(ln *lane) {
 func (d *Deliverer) Wait() { d.wg.Wait() }
 
 // heartbeat sends InProgress every half step until stopped, so a message waiting for a slot or
-// in a slow request is not redelivered meanwhile. It is a timer, not a goroutine: most attempts
-// end long before the first beat. Its stop waits for a beat in progress, so no InProgress
-// follows the final ack/term.
-func (d *Deliverer) heartbeat(msg jetstream.Msg, step time.Duration) *beat {
-	b := &beat{msg: msg, every: max(step/2, time.Millisecond), log: d.log}
-	b.mu.Lock()
-	b.t = time.AfterFunc(b.every, b.fire)
-	b.mu.Unlock()
-	return b
-}
-
-type beat struct {
-	msg     jetstream.Msg
-	every   time.Duration
-	log     *slog.Logger
-	mu      sync.Mutex
-	stopped bool
-	t       *time.Timer
-}
-
-func (b *beat) fire() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.stopped {
-		return
-	}
-	if err := b.msg.InProgress(); err != nil {
-		b.log.Debug("in-progress failed", "err", err)
-	}
-	b.t.Reset(b.every)
-}
-
-func (b *beat) stop() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.stopped = true
-	b.t.Stop()
+// in a slow request is not redelivered meanwhile (natsbus.Heartbeat: a timer, and no InProgress
+// after its Stop, so none follows the final ack or term).
+func (d *Deliverer) heartbeat(msg jetstream.Msg, step time.Duration) *natsbus.Heartbeat {
+	return natsbus.StartHeartbeat(msg, step/2)
 }
 
 // outcome of one attempt.
@@ -339,7 +306,7 @@ func attemptOffset(msg jetstream.Msg) int {
 	return k
 }
 
-func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold, hb *beat) {
+func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, endpointID string, h *hold, hb *natsbus.Heartbeat) {
 	n := int(md.NumDelivered)
 	offset := attemptOffset(msg)
 	attemptNo := offset + n // the merchant's attempt number
@@ -349,7 +316,7 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	defer span.End()
 
 	out := d.attempt(ctx, msg, md, attemptNo, endpointID, h)
-	hb.stop()
+	hb.Stop()
 
 	if out.delivered {
 		d.metrics.outcomes.Add(ctx, 1, d.metrics.delivered)
