@@ -527,8 +527,8 @@ func TestRPCFailureIsRetried(t *testing.T) {
 
 // TestReorgMessageReconcilesTransfersWithTheChain: a reorg message looks at every transfer
 // above its common ancestor. One reorged earlier whose block is canonical again (the chain
-// flipped back) counts again; one the head rejected (a failed transaction, kept as reorged)
-// stays out although its block is canonical.
+// flipped back) counts again; one the head rejected (a failed transaction: status failed, not
+// reorged, and no payments.reorged for it) stays out although its block is canonical.
 func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 	h := newHarness(t, 2)
 	h.start()
@@ -548,8 +548,15 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 	h.waitStatus(failed.ID, "detected")
 	h.chain.Commit()
 	h.head(h.tip())
-	h.eventually(10*time.Second, "failed transfer rejected", func() bool { return h.transferStatus(trFailed) == "reorged" })
+	h.eventually(10*time.Second, "failed transfer rejected", func() bool { return h.transferStatus(trFailed) == "failed" })
 	h.waitStatus(failed.ID, "pending")
+	var received string
+	if err := h.db.Get(&received, `SELECT received_base_units::text FROM payments WHERE id = $1`, failed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if received != "0" {
+		t.Fatalf("received %s after the transfer failed, want 0", received)
+	}
 
 	ancestor := min(trBack.BlockNumber, trFailed.BlockNumber) - 1
 	h.reorg(event.ChainReorg{CommonAncestorNumber: ancestor, CommonAncestorHash: h.headerHash(ancestor),
@@ -559,8 +566,8 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 	h.head(h.tip())
 	h.waitStatus(back.ID, "confirmed")
 	h.idle()
-	if got := h.transferStatus(trFailed); got != "reorged" {
-		t.Fatalf("failed transfer %s after the reorg message, want it kept out", got)
+	if got := h.transferStatus(trFailed); got != "failed" {
+		t.Fatalf("failed transfer %s after the reorg message, want it kept out as failed", got)
 	}
 	if got, want := h.changes(failed.ID), []string{"pending→detected", "detected→pending"}; !slices.Equal(got, want) {
 		t.Fatalf("audit of the failed one %v, want %v", got, want)
@@ -572,5 +579,41 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 	}
 	if n := len(h.events(event.SubjectConfirmed, back.ID)); n != 1 {
 		t.Fatalf("%d payments.confirmed, want 1", n)
+	}
+}
+
+// A failed transfer is its own status, not a reorg: it never counts, stays in the payment's
+// transfers, and no payments.reorged names it — neither when the head finds it failed nor when
+// its block later leaves the chain (then it is reorged quietly, so that a detection in another
+// block can record it afresh).
+func TestFailedTransferIsFailedNotReorged(t *testing.T) {
+	h := newHarness(t, 2)
+	h.start()
+	p := h.payment(eth(10), time.Hour, nil)
+	tr := h.payFailing(p, eth(10))
+	ancestor := tr.BlockNumber - 1
+	ancestorHash := h.headerHash(ancestor)
+	h.detect(tr)
+	h.waitStatus(p.ID, "detected")
+	h.chain.Commit()
+	h.head(h.tip())
+	h.eventually(10*time.Second, "the head finds the transfer failed", func() bool { return h.transferStatus(tr) == "failed" })
+	h.waitStatus(p.ID, "pending")
+
+	orphaned := h.chain.Reorg(int(h.tip()-ancestor), func() {})
+	h.chain.Mine(1)
+	if len(orphaned) == 0 || orphaned[0].Hex() != tr.BlockHash {
+		t.Fatalf("orphaned %v, want the failed transfer's block %s first", orphaned, tr.BlockHash)
+	}
+	h.reorg(event.ChainReorg{CommonAncestorNumber: ancestor, CommonAncestorHash: ancestorHash,
+		OldHeadNumber: tr.BlockNumber, OldHeadHash: tr.BlockHash,
+		NewHeadNumber: h.tip(), NewHeadHash: h.headerHash(h.tip())}, "reorg.failed")
+	h.eventually(10*time.Second, "the failed transfer's block reorged out", func() bool { return h.transferStatus(tr) == "reorged" })
+	h.idle()
+	if n := len(h.events(event.SubjectReorged, p.ID)); n != 0 {
+		t.Fatalf("%d payments.reorged for a transfer that never counted", n)
+	}
+	if got, want := h.changes(p.ID), []string{"pending→detected", "detected→pending"}; !slices.Equal(got, want) {
+		t.Fatalf("audit %v, want %v", got, want)
 	}
 }

@@ -334,7 +334,7 @@ func (c *Confirmer) HandleHead(ctx context.Context, h event.ChainHead) error {
 						"log_index", t.LogIndex, "block_number", t.BlockNumber, "block_hash", t.BlockHash)
 				case invalid:
 					// The block is canonical but holds no such transfer: it never paid anything.
-					pl.setTransfer(got, TransferReorged, true)
+					pl.setTransfer(got, TransferFailed, false)
 					log.ErrorContext(ctx, "transfer not on the chain as recorded; not counted", "tx_hash", t.TxHash,
 						"log_index", t.LogIndex, "block_number", t.BlockNumber, "why", v.why)
 				}
@@ -404,6 +404,16 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 			canonicalAt[t.BlockNumber] = hash
 		}
 		onChain := sameHash(hash, t.BlockHash)
+		if t.Status == TransferFailed {
+			if !onChain {
+				// Its block left the chain: the transaction may succeed where it lands now. It
+				// never counted, so it leaves quietly (reorged and reported) and the scanner's
+				// detection in the new block records it afresh.
+				touched = append(touched, t)
+				canonical[t.TransferKey] = false
+			}
+			continue
+		}
 		if onChain && t.Status == TransferReorged {
 			// Back on the chain, unless it was never really there (a failed transaction the
 			// head found, also kept as reorged): it counts again only if it verifies.
@@ -442,6 +452,10 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 					continue
 				}
 				if got.Status == TransferReorged && got.ReorgReported {
+					continue
+				}
+				if got.Status == TransferFailed {
+					pl.setTransfer(got, TransferReorged, true) // not named: it never counted
 					continue
 				}
 				pl.setTransfer(got, TransferReorged, true)

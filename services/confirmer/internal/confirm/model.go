@@ -26,7 +26,13 @@ const (
 	TransferDetected  = "detected"
 	TransferConfirmed = "confirmed"
 	TransferReorged   = "reorged"
+	// TransferFailed: the block is canonical but the transaction failed (receipt status 0) or
+	// holds no matching Transfer log. It never counts; it is not a reorg.
+	TransferFailed = "failed"
 )
+
+// counts reports whether a transfer in this status is part of the received value.
+func counts(status string) bool { return status == TransferDetected || status == TransferConfirmed }
 
 // Payment is a payments row.
 type Payment struct {
@@ -39,7 +45,7 @@ type Payment struct {
 	Decimals      int
 	Address       string
 	Amount        *big.Int
-	Received      *big.Int // detected, not reorged
+	Received      *big.Int // detected or confirmed: not reorged, not failed
 	Confirmed     *big.Int // with enough confirmations, re-verified
 	Metadata      json.RawMessage
 	ExpiresAt     time.Time
@@ -87,11 +93,11 @@ func (st *PaymentState) transfer(k TransferKey) *Transfer {
 	return nil
 }
 
-// totals are the received (not reorged) and confirmed sums of the transfers.
+// totals are the received (not reorged, not failed) and confirmed sums of the transfers.
 func (st *PaymentState) totals() (received, confirmed *big.Int) {
 	received, confirmed = new(big.Int), new(big.Int)
 	for _, t := range st.Transfers {
-		if t.Status != TransferReorged {
+		if counts(t.Status) {
 			received.Add(received, t.Value)
 		}
 		if t.Status == TransferConfirmed {

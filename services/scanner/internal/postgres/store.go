@@ -230,7 +230,7 @@ func (s *Store) RecordTransfers(ctx context.Context, from uint64, ts []scan.Tran
 		SELECT p.id, p.merchant_id, p.chain_id, p.token, p.token_contract, p.decimals, p.address,
 			p.amount_base_units::text AS amount_base_units, p.metadata, p.expires_at,
 			COALESCE((SELECT sum(t.value_base_units) FROM payment_transfers t
-				WHERE t.payment_id = p.id AND t.status <> 'reorged' AND t.block_number < $2
+				WHERE t.payment_id = p.id AND t.status IN ('detected', 'confirmed') AND t.block_number < $2
 				  AND NOT EXISTS (SELECT 1 FROM chain_blocks b
 				                  WHERE b.chain_id = t.chain_id AND b.number = t.block_number AND b.hash <> t.block_hash)
 			), 0)::text AS received

@@ -90,7 +90,7 @@ func (s *Store) Payment(ctx context.Context, id string) (sweep.Payment, error) {
 	var ts []transferRow
 	if err := s.db.SelectContext(ctx, &ts, `SELECT tx_hash, log_index, block_number, block_hash,
 		value_base_units::text AS value_base_units, status
-		FROM payment_transfers WHERE payment_id = $1 AND status <> 'reorged'
+		FROM payment_transfers WHERE payment_id = $1 AND status IN ('detected', 'confirmed')
 		ORDER BY block_number, log_index`, id); err != nil {
 		return sweep.Payment{}, fmt.Errorf("load transfers of %s: %w", id, err)
 	}
