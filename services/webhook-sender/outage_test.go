@@ -40,7 +40,9 @@ func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 		t.Skip("builds and stops a real process")
 	}
 	bin := buildSender(t)
-	h := newProcessHarness(t, 100*time.Millisecond, 200*time.Millisecond) // 3 deliveries
+	// 3 deliveries; steps long enough that no heartbeat is late on a busy machine (an early
+	// redelivery would add an attempt the test does not expect).
+	h := newProcessHarness(t, time.Second, time.Second)
 	inLast := make(chan struct{})
 	rc := newReceiver(t, func(n int, r *http.Request) (int, http.Header) {
 		if n < 3 {
@@ -90,8 +92,9 @@ func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 // Postgres stopped when the last allowed delivery loads its endpoint: the delivery waits for the
 // database, then reaches the merchant.
 func TestPostgresDownDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
-	// 3 deliveries; the last comes 3 s after the second, past the 2 s endpoint cache.
-	h := newHarness(t, 100*time.Millisecond, 3*time.Second)
+	// 3 deliveries; the last comes 3 s after the second, past the 2 s endpoint cache loaded by
+	// the first.
+	h := newHarness(t, time.Second, 3*time.Second)
 	pg := testkit.MustPostgresCluster(t)
 	h.usePostgres(pg.URL)
 	rc := newReceiver(t, func(n int, r *http.Request) (int, http.Header) {

@@ -18,28 +18,51 @@ import (
 	"github.com/ctrip-pay/pipeline/streams"
 )
 
-// apiWrites counts the JetStream API requests that write a stream or consumer configuration,
-// as another client on the server sees them.
-func apiWrites(t *testing.T, url string) *atomic.Int64 {
+// writeCounter counts the JetStream API requests that write a stream or consumer
+// configuration, as another client on the server sees them.
+type writeCounter struct {
+	n      atomic.Int64
+	marker chan struct{}
+}
+
+func apiWrites(t *testing.T, url string) *writeCounter {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	var n atomic.Int64
+	w := &writeCounter{marker: make(chan struct{}, 16)}
 	for _, subj := range []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>"} {
-		if _, err := nc.Subscribe(subj, func(*nats.Msg) { n.Add(1) }); err != nil {
+		if _, err := nc.Subscribe(subj, func(*nats.Msg) { w.n.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := nc.Subscribe("test.marker", func(*nats.Msg) { w.marker <- struct{}{} }); err != nil {
+		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	return &n
+	return w
 }
 
-func connect(t *testing.T, url string) jetstream.JetStream {
+// seen returns the count once every request the provisioning connection sent before now has
+// reached the counter: a marker published after them on the same connection arrives after them.
+func (w *writeCounter) seen(t *testing.T, provisioner *nats.Conn) int64 {
+	t.Helper()
+	if err := provisioner.Publish("test.marker", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.marker:
+	case <-time.After(10 * time.Second):
+		t.Fatal("marker not delivered")
+	}
+	return w.n.Load()
+}
+
+func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -48,7 +71,7 @@ func connect(t *testing.T, url string) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return js
+	return nc, js
 }
 
 // The project's own definitions, as the services apply them.
@@ -76,7 +99,7 @@ func definitions(t *testing.T) ([]jetstream.StreamConfig, []natsbus.Consumer) {
 // keeps several services starting at once from racing stream updates against consumer creates.
 func TestProvisionOfUnchangedDefinitionsWritesNothing(t *testing.T) {
 	n := testkit.MustNATS(t)
-	js := connect(t, n.URL())
+	nc, js := connect(t, n.URL())
 	writes := apiWrites(t, n.URL())
 	ctx := context.Background()
 	ss, cs := definitions(t)
@@ -93,8 +116,7 @@ func TestProvisionOfUnchangedDefinitionsWritesNothing(t *testing.T) {
 			t.Fatalf("first provisioning: %v", c)
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // let the counting client see the creates
-	first := writes.Load()
+	first := writes.seen(t, nc)
 	if first != int64(len(changes)) {
 		t.Fatalf("%d configuration writes seen for %d creates", first, len(changes))
 	}
@@ -107,10 +129,7 @@ func TestProvisionOfUnchangedDefinitionsWritesNothing(t *testing.T) {
 			t.Fatalf("re-provisioning the same definitions made %v", changes)
 		}
 	}
-	// A request goes out before its reply comes back, so any write would have been counted by
-	// now; the round trip of a flush on the counting connection makes sure it was delivered.
-	time.Sleep(100 * time.Millisecond)
-	if got := writes.Load(); got != first {
+	if got := writes.seen(t, nc); got != first {
 		t.Fatalf("re-provisioning sent %d configuration writes, want none", got-first)
 	}
 }
@@ -119,7 +138,7 @@ func TestProvisionOfUnchangedDefinitionsWritesNothing(t *testing.T) {
 // definition leaves unset survives, and only the differing fields are reported.
 func TestProvisionUpdatesOwnedFieldsAndKeepsTheOperators(t *testing.T) {
 	n := testkit.MustNATS(t)
-	js := connect(t, n.URL())
+	_, js := connect(t, n.URL())
 	ctx := context.Background()
 	streamDef := jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute}
 	cons := func(backoff ...time.Duration) []natsbus.Consumer {
@@ -182,7 +201,7 @@ func TestConcurrentProvisioningCreatesEachOnce(t *testing.T) {
 	)
 	jss := make([]jetstream.JetStream, services)
 	for i := range jss {
-		jss[i] = connect(t, n.URL())
+		_, jss[i] = connect(t, n.URL())
 	}
 	errs := make(chan error, services)
 	for _, js := range jss {
