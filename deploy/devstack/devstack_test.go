@@ -49,6 +49,10 @@ func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
 	if len(restarted) != len(services) {
 		t.Fatalf("restarted %v", restarted)
 	}
+	// The contract, walked over every event type the merchant received.
+	if len(res.Missing) > 0 {
+		t.Errorf("webhooks lack required data fields: %v", res.Missing)
+	}
 	for _, id := range res.Payments {
 		got := res.Events[id]
 		want := []string{"payment.created", "payment.detected", "payment.confirmed", "payment.swept"}

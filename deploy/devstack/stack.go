@@ -74,6 +74,9 @@ type result struct {
 	ConfirmLatency map[string]time.Duration
 	// From the customer's payment to the merchant's payment.swept webhook.
 	PaidToSwept map[string]time.Duration
+	// Missing lists "<event type>: <field>" for every webhook whose data lacks a field the
+	// contract requires of every event (DESIGN.md: the seed's fields).
+	Missing []string
 }
 
 func run(ctx context.Context, o options) (*result, error) {
@@ -273,7 +276,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 
-	res := &result{Payments: ids, Events: s.rcv.snapshot(), DBURL: s.dbURL, PaidToSwept: map[string]time.Duration{}}
+	res := &result{Payments: ids, Events: s.rcv.snapshot(), DBURL: s.dbURL, PaidToSwept: map[string]time.Duration{}, Missing: s.rcv.missingFields()}
 	for _, id := range ids {
 		res.PaidToSwept[id] = s.rcv.arrival(id, "payment.swept").Sub(paidAt)
 	}
@@ -481,7 +484,12 @@ type receiver struct {
 	seen   map[string]bool
 	events map[string][]string
 	at     map[string]time.Time // "<payment id> <event type>" → first arrival
+	// missing: "<event type>: <field>" for each required data field a webhook lacked.
+	missing []string
 }
+
+// seedFields are the fields DESIGN.md requires in the data of every event.
+var seedFields = []string{"payment_id", "status", "address", "amount", "chain", "token_id"}
 
 func (r *receiver) setSecret(secret string) error {
 	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
@@ -521,7 +529,18 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		} `json:"data"`
 	}
 	_ = json.Unmarshal(body, &env)
+	var data struct {
+		Data map[string]any `json:"data"`
+	}
+	_ = json.Unmarshal(body, &data)
+	var missing []string
+	for _, f := range seedFields {
+		if v, ok := data.Data[f]; !ok || v == nil || v == "" {
+			missing = append(missing, env.Type+": "+f)
+		}
+	}
 	r.mu.Lock()
+	r.missing = append(r.missing, missing...)
 	if r.seen == nil {
 		r.seen = map[string]bool{}
 	}
@@ -559,6 +578,12 @@ func (r *receiver) arrival(paymentID, typ string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.at[paymentID+" "+typ]
+}
+
+func (r *receiver) missingFields() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.missing...)
 }
 
 func (r *receiver) snapshot() map[string][]string {

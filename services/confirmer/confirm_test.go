@@ -230,7 +230,8 @@ func TestReorgBeforeConfirmations(t *testing.T) {
 			d := evs[0].Data
 			if evs[0].MsgID != p.ID+".reorged."+reorg.CommonAncestorHash || d.Status != "pending" ||
 				!strings.Contains(d.Reason, tr.TxHash) || d.AmountReceivedBaseUnits != "0" ||
-				len(d.Transactions) != 1 || d.Transactions[0].Status != "reorged" || d.UnderpaidBaseUnits != eth(10).String() {
+				len(d.Transactions) != 1 || d.Transactions[0].Status != "reorged" || d.UnderpaidBaseUnits != eth(10).String() ||
+				d.TokenID != "ETH" {
 				t.Fatalf("payments.reorged: msg id %s data %+v", evs[0].MsgID, d)
 			}
 			if got, want := h.changes(p.ID), []string{"pending→detected", "detected→pending"}; !slices.Equal(got, want) {
@@ -378,7 +379,7 @@ func TestExpiry(t *testing.T) {
 	}{{unpaid, eth(10).String()}, {partial, eth(6).String()}} {
 		evs := h.events(event.SubjectExpired, c.p.ID)
 		if len(evs) != 1 || evs[0].MsgID != c.p.ID+".expired" || evs[0].Data.Status != "expired" ||
-			evs[0].Data.UnderpaidBaseUnits != c.under {
+			evs[0].Data.UnderpaidBaseUnits != c.under || evs[0].Data.TokenID != "ETH" {
 			t.Fatalf("payments.expired of %s: %+v", c.p.ID, evs)
 		}
 	}

@@ -704,7 +704,7 @@ func (c *Confirmer) paymentEvent(ctx context.Context, st *PaymentState, subject,
 	data := PaymentData{
 		Payment: event.Payment{
 			PaymentID: st.ID, MerchantID: st.MerchantID, Status: st.Status, ChainID: st.ChainID,
-			Chain: c.chains[st.ChainID].Name, Address: st.Address, Token: st.Token, TokenContract: st.TokenContract,
+			Chain: c.chains[st.ChainID].Name, Address: st.Address, Token: st.Token, TokenID: st.Token, TokenContract: st.TokenContract,
 			Amount: event.FormatUnits(st.Amount, st.Decimals), AmountBaseUnits: st.Amount.String(),
 			AmountReceivedBaseUnits: st.Received.String(), Confirmations: int64(minConfirmations(st.Transfers, head)),
 			Transactions: transactions(st.Transfers), Metadata: st.Metadata, ExpiresAt: &expires,

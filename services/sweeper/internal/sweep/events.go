@@ -54,7 +54,7 @@ func (j *job) paymentData(status string) event.Payment {
 	expires := p.ExpiresAt
 	return event.Payment{
 		PaymentID: p.ID, MerchantID: p.MerchantID, Status: status, ChainID: p.ChainID, Chain: chain,
-		Address: p.Address, Token: p.Token, TokenContract: p.TokenContract,
+		Address: p.Address, Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
 		Amount: event.FormatUnits(p.AmountBaseUnits, p.Decimals), AmountBaseUnits: p.AmountBaseUnits.String(),
 		AmountReceivedBaseUnits: p.ReceivedBaseUnits.String(), Confirmations: j.in.Confirmations,
 		Transactions: transfers, Metadata: p.Metadata, ExpiresAt: &expires,
