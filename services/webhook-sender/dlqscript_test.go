@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+	"github.com/ctrip-pay/pipeline/shared/event"
 )
 
 // dlqScript runs scripts/dlq.sh against the harness's NATS server and returns its stdout.
@@ -35,26 +36,33 @@ func (h *harness) dlqScript(args ...string) string {
 	return stdout.String()
 }
 
+// deadLettered runs a sender whose merchant always answers 500 and waits until one event's
+// delivery is dead-lettered and its copy published; it returns the copy's DLQ sequence.
+func deadLettered(t *testing.T) (*harness, *receiver, string, event.Envelope, uint64) {
+	t.Helper()
+	h := newHarness(t, 50*time.Millisecond, 100*time.Millisecond)
+	rc := newReceiver(t, status(http.StatusInternalServerError))
+	epID, _ := h.endpoint("m_1", rc.srv.URL)
+	h.start()
+	env := h.publish("payments.confirmed", "m_1")
+	h.eventually(15*time.Second, "dead letter", func() bool {
+		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
+	})
+	var dlqSeq uint64
+	if err := h.db.Get(&dlqSeq, `SELECT dlq_seq FROM webhook_dead_letters WHERE published_at IS NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	return h, rc, epID, env, dlqSeq
+}
+
 func TestDLQScriptReplay(t *testing.T) {
 	for _, tool := range []string{"nats", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("scripts/dlq.sh needs %s on PATH: %v", tool, err)
 		}
 	}
-	h := newHarness(t, 50*time.Millisecond, 100*time.Millisecond)
-	rc := newReceiver(t, status(http.StatusInternalServerError))
-	epID, _ := h.endpoint("m_1", rc.srv.URL)
-	h.start()
-	env := h.publish("payments.confirmed", "m_1")
-
-	h.eventually(15*time.Second, "dead letter", func() bool {
-		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
-	})
+	h, rc, epID, env, dlqSeq := deadLettered(t)
 	first := rc.got()[0]
-	var dlqSeq uint64
-	if err := h.db.Get(&dlqSeq, `SELECT dlq_seq FROM webhook_dead_letters WHERE published_at IS NOT NULL`); err != nil {
-		t.Fatal(err)
-	}
 
 	// list: one line for the dead letter, starting with its DLQ sequence.
 	out := h.dlqScript("list")
@@ -148,18 +156,7 @@ func TestDeadLetterCarriesOnlyItsOwnMetadata(t *testing.T) {
 	if _, err := exec.LookPath("nats"); err != nil {
 		t.Skipf("needs the nats CLI on PATH: %v", err)
 	}
-	h := newHarness(t, 50*time.Millisecond, 100*time.Millisecond)
-	rc := newReceiver(t, status(http.StatusInternalServerError))
-	epID, _ := h.endpoint("m_1", rc.srv.URL)
-	h.start()
-	env := h.publish("payments.confirmed", "m_1")
-	h.eventually(15*time.Second, "dead letter", func() bool {
-		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
-	})
-	var dlqSeq uint64
-	if err := h.db.Get(&dlqSeq, `SELECT dlq_seq FROM webhook_dead_letters`); err != nil {
-		t.Fatal(err)
-	}
+	h, rc, epID, env, dlqSeq := deadLettered(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	copySubject := "dlq.webhooks." + epID

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"slices"
@@ -173,97 +174,88 @@ const (
 // in a jsonb: a string holding \u0000, an unpaired UTF-16 surrogate escape or invalid UTF-8,
 // or a number outside the bounds above. A bad object key is reported at the object that holds
 // it. problem is "" when there is nothing wrong.
+//
+// encoding/json's tokenizer does the walking; strings are checked in their raw text (the
+// decoder would hand them back with U+FFFD in place of what is wrong), numbers as written.
 func checkJSONText(data []byte, root string) (path, problem string) {
-	s := jsonText{b: data}
-	return s.value(root)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	type container struct {
+		path  string
+		array bool
+		n     int    // next element's index (arrays)
+		key   string // the pending member's key (objects)
+		isKey bool   // the next string is a key (objects)
+	}
+	var stack []*container
+	// here is the path of the value the next token starts, and marks an object's key as read.
+	here := func() string {
+		if len(stack) == 0 {
+			return root
+		}
+		c := stack[len(stack)-1]
+		if c.array {
+			c.n++
+			return c.path + "." + strconv.Itoa(c.n-1)
+		}
+		c.isKey = true
+		return c.path + "." + c.key
+	}
+	end := dec.InputOffset()
+	for {
+		start := end
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return "", ""
+		}
+		if err != nil {
+			return root, "is not valid JSON"
+		}
+		end = dec.InputOffset()
+		if d, ok := tok.(json.Delim); ok {
+			if d == '}' || d == ']' {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			stack = append(stack, &container{path: here(), array: d == '[', isKey: d == '{'})
+			continue
+		}
+		if len(stack) > 0 && stack[len(stack)-1].isKey {
+			c := stack[len(stack)-1]
+			if problem := rawStringProblem(data[start:end]); problem != "" {
+				return c.path, "has a key that " + problem
+			}
+			c.key, c.isKey = tok.(string), false
+			continue
+		}
+		path := here()
+		switch v := tok.(type) {
+		case string:
+			if problem := rawStringProblem(data[start:end]); problem != "" {
+				return path, problem
+			}
+		case json.Number:
+			if problem := numberProblem(string(v)); problem != "" {
+				return path, problem
+			}
+		}
+	}
+}
+
+// rawStringProblem checks the string literal at the end of raw (the text between two tokens:
+// delimiters and spaces, then the literal).
+func rawStringProblem(raw []byte) string {
+	q := bytes.IndexByte(raw, '"')
+	if q < 0 {
+		return "is not valid JSON"
+	}
+	s := jsonText{b: raw, i: q}
+	return s.str()
 }
 
 type jsonText struct {
 	b []byte
 	i int
-}
-
-func (s *jsonText) space() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
-		s.i++
-	}
-}
-
-func (s *jsonText) value(path string) (string, string) {
-	s.space()
-	if s.i >= len(s.b) {
-		return path, "is not valid JSON"
-	}
-	switch c := s.b[s.i]; {
-	case c == '{':
-		s.i++
-		s.space()
-		if s.i < len(s.b) && s.b[s.i] == '}' {
-			s.i++
-			return "", ""
-		}
-		for s.i < len(s.b) {
-			s.space()
-			start := s.i
-			if problem := s.str(); problem != "" {
-				return path, "has a key that " + problem
-			}
-			var key string
-			if err := json.Unmarshal(s.b[start:s.i], &key); err != nil {
-				return path, "is not valid JSON"
-			}
-			s.space()
-			s.i++ // ':'
-			if p, problem := s.value(path + "." + key); problem != "" {
-				return p, problem
-			}
-			if s.next() == '}' {
-				return "", ""
-			}
-		}
-	case c == '[':
-		s.i++
-		s.space()
-		if s.i < len(s.b) && s.b[s.i] == ']' {
-			s.i++
-			return "", ""
-		}
-		for n := 0; s.i < len(s.b); n++ {
-			if p, problem := s.value(path + "." + strconv.Itoa(n)); problem != "" {
-				return p, problem
-			}
-			if s.next() == ']' {
-				return "", ""
-			}
-		}
-	case c == '"':
-		if problem := s.str(); problem != "" {
-			return path, problem
-		}
-		return "", ""
-	case c == '-' || (c >= '0' && c <= '9'):
-		if problem := s.number(); problem != "" {
-			return path, problem
-		}
-		return "", ""
-	default: // true, false, null
-		for s.i < len(s.b) && s.b[s.i] >= 'a' && s.b[s.i] <= 'z' {
-			s.i++
-		}
-		return "", ""
-	}
-	return path, "is not valid JSON"
-}
-
-// next consumes the ',' or closing bracket after an element and returns it.
-func (s *jsonText) next() byte {
-	s.space()
-	if s.i >= len(s.b) {
-		return 0
-	}
-	c := s.b[s.i]
-	s.i++
-	return c
 }
 
 // str consumes a string and says what Postgres would refuse in it.
@@ -319,8 +311,9 @@ func (s *jsonText) hex4(i int) (rune, bool) {
 	return rune(n), err == nil
 }
 
-// number consumes a number (-?int(.frac)?([eE][+-]?exp)?) and checks it against the bounds.
-func (s *jsonText) number() string {
+// numberProblem checks a number literal (-?int(.frac)?([eE][+-]?exp)?) against the bounds.
+func numberProblem(lit string) string {
+	s := &jsonText{b: []byte(lit)}
 	digits := func() []byte {
 		start := s.i
 		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {

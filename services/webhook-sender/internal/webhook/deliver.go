@@ -169,7 +169,9 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 	}
 	n := int(md.NumDelivered)
 	endpointID := strings.TrimPrefix(msg.Subject(), DeliverSubjectPrefix)
-	hb := d.heartbeat(msg, d.step(n))
+	// InProgress every half step, so a message waiting for a slot or in a slow request is not
+	// redelivered meanwhile; none follows the final ack or term (natsbus.Heartbeat.Stop).
+	hb := natsbus.StartHeartbeat(msg, d.step(n)/2)
 	select {
 	case d.held <- struct{}{}:
 	case <-ctx.Done():
@@ -275,13 +277,6 @@ func (d *Deliverer) release(ln *lane) {
 // Wait blocks until every dispatched attempt has been settled.
 func (d *Deliverer) Wait() { d.wg.Wait() }
 
-// heartbeat sends InProgress every half step until stopped, so a message waiting for a slot or
-// in a slow request is not redelivered meanwhile (natsbus.Heartbeat: a timer, and no InProgress
-// after its Stop, so none follows the final ack or term).
-func (d *Deliverer) heartbeat(msg jetstream.Msg, step time.Duration) *natsbus.Heartbeat {
-	return natsbus.StartHeartbeat(msg, step/2)
-}
-
 // outcome of one attempt.
 type outcome struct {
 	delivered  bool
@@ -382,10 +377,8 @@ func (d *Deliverer) resume(ctx context.Context, msg jetstream.Msg, md *jetstream
 	defer cancel()
 	m := nats.NewMsg(msg.Subject())
 	m.Data = msg.Data()
-	for k, v := range msg.Headers() {
-		if len(v) > 0 && !strings.HasPrefix(strings.ToLower(k), "nats-") {
-			m.Header[k] = v
-		}
+	for k, v := range applicationHeaders(msg.Headers()) {
+		m.Header.Set(k, v) // the Nats-Msg-Id and an earlier offset are replaced below
 	}
 	base := msg.Headers().Get(event.HeaderMsgID)
 	if base == "" {
