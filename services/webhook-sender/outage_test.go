@@ -81,7 +81,12 @@ func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 		}
 		return false
 	})
-	rows := h.attempts(env.ID, epID)
+	// The attempt row is written after the merchant's answer, so it may trail the request.
+	var rows []attemptRow
+	h.eventually(10*time.Second, "the delivered attempt recorded", func() bool {
+		rows = h.attempts(env.ID, epID)
+		return len(rows) >= 4
+	})
 	if len(rows) != 4 || rows[2].Attempt != 3 || rows[2].Error == nil || !strings.Contains(*rows[2].Error, "interrupted by the sender's shutdown") ||
 		rows[3].Attempt != 3 || !rows[3].Delivered {
 		t.Fatalf("attempt rows %+v, want 500, 500, attempt 3 interrupted, attempt 3 delivered", rows)
