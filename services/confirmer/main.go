@@ -32,6 +32,9 @@ const durable = "confirmer"
 const (
 	paymentWorkers = 8
 	chainLanes     = 4
+	// handlerTimeout bounds one message: a head re-verifies every transfer it can confirm
+	// (RPC calls of 10s at most each); one that overruns is retried, or superseded by the next.
+	handlerTimeout = 5 * time.Minute
 )
 
 func main() {
@@ -98,13 +101,12 @@ func run(ctx context.Context, cfg Config) (err error) {
 	bg.Go(func() { relay.Run(relayCtx, kick) })
 	defer bg.Wait()
 
-	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers,
-		c.HandlePaymentMsg, log)
+	rt := natsbus.Runtime{Name: serviceName, Tracer: tel.Tracer, Log: log, Timeout: handlerTimeout}
+	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers, c.HandlePaymentMsg, rt)
 	if err != nil {
 		return err
 	}
-	chainLoop, err := natsbus.StartLaneLoop(work, chainCons, chainLanes, confirm.ChainLane,
-		c.HandleChainMsg, log)
+	chainLoop, err := natsbus.StartLaneLoop(work, chainCons, chainLanes, confirm.ChainLane, c.HandleChainMsg, rt)
 	if err != nil {
 		paymentsLoop.Stop(cfg.ShutdownTimeout)
 		return err

@@ -101,7 +101,11 @@ func run(ctx context.Context, cfg Config) (err error) {
 	// transaction is re-broadcast on redelivery).
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	loop, err := natsbus.StartLoop(work, cons, cfg.Concurrency, cfg.Concurrency, sweeper.Handle, log)
+	// A sweep may wait ReceiptTimeout for its receipts; the deadline leaves it a minute for the
+	// rest. Retries are slower than the default: a node that failed a broadcast needs time.
+	rt := natsbus.Runtime{Name: serviceName, Tracer: tel.Tracer, Log: log, Timeout: cfg.ReceiptTimeout + time.Minute,
+		Backoff: natsbus.Backoff{Step: 2 * time.Second, Max: time.Minute}}
+	loop, err := natsbus.StartLoop(work, cons, cfg.Concurrency, cfg.Concurrency, sweeper.Handle, rt)
 	if err != nil {
 		return err
 	}

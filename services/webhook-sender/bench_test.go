@@ -129,7 +129,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	}
 	h.start()
 	// Measure from when both stages are pulling, not while the sender is still starting.
-	h.eventually(10*time.Second, "sender pulling", func() bool {
+	testkit.Eventually(b, 10*time.Second, "sender pulling", func() bool {
 		for _, c := range [][2]string{{"PAYMENTS", "webhook-fanout"}, {"WEBHOOKS", "webhook-sender"}} {
 			cons, err := h.js.Consumer(b.Context(), c[0], c[1])
 			if err != nil {
@@ -158,7 +158,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 		if _, err := h.js.PublishMsg(b.Context(), m); err != nil {
 			b.Fatal(err)
 		}
-		h.eventually(10*time.Second, "warm-up delivery", func() bool {
+		testkit.Eventually(b, 10*time.Second, "warm-up delivery", func() bool {
 			rc.mu.Lock()
 			defer rc.mu.Unlock()
 			_, ok := rc.received[env.ID]
@@ -282,7 +282,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	default:
 	}
 	// Every delivery was also recorded.
-	h.eventually(time.Minute, "attempt rows", func() bool {
+	testkit.Eventually(b, time.Minute, "attempt rows", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_attempts WHERE delivered`) >= events
 	})
 	var redelivered, rows int
@@ -402,14 +402,13 @@ func jetStreamRates(b *testing.B, h *harness, bodies [][]byte, concurrency int) 
 	var acked atomic.Int64
 	done := make(chan struct{})
 	start := time.Now()
-	loop, err := natsbus.StartLoop(ctx, cons, concurrency, 2*concurrency, func(_ context.Context, m jetstream.Msg) {
-		if err := m.Ack(); err != nil {
-			b.Error(err)
-		}
+	// The runtime acks each message once its handler returns nil.
+	loop, err := natsbus.StartLoop(ctx, cons, concurrency, 2*concurrency, func(context.Context, jetstream.Msg) error {
 		if acked.Add(1) == int64(len(bodies)) {
 			close(done)
 		}
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		return nil
+	}, natsbus.Runtime{Name: "bench", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

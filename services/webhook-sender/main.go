@@ -99,14 +99,16 @@ func run(ctx context.Context, cfg Config) error {
 	// finish; it is cancelled if they overrun the shutdown timeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	dlqLoop, err := natsbus.StartLoop(work, dlqCons, 4, 8, dlq.Handle, log)
+	dlqLoop, err := natsbus.StartLoop(work, dlqCons, 4, 8, dlq.Handle,
+		natsbus.Runtime{Name: "webhook.dead_letter", Tracer: tel.Tracer, Log: log, Timeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}
 	// Fetches only as many messages as the deliverer has room for; Dispatch hands each to its
 	// own goroutine at once.
 	sendLoop := natsbus.StartFetchLoop(work, senderCons, deliverer.Room, deliverer.Dispatch, log)
-	fanoutLoop, err := natsbus.StartBatchLoop(work, fanoutCons, cfg.FanoutConcurrency, fanoutBatch, fanout.HandleBatch, log)
+	fanoutLoop, err := natsbus.StartBatchLoop(work, fanoutCons, cfg.FanoutConcurrency, fanoutBatch, fanout.HandleBatch,
+		natsbus.Runtime{Name: "webhook.fanout", Tracer: tel.Tracer, Log: log, Timeout: 30 * time.Second})
 	if err != nil {
 		return err
 	}

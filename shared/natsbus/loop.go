@@ -20,11 +20,11 @@ type Loop struct {
 	wg    sync.WaitGroup
 }
 
-// StartLoop starts pulling, keeping up to buffer messages fetched ahead. handle must settle
-// every message itself; until it does or returns, the loop heartbeats the message every
-// AckWait/3.
-func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
-	l, msgs, err := startPull(cons, buffer, 0, log)
+// StartLoop starts pulling, keeping up to buffer messages fetched ahead, and runs h on up to
+// workers of them at once inside rt's middleware, which settles each by h's error. From a
+// message's arrival until it is settled the loop heartbeats it every AckWait/3.
+func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int, h Handler, rt Runtime) (*Loop, error) {
+	l, msgs, err := startPull(cons, buffer, 0, rt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +33,7 @@ func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int
 		go func() {
 			defer l.wg.Done()
 			for msg := range msgs {
-				handle(ctx, msg)
+				rt.handle(ctx, msg, h)
 				release(msg)
 			}
 		}()
@@ -44,11 +44,11 @@ func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int
 // StartBatchLoop is StartLoop for handlers that work on several messages at once (publishing
 // them asynchronously, writing them in one statement): each worker takes the next message and
 // whatever else has already arrived, up to maxBatch, and passes them to handle together. Under
-// light load a batch is one message and nothing waits for a batch to fill. handle must settle
-// every message itself.
-func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBatch int, handle func(context.Context, []jetstream.Msg), log *slog.Logger) (*Loop, error) {
+// light load a batch is one message and nothing waits for a batch to fill. Each message is
+// settled by the error h returns for it.
+func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBatch int, h BatchHandler, rt Runtime) (*Loop, error) {
 	maxBatch = max(maxBatch, 1)
-	l, msgs, err := startPull(cons, 2*maxBatch*max(workers, 1), maxBatch*max(workers, 1), log)
+	l, msgs, err := startPull(cons, 2*maxBatch*max(workers, 1), maxBatch*max(workers, 1), rt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +71,7 @@ func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBa
 						break fill
 					}
 				}
-				handle(ctx, batch)
+				rt.handleBatch(ctx, batch, h)
 				for _, msg := range batch {
 					release(msg)
 				}
@@ -83,11 +83,11 @@ func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBa
 
 // StartLaneLoop is StartLoop for messages that must not overtake each other: lane names each
 // message's lane (the heads and reorgs of one chain, say), messages of one lane are handled one
-// at a time in stream order, and lanes (hashed onto workers) run in parallel. handle must settle
-// every message itself.
-func StartLaneLoop(ctx context.Context, cons jetstream.Consumer, workers int, lane func(jetstream.Msg) string, handle func(context.Context, jetstream.Msg), log *slog.Logger) (*Loop, error) {
+// at a time in stream order, and lanes (hashed onto workers) run in parallel. Each message is
+// settled by h's error, as in StartLoop.
+func StartLaneLoop(ctx context.Context, cons jetstream.Consumer, workers int, lane func(jetstream.Msg) string, h Handler, rt Runtime) (*Loop, error) {
 	workers = max(workers, 1)
-	l, msgs, err := startPull(cons, 4*workers, 0, log)
+	l, msgs, err := startPull(cons, 4*workers, 0, rt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func StartLaneLoop(ctx context.Context, cons jetstream.Consumer, workers int, la
 		go func() {
 			defer l.wg.Done()
 			for msg := range queues[i] {
-				handle(ctx, msg)
+				rt.handle(ctx, msg, h)
 				release(msg)
 			}
 		}()

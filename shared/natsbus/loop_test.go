@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
@@ -55,21 +57,19 @@ func TestBatchLoopBatchesABacklogAndHandlesSingleMessagesAtOnce(t *testing.T) {
 		batches int
 		got     = make(chan struct{}, backlog+1)
 	)
-	loop, err := natsbus.StartBatchLoop(ctx, cons, 2, maxBatch, func(_ context.Context, msgs []jetstream.Msg) {
+	loop, err := natsbus.StartBatchLoop(ctx, cons, 2, maxBatch, func(_ context.Context, items []natsbus.BatchItem) []error {
 		mu.Lock()
 		batches++
-		largest = max(largest, len(msgs))
-		for _, m := range msgs {
-			seen[string(m.Data())]++
+		largest = max(largest, len(items))
+		for _, it := range items {
+			seen[string(it.Msg.Data())]++
 		}
 		mu.Unlock()
-		for _, m := range msgs {
-			if err := m.Ack(); err != nil {
-				t.Error(err)
-			}
+		for range items {
 			got <- struct{}{}
 		}
-	}, log)
+		return make([]error, len(items))
+	}, natsbus.Runtime{Name: "test", Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestLaneLoopKeepsEachLaneInOrder(t *testing.T) {
 		total  int
 		done   = make(chan struct{})
 	)
-	loop, err := natsbus.StartLaneLoop(ctx, cons, 2, func(m jetstream.Msg) string { return m.Subject() }, func(_ context.Context, m jetstream.Msg) {
+	loop, err := natsbus.StartLaneLoop(ctx, cons, 2, func(m jetstream.Msg) string { return m.Subject() }, func(_ context.Context, m jetstream.Msg) error {
 		lane := m.Subject()
 		mu.Lock()
 		if inside[lane] {
@@ -215,9 +215,6 @@ func TestLaneLoopKeepsEachLaneInOrder(t *testing.T) {
 		next[lane]++
 		mu.Unlock()
 		time.Sleep(100 * time.Microsecond) // give an overtaking message the chance to show
-		if err := m.Ack(); err != nil {
-			t.Error(err)
-		}
 		mu.Lock()
 		inside[lane] = false
 		total++
@@ -225,7 +222,8 @@ func TestLaneLoopKeepsEachLaneInOrder(t *testing.T) {
 			close(done)
 		}
 		mu.Unlock()
-	}, log)
+		return nil
+	}, natsbus.Runtime{Name: "test", Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +246,7 @@ func TestLaneLoopKeepsEachLaneInOrder(t *testing.T) {
 
 // A consumer's AckWait is sized to the loop's heartbeat, not to the longest job: a handler that
 // runs for several ack waits, and the message queued behind it in the same lane, are not
-// redelivered; a message its handler leaves unsettled is, once the handler has returned.
+// redelivered; a message whose handler fails is, once the handler has returned.
 func TestLoopHeartbeatsMessagesUntilSettled(t *testing.T) {
 	ctx, js, _, log := backlogConsumer(t, 3)
 	const ackWait = 2 * time.Second
@@ -259,23 +257,21 @@ func TestLoopHeartbeatsMessagesUntilSettled(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[string]int{}
 	handled := make(chan string, 10)
-	loop, err := natsbus.StartLaneLoop(ctx, cons, 1, func(jetstream.Msg) string { return "one lane" }, func(ctx context.Context, msg jetstream.Msg) {
+	loop, err := natsbus.StartLaneLoop(ctx, cons, 1, func(jetstream.Msg) string { return "one lane" }, func(ctx context.Context, msg jetstream.Msg) error {
 		body := string(msg.Data())
 		mu.Lock()
 		calls[body]++
 		n := calls[body]
 		mu.Unlock()
+		handled <- body
 		switch {
 		case body == "0":
 			time.Sleep(5 * ackWait / 2) // longer than the ack wait; "1" waits behind it meanwhile
-			msg.Ack()
 		case body == "2" && n == 1:
-			// left unsettled: its ack wait must run out once the handler has returned
-		default:
-			msg.Ack()
+			return fault.TransientAfter(10*time.Millisecond, errors.New("try again"))
 		}
-		handled <- body
-	}, log)
+		return nil
+	}, natsbus.Runtime{Name: "test", Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,12 +15,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
@@ -89,63 +89,50 @@ func New(cfg Config) (*Confirmer, error) {
 	return c, nil
 }
 
-// HandlePaymentMsg handles a message of the PAYMENTS consumer (payments.detected) and settles it.
-func (c *Confirmer) HandlePaymentMsg(ctx context.Context, msg jetstream.Msg) {
-	ctx, span := c.startSpan(ctx, msg)
-	defer span.End()
-	var err error
-	if msg.Subject() == event.SubjectDetected {
-		var env event.Envelope
-		if jerr := json.Unmarshal(msg.Data(), &env); jerr != nil {
-			err = Poison(ReasonInvalidEvent, jerr)
-		} else {
-			span.SetAttributes(attribute.String("event_id", env.ID))
-			err = c.HandleDetected(ctx, env)
-		}
-	} else {
+// HandlePaymentMsg is the port of the PAYMENTS consumer (payments.detected): it decodes the
+// message and hands the envelope to HandleDetected; natsbus settles the message by the error.
+func (c *Confirmer) HandlePaymentMsg(ctx context.Context, msg jetstream.Msg) error {
+	if msg.Subject() != event.SubjectDetected {
 		// Only payments.detected is ours; the consumer's filter should not have delivered it.
 		c.log.WarnContext(ctx, "ignoring unexpected subject", "subject", msg.Subject())
+		return nil
 	}
-	endSpan(span, err)
-	settle(ctx, msg, err, c.log)
+	var env event.Envelope
+	if err := json.Unmarshal(msg.Data(), &env); err != nil {
+		return fault.Invalid(ReasonInvalidEvent, err)
+	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("event_id", env.ID))
+	return c.HandleDetected(ctx, env)
 }
 
-// HandleChainMsg handles a message of the CHAIN consumer (chain.<id>.head, chain.<id>.reorg)
-// and settles it.
-func (c *Confirmer) HandleChainMsg(ctx context.Context, msg jetstream.Msg) {
-	ctx, span := c.startSpan(ctx, msg)
-	defer span.End()
-	err := c.chainMsg(ctx, msg)
-	endSpan(span, err)
-	settle(ctx, msg, err, c.log)
-}
-
-func (c *Confirmer) chainMsg(ctx context.Context, msg jetstream.Msg) error {
+// HandleChainMsg is the port of the CHAIN consumer (chain.<id>.head, chain.<id>.reorg): it
+// decodes the message and hands it to HandleHead or HandleReorg.
+func (c *Confirmer) HandleChainMsg(ctx context.Context, msg jetstream.Msg) error {
 	parts := strings.Split(msg.Subject(), ".")
 	if len(parts) != 3 || parts[0] != "chain" {
-		return Poison(ReasonInvalidEvent, fmt.Errorf("subject %q", msg.Subject()))
+		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("subject %q", msg.Subject()))
 	}
 	chainID, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil {
-		return Poison(ReasonInvalidEvent, fmt.Errorf("subject %q: %w", msg.Subject(), err))
+		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("subject %q: %w", msg.Subject(), err))
 	}
 	switch parts[2] {
 	case "head":
 		var h event.ChainHead
 		if err := json.Unmarshal(msg.Data(), &h); err != nil {
-			return Poison(ReasonInvalidEvent, err)
+			return fault.Invalid(ReasonInvalidEvent, err)
 		}
 		if h.ChainID != chainID {
-			return Poison(ReasonInvalidEvent, fmt.Errorf("chain %d head on subject %s", h.ChainID, msg.Subject()))
+			return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("chain %d head on subject %s", h.ChainID, msg.Subject()))
 		}
 		return c.HandleHead(ctx, h)
 	case "reorg":
 		var r event.ChainReorg
 		if err := json.Unmarshal(msg.Data(), &r); err != nil {
-			return Poison(ReasonInvalidEvent, err)
+			return fault.Invalid(ReasonInvalidEvent, err)
 		}
 		if r.ChainID != chainID {
-			return Poison(ReasonInvalidEvent, fmt.Errorf("chain %d reorg on subject %s", r.ChainID, msg.Subject()))
+			return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("chain %d reorg on subject %s", r.ChainID, msg.Subject()))
 		}
 		return c.HandleReorg(ctx, r)
 	}
@@ -173,21 +160,21 @@ func ChainLane(msg jetstream.Msg) string {
 // handled (until then the event is retried, so that payments.reorged goes out first).
 func (c *Confirmer) HandleDetected(ctx context.Context, env event.Envelope) error {
 	if err := env.Validate(); err != nil {
-		return Poison(ReasonInvalidEvent, err)
+		return fault.Invalid(ReasonInvalidEvent, err)
 	}
 	var p event.Payment
 	if err := json.Unmarshal(env.Data, &p); err != nil {
-		return Poison(ReasonInvalidEvent, err)
+		return fault.Invalid(ReasonInvalidEvent, err)
 	}
 	if p.PaymentID == "" {
-		return Poison(ReasonInvalidEvent, errors.New("missing payment_id"))
+		return fault.Invalid(ReasonInvalidEvent, errors.New("missing payment_id"))
 	}
 	log := c.log.With("payment_id", p.PaymentID, "event_id", env.ID)
 	var seen *Transfer
 	if len(p.Transactions) > 0 {
 		t, err := transferFromEvent(p, p.Transactions[0])
 		if err != nil {
-			return Poison(ReasonInvalidEvent, err)
+			return fault.Invalid(ReasonInvalidEvent, err)
 		}
 		seen = &t
 	}
@@ -200,14 +187,14 @@ func (c *Confirmer) HandleDetected(ctx context.Context, env event.Envelope) erro
 		return pl.ch, nil
 	})
 	if errors.Is(err, ErrUnknownPayment) {
-		return Poison(ReasonUnknownPayment, errors.New(p.PaymentID))
+		return fault.NotFound(ReasonUnknownPayment, errors.New(p.PaymentID))
 	}
 	if err != nil || !differs {
 		return err
 	}
 	chain, ok := c.chains[seen.ChainID]
 	if !ok {
-		return Poison(ReasonUnknownChain, fmt.Errorf("chain %d", seen.ChainID))
+		return fault.Invalid(ReasonUnknownChain, fmt.Errorf("chain %d", seen.ChainID))
 	}
 	if seen.BlockHash == "" {
 		log.WarnContext(ctx, "detected transfer differs from the record and the event names no block", "tx_hash", seen.TxHash)
@@ -215,7 +202,7 @@ func (c *Confirmer) HandleDetected(ctx context.Context, env event.Envelope) erro
 	}
 	canonical, err := c.canonical(ctx, chain, seen.BlockNumber, seen.BlockHash)
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	if !canonical {
 		log.InfoContext(ctx, "detected event names a block that is no longer canonical; ignored",
@@ -273,7 +260,7 @@ func transferFromEvent(p event.Payment, tx event.Transaction) (Transfer, error) 
 func (c *Confirmer) HandleHead(ctx context.Context, h event.ChainHead) error {
 	chain, ok := c.chains[h.ChainID]
 	if !ok {
-		return Poison(ReasonUnknownChain, fmt.Errorf("chain %d", h.ChainID))
+		return fault.Invalid(ReasonUnknownChain, fmt.Errorf("chain %d", h.ChainID))
 	}
 	c.observeHead(h.ChainID, h.Number)
 	upTo, ok := confirmableUpTo(h.Number, chain.Confirmations)
@@ -368,9 +355,9 @@ func (c *Confirmer) headFailed(h event.ChainHead, err error) error {
 	newer := c.latest[h.ChainID] > h.Number
 	c.mu.Unlock()
 	if newer {
-		return Superseded(err)
+		return fault.Superseded(err)
 	}
-	return Transient(err)
+	return fault.Transient(err)
 }
 
 // HandleReorg brings the chain's transfers above the common ancestor in line with the
@@ -381,7 +368,7 @@ func (c *Confirmer) headFailed(h event.ChainHead, err error) error {
 func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 	chain, ok := c.chains[r.ChainID]
 	if !ok {
-		return Poison(ReasonUnknownChain, fmt.Errorf("chain %d", r.ChainID))
+		return fault.Invalid(ReasonUnknownChain, fmt.Errorf("chain %d", r.ChainID))
 	}
 	c.mu.Lock()
 	// Heads of the new branch may be lower than the old branch's: let them retry again.
@@ -389,7 +376,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 	c.mu.Unlock()
 	cands, err := c.transfers.Above(ctx, r.ChainID, r.CommonAncestorNumber)
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	canonicalAt := map[uint64]string{} // block number → canonical hash ("" beyond the tip)
 	var touched []Transfer
@@ -399,7 +386,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 		if !seen {
 			hash, err = c.canonicalHash(ctx, chain, t.BlockNumber)
 			if err != nil {
-				return Transient(err)
+				return fault.Transient(err)
 			}
 			canonicalAt[t.BlockNumber] = hash
 		}
@@ -419,7 +406,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 			// head found, also kept as reorged): it counts again only if it verifies.
 			v, err := c.verify(ctx, chain, t)
 			if err != nil {
-				return Transient(err)
+				return fault.Transient(err)
 			}
 			onChain = v.outcome == verified
 			if !onChain {
@@ -492,7 +479,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 		}
 	}
 	if len(errs) > 0 {
-		return Transient(errors.Join(errs...))
+		return fault.Transient(errors.Join(errs...))
 	}
 	return nil
 }
@@ -566,8 +553,7 @@ func (c *Confirmer) RunExpiry(ctx context.Context, interval time.Duration) {
 		ctx, span := c.tracer.Start(ctx, "confirmer.expire")
 		n, err := c.ExpireDue(ctx)
 		span.SetAttributes(attribute.Int("expired", n))
-		endSpan(span, err)
-		span.End()
+		natsbus.EndSpan(span, err)
 		if err != nil && ctx.Err() == nil {
 			c.log.WarnContext(ctx, "expiry pass", "err", err, "expired", n)
 		}
@@ -586,7 +572,7 @@ func (c *Confirmer) update(ctx context.Context, paymentID string, decide func(*P
 		if errors.Is(err, ErrUnknownPayment) {
 			return err
 		}
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	for _, t := range made.Transitions {
 		c.transitions.Add(ctx, 1, metric.WithAttributes(attribute.String("from", t.From), attribute.String("to", t.To)))
@@ -791,15 +777,3 @@ func byPayment(ts []Transfer) [][]Transfer {
 	return out
 }
 
-func (c *Confirmer) startSpan(ctx context.Context, msg jetstream.Msg) (context.Context, trace.Span) {
-	ctx = natsbus.Extract(ctx, msg.Headers())
-	return c.tracer.Start(ctx, "confirmer "+msg.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.destination.name", msg.Subject())))
-}
-
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-}

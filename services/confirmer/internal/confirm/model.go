@@ -181,3 +181,10 @@ var (
 	// ErrConflict: the rows changed between load and write; retrying decides again.
 	ErrConflict = errors.New("concurrent change")
 )
+
+// Codes of the messages the confirmer terminates (the reason is "<code>: <detail>").
+const (
+	ReasonInvalidEvent   = "invalid_event"
+	ReasonUnknownPayment = "unknown_payment"
+	ReasonUnknownChain   = "unknown_chain"
+)

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
@@ -83,7 +84,7 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 	data := Swept{Payment: j.paymentData("swept"), Treasury: strings.ToLower(j.treasury.Hex()), SweepTransactions: sweepTransactions(ms)}
 	evt, err := outgoing(ctx, event.SubjectSwept, j.p.ID+".swept", data)
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	hashes := make([]string, len(data.SweepTransactions))
 	for i, st := range data.SweepTransactions {
@@ -91,7 +92,7 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 	}
 	ok, err := s.Payments.MarkSwept(ctx, j.p.ID, "swept: "+strings.Join(hashes, ", "), evt)
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	if !ok {
 		j.log.WarnContext(ctx, "funds swept but the payment had left 'confirmed'; status not changed")
@@ -106,10 +107,10 @@ func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mi
 	data := SweepFailed{Payment: j.paymentData(j.p.Status), Reason: f.Error(), SweepTransactions: sweepTransactions(ms)}
 	evt, err := outgoing(ctx, event.SubjectSweepFailed, j.p.ID+".sweep_failed", data)
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	if err := s.Payments.ReportFailure(ctx, evt); err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	s.published()
 	return nil

@@ -21,13 +21,11 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/event"
-	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 )
 
 // Transaction kinds (sweeps.kind): at most one of each per payment.
@@ -47,6 +45,12 @@ const (
 
 // nativeTransferGas is the intrinsic gas of a plain value transfer to an account without code.
 const nativeTransferGas = 21000
+
+// Codes of the messages the sweeper terminates (the reason is "<code>: <detail>").
+const (
+	ReasonInvalidEvent   = "invalid_event"
+	ReasonUnknownPayment = "unknown_payment"
+)
 
 // ErrNotFound is returned by a store for an unknown payment.
 var ErrNotFound = errors.New("not found")
@@ -169,20 +173,12 @@ type Sweeper struct {
 	Log    *slog.Logger
 }
 
-// Handle processes and settles one payments.confirmed message. The pull loop heartbeats it
-// while it waits for receipts (natsbus: every AckWait/3), so the consumer's short ack wait
-// brings a crashed sweeper's message back within seconds.
-func (s *Sweeper) Handle(ctx context.Context, msg jetstream.Msg) {
-	ctx = natsbus.Extract(ctx, msg.Headers())
-	ctx, span := s.Tracer.Start(ctx, "sweep", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.destination", msg.Subject())))
-	defer span.End()
-
-	err := s.Sweep(ctx, msg.Data())
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	settle(ctx, msg, err, s.Log)
+// Handle is the port of the payments.confirmed consumer: natsbus settles the message by the
+// error Sweep returns. The pull loop heartbeats the message while it waits for receipts (every
+// AckWait/3), so the consumer's short ack wait brings a crashed sweeper's message back within
+// seconds.
+func (s *Sweeper) Handle(ctx context.Context, msg jetstream.Msg) error {
+	return s.Sweep(ctx, msg.Data())
 }
 
 // Sweep is the idempotent handler: it sweeps the payment of one payments.confirmed envelope,
@@ -191,30 +187,30 @@ func (s *Sweeper) Handle(ctx context.Context, msg jetstream.Msg) {
 func (s *Sweeper) Sweep(ctx context.Context, body []byte) error {
 	var env event.Envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return Poison(fmt.Errorf("undecodable event: %w", err))
+		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("undecodable event: %w", err))
 	}
 	if err := env.Validate(); err != nil {
-		return Poison(err)
+		return fault.Invalid(ReasonInvalidEvent, err)
 	}
 	var in event.Payment
 	if err := json.Unmarshal(env.Data, &in); err != nil {
-		return Poison(fmt.Errorf("event %s data: %w", env.ID, err))
+		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("event %s data: %w", env.ID, err))
 	}
 	if in.PaymentID == "" {
-		return Poison(fmt.Errorf("event %s: no payment_id", env.ID))
+		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("event %s: no payment_id", env.ID))
 	}
 	log := s.Log.With("payment_id", in.PaymentID, "event_id", env.ID)
 
 	p, err := s.Payments.Payment(ctx, in.PaymentID)
 	if errors.Is(err, ErrNotFound) {
-		return Poison(fmt.Errorf("payment %s does not exist", in.PaymentID))
+		return fault.NotFound(ReasonUnknownPayment, fmt.Errorf("payment %s does not exist", in.PaymentID))
 	}
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	recorded, err := s.Ledger.Sweeps(ctx, p.ID)
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	switch {
 	case p.Status == "swept":
@@ -237,7 +233,7 @@ func (s *Sweeper) Sweep(ctx context.Context, body []byte) error {
 		return s.reportFailure(ctx, j, f, txs)
 	}
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	return s.markSwept(ctx, j, txs)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
@@ -358,8 +359,7 @@ func TestEmptyGasTankIsRetried(t *testing.T) {
 	s := w.sweeper(p.Treasury)
 	s.GasTank = poor.Key
 	err := s.Sweep(ctx, p.Body)
-	var serr *sweep.Error
-	if !errors.As(err, &serr) || serr.Kind != sweep.KindTransient {
+	if e, ok := fault.As(err); !ok || e.Kind != fault.KindTransient {
 		t.Fatalf("sweep with an empty tank: %v, want a transient error", err)
 	}
 	if n := len(w.sweeps(t, p.ID)); n != 0 || len(w.outbox(t, event.SubjectSweepFailed, p.ID)) != 0 {
@@ -427,9 +427,8 @@ func TestPoisonMessagesAreTerminated(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := w.sweeper(common.Address{1}).Sweep(context.Background(), body)
-			var serr *sweep.Error
-			if !errors.As(err, &serr) || serr.Kind != sweep.KindPoison {
-				t.Fatalf("%v, want poison", err)
+			if k := fault.KindOf(err); k != fault.KindInvalid && k != fault.KindNotFound {
+				t.Fatalf("%v (%s), want invalid or not found", err, k)
 			}
 		})
 	}

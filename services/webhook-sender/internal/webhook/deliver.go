@@ -324,46 +324,48 @@ func (d *Deliverer) deliver(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		return
 	}
 	log := d.log.With("endpoint_id", endpointID, "attempt", attemptNo, "stream_seq", md.Sequence.Stream)
-	switch {
-	case out.ours:
+	if out.ours {
 		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "continued")))
 		d.resume(ctx, msg, md, attemptNo-1, log)
-	case out.terminate != "":
-		span.SetStatus(codes.Error, out.terminate)
-		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "terminated")))
-		log.WarnContext(ctx, "delivery terminated", "reason", out.terminate)
-		if err := msg.TermWithReason(truncate(out.terminate, 1024)); err != nil {
-			log.WarnContext(ctx, "term failed", "err", err)
-		}
-	case attemptNo >= d.maxDeliver:
-		// The last allowed attempt failed: terminate now rather than wait one more ack timer
-		// (up to 10h) for the server's MAX_DELIVERIES advisory. The dead letter gets it at once.
-		span.SetStatus(codes.Error, out.err)
-		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "exhausted")))
-		log.WarnContext(ctx, "delivery exhausted", "err", out.err)
-		if err := msg.TermWithReason(truncate(ReasonMaxDeliveries+": "+out.err, 1024)); err != nil {
-			log.WarnContext(ctx, "term failed", "err", err)
-		}
-	default:
-		span.SetStatus(codes.Error, out.err)
-		d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "retry")))
-		// The server waits BackOff[n-1] of this message's own count; a continuation is further
-		// along the schedule, and Retry-After may ask for longer.
-		step, want := d.step(n), max(d.step(attemptNo), out.retryAfter)
-		if want > step {
-			// NakWithDelay(x) on a BackOff consumer redelivers after x + BackOff[n-1] - BackOff[0].
-			log.InfoContext(ctx, "delivery failed, will retry", "err", out.err, "next_in", want, "retry_after", out.retryAfter)
-			if err := msg.NakWithDelay(want - step + d.schedule[0]); err != nil {
-				log.WarnContext(ctx, "nak failed", "err", err)
-			}
-			return
-		}
-		log.InfoContext(ctx, "delivery failed, will retry", "err", out.err, "next_in", step)
-		// Restart the ack timer now, so the redelivery comes one full step after the failure.
-		if err := msg.InProgress(); err != nil {
-			log.WarnContext(ctx, "in-progress failed", "err", err)
-		}
+		return
 	}
+	s, label := d.settlement(out, n, attemptNo)
+	span.SetStatus(codes.Error, out.err+out.terminate)
+	d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", label)))
+	switch s.Action {
+	case natsbus.Term:
+		log.WarnContext(ctx, "delivery "+label, "reason", s.Reason)
+	case natsbus.Redeliver:
+		log.InfoContext(ctx, "delivery failed, will retry", "err", out.err, "next_in", max(d.step(attemptNo), out.retryAfter), "retry_after", out.retryAfter)
+	default:
+		log.InfoContext(ctx, "delivery failed, will retry", "err", out.err, "next_in", d.step(n))
+	}
+	natsbus.Apply(ctx, msg, s, log)
+}
+
+// settlement is the delivery stage's decision after a failed attempt (delivery n of the message,
+// the merchant's attempt attemptNo), with its outcome label for the metric:
+//   - a permanent failure (410, unknown or disabled endpoint, poison) is terminated with its reason;
+//   - the last allowed attempt is terminated at once as max_deliveries, rather than waiting one
+//     more ack timer (up to 10h) for the server's MAX_DELIVERIES advisory;
+//   - otherwise the message is retried on the consumer's BackOff: the server waits BackOff[n-1]
+//     of the message's own count (Later restarts that timer now, so the redelivery comes one full
+//     step after the failure). A continuation is further along the merchant's schedule
+//     (attemptNo > n), and Retry-After may ask for longer; when either wants more than the
+//     server's step, NakWithDelay(x), which on a BackOff consumer redelivers after
+//     x + BackOff[n-1] - BackOff[0], is given x = want - step + BackOff[0].
+func (d *Deliverer) settlement(out outcome, n, attemptNo int) (natsbus.Settlement, string) {
+	switch {
+	case out.terminate != "":
+		return natsbus.Settlement{Action: natsbus.Term, Reason: out.terminate}, "terminated"
+	case attemptNo >= d.maxDeliver:
+		return natsbus.Settlement{Action: natsbus.Term, Reason: ReasonMaxDeliveries + ": " + out.err}, "exhausted"
+	}
+	step, want := d.step(n), max(d.step(attemptNo), out.retryAfter)
+	if want > step {
+		return natsbus.Settlement{Action: natsbus.Redeliver, Delay: want - step + d.schedule[0]}, "retry"
+	}
+	return natsbus.Settlement{Action: natsbus.Later}, "retry"
 }
 
 // resume continues a message our outage kept from the merchant: the same body and headers are

@@ -11,10 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
@@ -67,21 +67,15 @@ type DLQProcessor struct {
 	Log        *slog.Logger
 }
 
-// Handle processes and settles one advisory.
-func (p *DLQProcessor) Handle(ctx context.Context, msg jetstream.Msg) {
-	ctx, span := p.Tracer.Start(ctx, "webhook.dead_letter")
-	defer span.End()
-	err := p.process(ctx, msg.Subject(), msg.Data())
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	settle(ctx, msg, err, p.Log)
+// Handle is the port of the DLQ consumer: natsbus settles each advisory by the error.
+func (p *DLQProcessor) Handle(ctx context.Context, msg jetstream.Msg) error {
+	return p.process(ctx, msg.Subject(), msg.Data())
 }
 
 func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte) error {
 	var adv advisory
 	if err := json.Unmarshal(data, &adv); err != nil || adv.StreamSeq == 0 {
-		return Poison(ReasonPoison, fmt.Errorf("undecodable advisory on %s: %v", subject, err))
+		return fault.Invalid(ReasonPoison, fmt.Errorf("undecodable advisory on %s: %v", subject, err))
 	}
 	reason, lastErr := ReasonMaxDeliveries, ""
 	if strings.HasPrefix(subject, advisoryTerminated) {
@@ -92,7 +86,7 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 			reason = "terminated"
 		}
 	} else if !strings.HasPrefix(subject, advisoryMaxDeliveries) {
-		return Poison(ReasonPoison, fmt.Errorf("unexpected advisory subject %s", subject))
+		return fault.Invalid(ReasonPoison, fmt.Errorf("unexpected advisory subject %s", subject))
 	}
 
 	dl := DeadLetter{
@@ -107,7 +101,7 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 		dl.Body = []byte{}
 		lastErr = strings.TrimSpace(lastErr + " (original message no longer in " + adv.Stream + ")")
 	case err != nil:
-		return Transient(fmt.Errorf("get %s #%d: %w", adv.Stream, adv.StreamSeq, err))
+		return fault.Transient(fmt.Errorf("get %s #%d: %w", adv.Stream, adv.StreamSeq, err))
 	default:
 		dl.OriginSubject = orig.Subject
 		dl.EndpointID = strings.TrimPrefix(orig.Subject, DeliverSubjectPrefix)
@@ -126,7 +120,7 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 		}
 		if lastErr == "" && dl.EventID != nil {
 			if lastErr, err = p.Store.LastAttemptError(ctx, *dl.EventID, dl.EndpointID); err != nil {
-				return Transient(err)
+				return fault.Transient(err)
 			}
 		}
 	}
@@ -136,7 +130,7 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 
 	saved, err := p.Store.SaveDeadLetter(ctx, dl)
 	if err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	log := p.Log.With("dead_letter_id", saved.ID, "origin_seq", saved.OriginSeq, "reason", saved.Reason)
 	if saved.PublishedAt != nil {
@@ -171,12 +165,12 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 	case errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadHeaderMsg), errors.As(err, &apiErr):
 		// Retrying cannot make the server take it: the row is kept (unpublished) and the
 		// advisory terminated, so the processor moves on to the next one.
-		return Poison("dlq_copy_rejected", fmt.Errorf("dead letter %s saved, copy refused by the server: %w", saved.ID, err))
+		return fault.Invalid("dlq_copy_rejected", fmt.Errorf("dead letter %s saved, copy refused by the server: %w", saved.ID, err))
 	case err != nil:
-		return Transient(fmt.Errorf("publish dead letter: %w", err))
+		return fault.Transient(fmt.Errorf("publish dead letter: %w", err))
 	}
 	if err := p.Store.MarkDeadLetterPublished(ctx, saved.ID, ack.Sequence); err != nil {
-		return Transient(err)
+		return fault.Transient(err)
 	}
 	log.WarnContext(ctx, "dead-lettered webhook delivery", "endpoint_id", saved.EndpointID, "event_id", deref(saved.EventID),
 		"payment_id", deref(saved.PaymentID), "deliveries", saved.Deliveries, "last_error", deref(saved.LastError))
@@ -231,7 +225,10 @@ func headerSafe(s string) string {
 		}
 		return r
 	}, s)
-	return truncate(s, 1024)
+	if len(s) > 1024 {
+		s = strings.ToValidUTF8(s[:1024], "") // cut on a rune boundary
+	}
+	return s
 }
 
 func mapHeader(m map[string]string) nats.Header {

@@ -8,11 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
@@ -43,64 +42,51 @@ type Fanout struct {
 	Log       *slog.Logger
 }
 
-// fanned is one PAYMENTS message of a batch on its way through HandleBatch.
-type fanned struct {
-	msg  jetstream.Msg
-	ctx  context.Context
-	span trace.Span
-	acks []jetstream.PubAckFuture
-	err  error
-}
-
-// HandleBatch fans out and settles a batch of PAYMENTS messages. Every delivery message of the
-// batch is published asynchronously first; each event is then acked once the stream has
-// confirmed all of its deliveries, and nak'ed (redelivered, republished into the duplicate
-// window) if any publish failed or timed out. Waiting for one publish at a time cost a round
-// trip per delivery, which limited the whole sender (BenchmarkWebhookThroughput).
-func (f *Fanout) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
-	batch := make([]fanned, len(msgs))
-	for i, msg := range msgs {
-		fm := &batch[i]
-		fm.msg = msg
-		fm.ctx, fm.span = f.Tracer.Start(natsbus.Extract(ctx, msg.Headers()), "webhook.fanout",
-			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.String("messaging.destination", msg.Subject())))
-		var out []*nats.Msg
-		if out, fm.err = f.deliveries(fm.ctx, msg.Subject(), msg.Data()); fm.err != nil {
+// HandleBatch fans out a batch of PAYMENTS messages and returns each one's outcome (natsbus
+// settles them). Every delivery message of the batch is published asynchronously first; each
+// event is then acked once the stream has confirmed all of its deliveries, and nak'ed
+// (redelivered, republished into the duplicate window) if any publish failed or timed out.
+// Waiting for one publish at a time cost a round trip per delivery, which limited the whole
+// sender (BenchmarkWebhookThroughput).
+func (f *Fanout) HandleBatch(ctx context.Context, batch []natsbus.BatchItem) []error {
+	errs := make([]error, len(batch))
+	acks := make([][]jetstream.PubAckFuture, len(batch))
+	for i, it := range batch {
+		out, err := f.deliveries(it.Ctx, it.Msg.Subject(), it.Msg.Data())
+		if err != nil {
+			errs[i] = err
 			continue
 		}
 		for _, m := range out {
 			ack, err := f.JS.PublishMsgAsync(m, jetstream.WithStallWait(publishTimeout))
 			if err != nil {
-				fm.err = Transient(fmt.Errorf("publish to %s: %w", m.Subject, err))
+				errs[i] = fault.Transient(fmt.Errorf("publish to %s: %w", m.Subject, err))
 				break
 			}
-			fm.acks = append(fm.acks, ack)
+			acks[i] = append(acks[i], ack)
 		}
 	}
 	wait, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	for i := range batch {
-		fm := &batch[i]
-		for _, ack := range fm.acks {
-			if fm.err = waitAck(wait, ack); fm.err != nil {
+	for i, it := range batch {
+		for _, ack := range acks[i] {
+			if err := waitAck(wait, ack); err != nil {
+				errs[i] = err
 				break
 			}
 		}
-		if fm.err != nil {
-			fm.span.SetStatus(codes.Error, fm.err.Error())
-		} else {
-			f.Log.DebugContext(fm.ctx, "fanned out", "subject", fm.msg.Subject(), "endpoints", len(fm.acks))
+		if errs[i] == nil {
+			f.Log.DebugContext(it.Ctx, "fanned out", "subject", it.Msg.Subject(), "endpoints", len(acks[i]))
 		}
-		settle(fm.ctx, fm.msg, fm.err, f.Log)
-		fm.span.End()
 	}
+	return errs
 }
 
 // waitAck waits for the stream's answer to one publish until wait ends. An answer that has
 // already come counts even when wait has ended meanwhile.
 func waitAck(wait context.Context, ack jetstream.PubAckFuture) error {
 	failed := func(err error) error {
-		return Transient(fmt.Errorf("publish to %s: %w", ack.Msg().Subject, err))
+		return fault.Transient(fmt.Errorf("publish to %s: %w", ack.Msg().Subject, err))
 	}
 	select {
 	case <-ack.Ok():
@@ -125,11 +111,11 @@ func waitAck(wait context.Context, ack jetstream.PubAckFuture) error {
 func (f *Fanout) deliveries(ctx context.Context, subject string, body []byte) ([]*nats.Msg, error) {
 	env, err := decodeEventBody(body)
 	if err != nil {
-		return nil, Poison(ReasonPoison, fmt.Errorf("event on %s: %w", subject, err))
+		return nil, fault.Invalid(ReasonPoison, fmt.Errorf("event on %s: %w", subject, err))
 	}
 	eps, err := f.Endpoints.EndpointsFor(ctx, env.Data.MerchantID, env.Type)
 	if err != nil {
-		return nil, Transient(err)
+		return nil, fault.Transient(err)
 	}
 	out := make([]*nats.Msg, 0, len(eps))
 	for _, ep := range eps {

@@ -123,3 +123,13 @@ func decodeEventBody(body []byte) (eventBody, error) {
 	}
 	return env, nil
 }
+
+// Term reason codes. The DLQ processor splits "<code>: <detail>" into Dlq-Reason and
+// Dlq-Last-Error.
+const (
+	ReasonMaxDeliveries    = "max_deliveries"
+	ReasonEndpointGone     = "endpoint_gone"
+	ReasonEndpointDisabled = "endpoint_disabled"
+	ReasonEndpointUnknown  = "endpoint_unknown"
+	ReasonPoison           = "poison"
+)
