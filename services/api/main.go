@@ -20,7 +20,6 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
-	"github.com/ctrip-pay/pipeline/shared/outbox"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
@@ -48,31 +47,14 @@ func run(ctx context.Context, cfg Config) (err error) {
 	defer deps.Close()
 	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
 
-	// The relay publishes every unpublished outbox row, including rows a crashed process left
-	// behind; a kick after each commit makes the usual case immediate.
-	kick := make(chan struct{}, 1)
-	relay := &outbox.Relay{DB: db, JS: js, Log: log, Meter: deps.Tel.Meter, Interval: cfg.OutboxInterval}
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		relay.Run(relayCtx, kick)
-	}()
-	defer func() {
-		stopRelay()
-		<-relayDone
-	}()
+	// The relay publishes payments.created (and every row a crashed process left behind).
+	wake := deps.StartOutbox(cfg.OutboxInterval)
 
 	handler, err := rest.New(rest.Config{
 		Store: postgres.New(db), Chains: chainsFile, Wallet: deriver, JS: js,
 		AdminToken: cfg.AdminToken, DefaultTTL: cfg.PaymentExpiry, URLPolicy: cfg.Policy(),
 		Log: log, Tracer: tel.Tracer, Meter: tel.Meter,
-		OutboxKick: func() {
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
-		},
+		OutboxWake: wake,
 	})
 	if err != nil {
 		return err
@@ -108,13 +90,6 @@ func run(ctx context.Context, cfg Config) (err error) {
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
-	}
-	// Publish what the last requests committed before NATS goes; anything left is published by
-	// the next relay to run.
-	stopRelay()
-	<-relayDone
-	if _, err := relay.Flush(sctx); err != nil {
-		log.Warn("final outbox flush", "err", err)
 	}
 	return nil
 }

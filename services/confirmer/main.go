@@ -17,7 +17,6 @@ import (
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/postgres"
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
-	"github.com/ctrip-pay/pipeline/shared/outbox"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
@@ -74,32 +73,21 @@ func run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	// The relay publishes what the handlers write to the outbox; a write wakes it at once.
-	kick := make(chan struct{}, 1)
-	relay := &outbox.Relay{DB: db, JS: js, Log: log, Meter: deps.Tel.Meter}
+	wake := deps.StartOutbox(0)
 	store := postgres.New(db)
 	c, err := confirm.New(confirm.Config{
 		Payments: store, Transfers: store, Chains: cs,
 		Tracer: tel.Tracer, Meter: tel.Meter, Log: log,
-		Wrote: func() {
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
-		},
+		OutboxWake: wake,
 	})
 	if err != nil {
 		return err
 	}
 
-	// Handlers and the relay run on contexts that survive the shutdown signal, so in-flight
-	// work finishes and its events are published; they are cancelled if shutdown overruns.
+	// Handlers run on a context that survives the shutdown signal, so in-flight work finishes
+	// (deps.Close then publishes its events); it is cancelled if shutdown overruns.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	var bg sync.WaitGroup
-	bg.Go(func() { relay.Run(relayCtx, kick) })
-	defer bg.Wait()
 
 	rt := natsbus.Runtime{Name: serviceName, Tracer: tel.Tracer, Log: log, Timeout: handlerTimeout}
 	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers, c.HandlePaymentMsg, rt)
@@ -127,14 +115,6 @@ func run(ctx context.Context, cfg Config) (err error) {
 	expiry.Wait()
 	chainLoop.Stop(cfg.ShutdownTimeout)
 	paymentsLoop.Stop(cfg.ShutdownTimeout)
-	// Publish what the last handlers wrote, then stop the relay; anything left is published
-	// by the next start (or another replica) and deduplicated by its Nats-Msg-Id.
-	fctx, cancel := context.WithTimeout(work, 5*time.Second)
-	if _, ferr := relay.Flush(fctx); ferr != nil {
-		log.Warn("final outbox flush", "err", ferr)
-	}
-	cancel()
-	stopRelay()
 	return nil
 }
 

@@ -21,7 +21,6 @@ import (
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
-	"github.com/ctrip-pay/pipeline/shared/outbox"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
@@ -68,33 +67,15 @@ func run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", consumerName, err)
 	}
-	// The relay publishes payments.swept / payments.sweep_failed from the outbox; it runs on
-	// its own context so it can flush what the last handlers wrote before shutdown.
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	kick := make(chan struct{}, 1)
-	relay := &outbox.Relay{DB: db, JS: js, Log: log, Meter: deps.Tel.Meter}
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		relay.Run(relayCtx, kick)
-	}()
-	defer func() {
-		stopRelay()
-		<-relayDone
-	}()
+	// The relay publishes payments.swept / payments.sweep_failed from the outbox.
+	wake := deps.StartOutbox(0)
 
 	store := postgres.New(db)
 	sweeper := &sweep.Sweeper{
 		Networks: networks, Keys: keys, GasTank: gasTank, Payments: store, Ledger: store,
 		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval,
-		Published: func() {
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
-		},
-		Tracer: tel.Tracer, Log: log,
+		OutboxWake: wake,
+		Tracer:     tel.Tracer, Log: log,
 	}
 	// Handlers run on a context that survives the shutdown signal, so a sweep waiting for its
 	// receipt can finish; it is cancelled if it overruns the shutdown timeout (the recorded
@@ -122,12 +103,6 @@ func run(ctx context.Context, cfg Config) (err error) {
 	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
 	defer timer.Stop()
 	loop.Stop(cfg.ShutdownTimeout)
-	// One last pass for events written by the last handlers.
-	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := relay.Flush(fctx); err != nil {
-		log.Warn("final outbox flush", "err", err)
-	}
 	return nil
 }
 

@@ -29,6 +29,25 @@ const (
 	SubjectSweepFailed = "payments.sweep_failed"
 )
 
+// Payment statuses (DESIGN.md, "Payment statuses").
+const (
+	StatusPending   = "pending"
+	StatusDetected  = "detected"
+	StatusConfirmed = "confirmed"
+	StatusSwept     = "swept"
+	StatusExpired   = "expired"
+)
+
+// Transfer statuses. Detected and confirmed transfers count towards the received value; a
+// reorged one left the canonical chain; a failed one is in a canonical block but never paid
+// (receipt status 0, or no matching Transfer log).
+const (
+	TransferDetected  = "detected"
+	TransferConfirmed = "confirmed"
+	TransferReorged   = "reorged"
+	TransferFailed    = "failed"
+)
+
 // Envelope is the event as stored on PAYMENTS and sent as the webhook body.
 type Envelope struct {
 	ID        string          `json:"id"`
@@ -71,6 +90,49 @@ type Payment struct {
 	Transactions            []Transaction   `json:"transactions"`
 	Metadata                json.RawMessage `json:"metadata,omitempty"`
 	ExpiresAt               *time.Time      `json:"expires_at,omitempty"`
+}
+
+// PaymentRow is what every payment.* event's data is built from: the payment's row as each
+// service loads it, with its transfers.
+type PaymentRow struct {
+	ID, MerchantID, Status string
+	ChainID                int64
+	Chain                  string // the chain's name in CHAINS_FILE
+	Address                string
+	Token                  string  // the token's id in CHAINS_FILE ("ETH", "USDC")
+	TokenContract          *string // nil for the native coin
+	Decimals               int
+	Amount                 *big.Int
+	Received               *big.Int // nil: nothing received
+	Confirmations          int64
+	Transactions           []Transaction
+	Metadata               json.RawMessage
+	ExpiresAt              time.Time
+}
+
+// NewPayment is the one builder of the data every payment.* event carries: the seed's fields
+// (payment_id, status, address, amount, chain, token_id) and the rest of DESIGN.md's envelope,
+// amounts in base units with the human amount alongside. Event types that say more embed it.
+func NewPayment(r PaymentRow) Payment {
+	received := "0"
+	if r.Received != nil {
+		received = r.Received.String()
+	}
+	amount := "0"
+	if r.Amount != nil {
+		amount = r.Amount.String()
+	}
+	txs := r.Transactions
+	if txs == nil {
+		txs = []Transaction{}
+	}
+	expires := r.ExpiresAt.UTC()
+	return Payment{
+		PaymentID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Chain: r.Chain,
+		Address: r.Address, Token: r.Token, TokenID: r.Token, TokenContract: r.TokenContract,
+		Amount: FormatUnits(r.Amount, r.Decimals), AmountBaseUnits: amount, AmountReceivedBaseUnits: received,
+		Confirmations: r.Confirmations, Transactions: txs, Metadata: r.Metadata, ExpiresAt: &expires,
+	}
 }
 
 // FormatUnits renders base units as a decimal string in token units, the human amount of an

@@ -20,11 +20,45 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
-// Add writes one event in the caller's transaction (or on the DB). A second Add with the same
-// msgID is ignored.
-func Add(ctx context.Context, q sqlx.ExecerContext, subject, msgID string, headers map[string]string, payload []byte) error {
+// Message is one event on its way through the outbox: the row the relay publishes.
+type Message struct {
+	Subject string
+	MsgID   string            // Nats-Msg-Id: deterministic, so a re-run is deduplicated
+	Headers map[string]string // Ctrip-Event-Type and the trace context
+	Payload []byte            // the envelope's JSON
+	EventID string            // the envelope's id, for audit rows and logs
+}
+
+// NewMessage builds the outbox message of an event on subject: the envelope around data (type
+// from the subject, a fresh id, now), its JSON, and the headers the relay publishes with — the
+// event type and the trace context of ctx (the relay adds Nats-Msg-Id).
+func NewMessage(ctx context.Context, subject, msgID string, data any) (Message, error) {
+	env, err := event.New(event.TypeForSubject(subject), data)
+	if err != nil {
+		return Message{}, err
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return Message{}, fmt.Errorf("event: marshal envelope: %w", err)
+	}
+	h := nats.Header{}
+	natsbus.Inject(ctx, h)
+	headers := map[string]string{event.HeaderEventType: env.Type}
+	for k := range h {
+		headers[k] = h.Get(k)
+	}
+	return Message{Subject: subject, MsgID: msgID, Headers: headers, Payload: body, EventID: env.ID}, nil
+}
+
+// Add writes one message in the caller's transaction (or on the DB). A second Add with the same
+// MsgID is ignored.
+func Add(ctx context.Context, q sqlx.ExecerContext, m Message) error {
+	headers := m.Headers
 	if headers == nil {
 		headers = map[string]string{}
 	}
@@ -33,9 +67,9 @@ func Add(ctx context.Context, q sqlx.ExecerContext, subject, msgID string, heade
 		return err
 	}
 	_, err = q.ExecContext(ctx, `INSERT INTO outbox (subject, msg_id, headers, payload) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (msg_id) DO NOTHING`, subject, msgID, h, payload)
+		ON CONFLICT (msg_id) DO NOTHING`, m.Subject, m.MsgID, h, m.Payload)
 	if err != nil {
-		return fmt.Errorf("outbox add %s: %w", msgID, err)
+		return fmt.Errorf("outbox add %s: %w", m.MsgID, err)
 	}
 	return nil
 }

@@ -47,16 +47,16 @@ func TestRelayPublishesCommittedRowsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx := db.MustBegin()
-	if err := outbox.Add(ctx, tx, "p.created", "pay_1.created", map[string]string{"Ctrip-Event-Type": "payment.created"}, []byte(`{"a":1}`)); err != nil {
+	if err := outbox.Add(ctx, tx, outbox.Message{Subject: "p.created", MsgID: "pay_1.created", Headers: map[string]string{"Ctrip-Event-Type": "payment.created"}, Payload: []byte(`{"a":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	tx.Commit()
 	rb := db.MustBegin()
-	if err := outbox.Add(ctx, rb, "p.created", "pay_2.created", nil, []byte(`{}`)); err != nil {
+	if err := outbox.Add(ctx, rb, outbox.Message{Subject: "p.created", MsgID: "pay_2.created", Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	rb.Rollback()
-	if err := outbox.Add(ctx, db, "p.created", "pay_1.created", nil, []byte(`{"a":1}`)); err != nil { // same id: ignored
+	if err := outbox.Add(ctx, db, outbox.Message{Subject: "p.created", MsgID: "pay_1.created", Payload: []byte(`{"a":1}`)}); err != nil { // same id: ignored
 		t.Fatal(err)
 	}
 	r := &outbox.Relay{DB: db, JS: js, Log: log}
@@ -100,7 +100,7 @@ func TestPoisonRowIsRetriedThenParkedWhileTheOthersFlow(t *testing.T) {
 		id      string
 		payload []byte
 	}{{"pay_1.created", []byte(`{"n":1}`)}, {"pay_2.created", huge}, {"pay_3.created", []byte(`{"n":3}`)}} {
-		if err := outbox.Add(ctx, db, "p.created", r.id, nil, r.payload); err != nil {
+		if err := outbox.Add(ctx, db, outbox.Message{Subject: "p.created", MsgID: r.id, Payload: r.payload}); err != nil {
 			t.Fatalf("row %d: %v", i, err)
 		}
 	}
@@ -158,7 +158,7 @@ func TestPoisonRowIsRetriedThenParkedWhileTheOthersFlow(t *testing.T) {
 	if load(); bad.Attempts != 3 || bad.Parked == nil {
 		t.Fatalf("after MaxAttempts rejected publishes: attempts %d, parked %v", bad.Attempts, bad.Parked)
 	}
-	if err := outbox.Add(ctx, db, "p.created", "pay_4.created", nil, []byte(`{"n":4}`)); err != nil {
+	if err := outbox.Add(ctx, db, outbox.Message{Subject: "p.created", MsgID: "pay_4.created", Payload: []byte(`{"n":4}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := r.Flush(ctx); err != nil || got != 1 {
@@ -196,7 +196,7 @@ func TestNATSOutageChargesNoRow(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "P", Subjects: []string{"p.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := outbox.Add(ctx, db, "p.created", "pay_1.created", nil, []byte(`{}`)); err != nil {
+	if err := outbox.Add(ctx, db, outbox.Message{Subject: "p.created", MsgID: "pay_1.created", Payload: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	n.Shutdown()

@@ -22,6 +22,7 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/logging"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 	"github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/telemetry"
 )
@@ -122,6 +123,41 @@ func Open(ctx context.Context, name string, b config.Base, provision func(contex
 	return d, nil
 }
 
+// StartOutbox starts the outbox relay (outbox.Relay: every unpublished row, including those a
+// crashed process left, polled every interval — 0: the relay's default) and returns the wake-up
+// to call after a commit that wrote outbox rows, which makes the usual case immediate. The relay
+// runs on a context that survives the shutdown signal; Close stops it and then flushes once
+// more, so what the last handlers wrote is published before NATS is drained. Anything left is
+// published by the next relay to run and deduplicated by its Nats-Msg-Id.
+func (d *Deps) StartOutbox(interval time.Duration) (wake func()) {
+	relay := &outbox.Relay{DB: d.DB, JS: d.JS, Log: d.Log, Meter: d.Tel.Meter, Interval: interval}
+	kick := make(chan struct{}, 1)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		relay.Run(ctx, kick)
+	}()
+	d.onClose(func() {
+		stop()
+		<-done
+		fctx, cancel := context.WithTimeout(context.Background(), outboxFinalFlush)
+		defer cancel()
+		if _, err := relay.Flush(fctx); err != nil {
+			d.Log.Warn("final outbox flush", "err", err)
+		}
+	})
+	return func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// outboxFinalFlush bounds the last outbox pass at shutdown.
+const outboxFinalFlush = 5 * time.Second
+
 // ready is /readyz beyond the service's own flag: NATS connected and Postgres answering.
 func (d *Deps) ready(ctx context.Context) error {
 	if !d.NC.IsConnected() {
@@ -132,8 +168,9 @@ func (d *Deps) ready(ctx context.Context) error {
 
 func (d *Deps) onClose(f func()) { d.closers = append(d.closers, f) }
 
-// Close releases everything in reverse order: ops listener, NATS (drained), Postgres, telemetry.
-// Stop consumers and HTTP servers before calling it.
+// Close releases everything in reverse order: the outbox relay (with a final flush), ops
+// listener, NATS (drained), Postgres, telemetry. Stop consumers and HTTP servers before calling
+// it.
 func (d *Deps) Close() {
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		d.closers[i]()

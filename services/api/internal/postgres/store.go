@@ -153,7 +153,7 @@ func (s *Store) NextAddressIndex(ctx context.Context) (int64, error) {
 }
 
 // CreatePayment inserts the payment and its payments.created event in one transaction.
-func (s *Store) CreatePayment(ctx context.Context, p rest.Payment, msg rest.OutboxMessage) (rest.Payment, bool, error) {
+func (s *Store) CreatePayment(ctx context.Context, p rest.Payment, msg outbox.Message) (rest.Payment, bool, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return rest.Payment{}, false, err
@@ -182,7 +182,7 @@ func (s *Store) CreatePayment(ctx context.Context, p rest.Payment, msg rest.Outb
 		existing, err := s.PaymentByIdempotencyKey(ctx, p.MerchantID, *p.IdempotencyKey)
 		return existing, false, err
 	}
-	if err := outbox.Add(ctx, tx, msg.Subject, msg.MsgID, msg.Headers, msg.Payload); err != nil {
+	if err := outbox.Add(ctx, tx, msg); err != nil {
 		return rest.Payment{}, false, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
 // ErrNotFound is returned by the store for a missing row — or one that belongs to another
@@ -55,14 +57,6 @@ type Transfer struct {
 	DetectedAt    time.Time
 	ConfirmedAt   *time.Time
 	ReorgedAt     *time.Time
-}
-
-// OutboxMessage is an event to publish through the transactional outbox.
-type OutboxMessage struct {
-	Subject string
-	MsgID   string
-	Headers map[string]string
-	Payload []byte
 }
 
 // Endpoint is a merchant's row of webhook_endpoints, without its secrets.
@@ -156,7 +150,7 @@ type Payments interface {
 	// CreatePayment inserts p and msg in one transaction. When p carries an idempotency key
 	// already used by the merchant, nothing is written and the existing payment is returned
 	// with created = false.
-	CreatePayment(ctx context.Context, p Payment, msg OutboxMessage) (stored Payment, created bool, err error)
+	CreatePayment(ctx context.Context, p Payment, msg outbox.Message) (stored Payment, created bool, err error)
 	PaymentByIdempotencyKey(ctx context.Context, merchantID, key string) (Payment, error)
 	NextAddressIndex(ctx context.Context) (int64, error)
 	Payment(ctx context.Context, merchantID, id string) (Payment, error)

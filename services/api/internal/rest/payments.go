@@ -15,13 +15,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/ctrip-pay/pipeline/services/api/internal/amount"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/event"
-	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
 // Bounds of a payment's lifetime (expires_in_seconds and PAYMENT_EXPIRY).
@@ -41,7 +39,7 @@ const (
 var errInvalidChild = wallet.ErrInvalidChild
 
 // Statuses a payment can have (DESIGN.md, "Payment statuses").
-var paymentStatuses = []string{"pending", "detected", "confirmed", "swept", "expired"}
+var paymentStatuses = []string{event.StatusPending, event.StatusDetected, event.StatusConfirmed, event.StatusSwept, event.StatusExpired}
 
 type createPaymentRequest struct {
 	ChainID          *int64          `json:"chain_id"`
@@ -419,7 +417,7 @@ func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchant
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond) // Postgres keeps microseconds
 	p := Payment{
-		ID: event.NewID("pay"), MerchantID: merchantID, Status: "pending", ChainID: np.chain.ID,
+		ID: event.NewID("pay"), MerchantID: merchantID, Status: event.StatusPending, ChainID: np.chain.ID,
 		Token: np.token.Symbol, Decimals: np.token.Decimals, Address: address, AddressIndex: index,
 		Amount: np.amount, Received: new(big.Int), Confirmed: new(big.Int), Metadata: np.metadata,
 		IdempotencyKey: idemKey, RequestHash: np.hash, ExpiresAt: now.Add(np.ttl), CreatedAt: now, UpdatedAt: now,
@@ -429,7 +427,7 @@ func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchant
 		c := strings.ToLower(np.token.Contract)
 		p.TokenContract = &c
 	}
-	msg, env, err := h.createdEvent(r, p, np.chain)
+	msg, err := h.createdEvent(r, p, np.chain)
 	if err != nil {
 		return h.internalError(r, err)
 	}
@@ -441,9 +439,9 @@ func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchant
 		// A concurrent request with the same key committed first; this one wrote nothing.
 		return h.replayPayment(w, stored, np)
 	}
-	h.cfg.OutboxKick()
+	h.cfg.OutboxWake()
 	h.cfg.Log.InfoContext(r.Context(), "payment created", "merchant_id", merchantID, "payment_id", p.ID,
-		"event_id", env.ID, "chain_id", p.ChainID, "token", p.Token, "address_index", index)
+		"event_id", msg.EventID, "chain_id", p.ChainID, "token", p.Token, "address_index", index)
 	writeJSON(w, http.StatusCreated, h.paymentJSON(stored))
 	return nil
 }
@@ -480,33 +478,14 @@ func (h *Handler) allocateAddress(r *http.Request) (int64, string, error) {
 	return 0, "", errors.New("derive address: no valid child key in 3 indexes")
 }
 
-// createdEvent builds the payments.created envelope and its outbox row: Nats-Msg-Id
-// "<payment_id>.created", the event type and this request's trace context.
-func (h *Handler) createdEvent(r *http.Request, p Payment, chain chains.Chain) (OutboxMessage, event.Envelope, error) {
-	expires := p.ExpiresAt
-	env, err := event.New(event.TypeForSubject(event.SubjectCreated), event.Payment{
-		PaymentID: p.ID, MerchantID: p.MerchantID, Status: p.Status, ChainID: p.ChainID, Chain: chain.Name,
-		Address: p.Address, Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
-		Amount: event.FormatUnits(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
-		AmountReceivedBaseUnits: "0", Confirmations: 0, Transactions: []event.Transaction{},
-		Metadata: p.Metadata, ExpiresAt: &expires,
-	})
-	if err != nil {
-		return OutboxMessage{}, env, err
-	}
-	body, err := json.Marshal(env)
-	if err != nil {
-		return OutboxMessage{}, env, err
-	}
-	hdr := nats.Header{}
-	natsbus.Inject(r.Context(), hdr)
-	headers := map[string]string{event.HeaderEventType: env.Type}
-	for k, vs := range hdr {
-		if len(vs) > 0 {
-			headers[k] = vs[0]
-		}
-	}
-	return OutboxMessage{Subject: event.SubjectCreated, MsgID: p.ID + ".created", Headers: headers, Payload: body}, env, nil
+// createdEvent builds the payments.created outbox message: Nats-Msg-Id "<payment_id>.created",
+// the event type and this request's trace context.
+func (h *Handler) createdEvent(r *http.Request, p Payment, chain chains.Chain) (outbox.Message, error) {
+	return outbox.NewMessage(r.Context(), event.SubjectCreated, p.ID+".created", event.NewPayment(event.PaymentRow{
+		ID: p.ID, MerchantID: p.MerchantID, Status: p.Status, ChainID: p.ChainID, Chain: chain.Name,
+		Address: p.Address, Token: p.Token, TokenContract: p.TokenContract, Decimals: p.Decimals,
+		Amount: p.Amount, Metadata: p.Metadata, ExpiresAt: p.ExpiresAt,
+	}))
 }
 
 type paymentResponse struct {

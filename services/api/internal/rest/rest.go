@@ -37,7 +37,7 @@ type Config struct {
 	Log        *slog.Logger
 	Tracer     trace.Tracer
 	Meter      metric.Meter
-	OutboxKick func() // wakes the outbox relay after a commit; optional
+	OutboxWake func() // wakes the outbox relay after a commit; optional
 }
 
 // Handler serves the API.
@@ -65,8 +65,8 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Meter == nil {
 		cfg.Meter = otel.Meter("api")
 	}
-	if cfg.OutboxKick == nil {
-		cfg.OutboxKick = func() {}
+	if cfg.OutboxWake == nil {
+		cfg.OutboxWake = func() {}
 	}
 	h := &Handler{cfg: cfg, adminSum: sha256.Sum256([]byte(cfg.AdminToken)), mux: http.NewServeMux()}
 	var err error

@@ -22,6 +22,7 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
 // Chain is a configured chain and its RPC node.
@@ -38,8 +39,9 @@ type Config struct {
 	Tracer    trace.Tracer
 	Meter     metric.Meter
 	Log       *slog.Logger
-	// Wrote, when set, is called after a commit that wrote outbox events (wakes the relay).
-	Wrote func()
+	// OutboxWake, when set, is called after a commit that wrote outbox messages (wakes the
+	// relay).
+	OutboxWake func()
 	// RPCTimeout bounds each RPC call; default 10s.
 	RPCTimeout time.Duration
 	// Now is the clock for expiry; default time.Now.
@@ -66,7 +68,7 @@ type Confirmer struct {
 func New(cfg Config) (*Confirmer, error) {
 	c := &Confirmer{
 		payments: cfg.Payments, transfers: cfg.Transfers, chains: map[int64]Chain{},
-		tracer: cfg.Tracer, log: cfg.Log, wrote: cfg.Wrote, rpcTimeout: cfg.RPCTimeout, now: cfg.Now,
+		tracer: cfg.Tracer, log: cfg.Log, wrote: cfg.OutboxWake, rpcTimeout: cfg.RPCTimeout, now: cfg.Now,
 		latest: map[int64]uint64{},
 	}
 	for _, ch := range cfg.Chains {
@@ -214,7 +216,7 @@ func (c *Confirmer) HandleDetected(ctx context.Context, env event.Envelope) erro
 		got := st.transfer(seen.TransferKey)
 		sameBlock := got != nil && sameHash(got.BlockHash, seen.BlockHash)
 		switch {
-		case got == nil || (got.Status == TransferReorged && (got.ReorgReported || sameBlock)):
+		case got == nil || (got.Status == event.TransferReorged && (got.ReorgReported || sameBlock)):
 			pl.record(*seen)
 			log.InfoContext(ctx, "transfer recorded in the block the scanner reports", "tx_hash", seen.TxHash,
 				"log_index", seen.LogIndex, "block_number", seen.BlockNumber, "block_hash", seen.BlockHash)
@@ -232,7 +234,7 @@ func (c *Confirmer) HandleDetected(ctx context.Context, env event.Envelope) erro
 // names.
 func onRecord(st *PaymentState, t Transfer) bool {
 	got := st.transfer(t.TransferKey)
-	return got != nil && got.Status != TransferReorged && sameHash(got.BlockHash, t.BlockHash)
+	return got != nil && got.Status != event.TransferReorged && sameHash(got.BlockHash, t.BlockHash)
 }
 
 func transferFromEvent(p event.Payment, tx event.Transaction) (Transfer, error) {
@@ -250,7 +252,7 @@ func transferFromEvent(p event.Payment, tx event.Transaction) (Transfer, error) 
 	return Transfer{
 		TransferKey: TransferKey{ChainID: p.ChainID, TxHash: tx.TxHash, LogIndex: logIndex},
 		PaymentID:   p.PaymentID, TokenContract: p.TokenContract, Value: value,
-		BlockNumber: tx.BlockNumber, BlockHash: tx.BlockHash, Status: TransferDetected,
+		BlockNumber: tx.BlockNumber, BlockHash: tx.BlockHash, Status: event.TransferDetected,
 	}, nil
 }
 
@@ -307,21 +309,21 @@ func (c *Confirmer) HandleHead(ctx context.Context, h event.ChainHead) error {
 				got := st.transfer(t.TransferKey)
 				// Decided on the row as read before the RPC calls; if it moved since, the next
 				// head decides again.
-				if !ok || got == nil || got.Status != TransferDetected || got.BlockHash != t.BlockHash {
+				if !ok || got == nil || got.Status != event.TransferDetected || got.BlockHash != t.BlockHash {
 					continue
 				}
 				switch v.outcome {
 				case verified:
-					pl.setTransfer(got, TransferConfirmed, false)
+					pl.setTransfer(got, event.TransferConfirmed, false)
 					log.InfoContext(ctx, "transfer confirmed", "tx_hash", t.TxHash, "log_index", t.LogIndex,
 						"block_number", t.BlockNumber, "confirmations", confirmations(head, t.BlockNumber))
 				case orphaned:
-					pl.setTransfer(got, TransferReorged, false)
+					pl.setTransfer(got, event.TransferReorged, false)
 					log.WarnContext(ctx, "transfer's block left the canonical chain", "tx_hash", t.TxHash,
 						"log_index", t.LogIndex, "block_number", t.BlockNumber, "block_hash", t.BlockHash)
 				case invalid:
 					// The block is canonical but holds no such transfer: it never paid anything.
-					pl.setTransfer(got, TransferFailed, false)
+					pl.setTransfer(got, event.TransferFailed, false)
 					log.ErrorContext(ctx, "transfer not on the chain as recorded; not counted", "tx_hash", t.TxHash,
 						"log_index", t.LogIndex, "block_number", t.BlockNumber, "why", v.why)
 				}
@@ -391,7 +393,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 			canonicalAt[t.BlockNumber] = hash
 		}
 		onChain := sameHash(hash, t.BlockHash)
-		if t.Status == TransferFailed {
+		if t.Status == event.TransferFailed {
 			if !onChain {
 				// Its block left the chain: the transaction may succeed where it lands now. It
 				// never counted, so it leaves quietly (reorged and reported) and the scanner's
@@ -401,7 +403,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 			}
 			continue
 		}
-		if onChain && t.Status == TransferReorged {
+		if onChain && t.Status == event.TransferReorged {
 			// Back on the chain, unless it was never really there (a failed transaction the
 			// head found, also kept as reorged): it counts again only if it verifies.
 			v, err := c.verify(ctx, chain, t)
@@ -412,7 +414,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 			if !onChain {
 				continue
 			}
-		} else if onChain || (t.Status == TransferReorged && t.ReorgReported) {
+		} else if onChain || (t.Status == event.TransferReorged && t.ReorgReported) {
 			continue
 		}
 		touched = append(touched, t)
@@ -431,21 +433,21 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 					continue
 				}
 				if canonical[t.TransferKey] {
-					if got.Status == TransferReorged {
-						pl.setTransfer(got, TransferDetected, false)
+					if got.Status == event.TransferReorged {
+						pl.setTransfer(got, event.TransferDetected, false)
 						log.InfoContext(ctx, "reorged transfer's block is canonical again", "tx_hash", t.TxHash,
 							"log_index", t.LogIndex, "block_number", t.BlockNumber)
 					}
 					continue
 				}
-				if got.Status == TransferReorged && got.ReorgReported {
+				if got.Status == event.TransferReorged && got.ReorgReported {
 					continue
 				}
-				if got.Status == TransferFailed {
-					pl.setTransfer(got, TransferReorged, true) // not named: it never counted
+				if got.Status == event.TransferFailed {
+					pl.setTransfer(got, event.TransferReorged, true) // not named: it never counted
 					continue
 				}
-				pl.setTransfer(got, TransferReorged, true)
+				pl.setTransfer(got, event.TransferReorged, true)
 				left = append(left, fmt.Sprintf("%s (log %d, block %d)", t.TxHash, t.LogIndex, t.BlockNumber))
 			}
 			from := st.Status
@@ -458,7 +460,7 @@ func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
 			if st.Status != from {
 				reason += fmt.Sprintf("; payment stepped back from %s to %s", from, st.Status)
 			}
-			if st.Status == StatusSwept && st.Confirmed.Cmp(st.Amount) < 0 {
+			if st.Status == event.StatusSwept && st.Confirmed.Cmp(st.Amount) < 0 {
 				reason += "; the payment was already swept"
 				log.ErrorContext(ctx, "reorg took confirmed value out of a swept payment: funds already moved",
 					"confirmed", st.Confirmed.String(), "amount", st.Amount.String())
@@ -509,12 +511,12 @@ func (c *Confirmer) ExpireDue(ctx context.Context) (int, error) {
 				reason := fmt.Sprintf("expired at %s with %s of %s base units received",
 					st.ExpiresAt.UTC().Format(time.RFC3339), st.Received, st.Amount)
 				from := st.Status
-				st.Status = StatusExpired
+				st.Status = event.StatusExpired
 				out, id, err := c.paymentEvent(ctx, st, event.SubjectExpired, st.ID+".expired", 0, "")
 				if err != nil {
 					return Changes{}, err
 				}
-				pl.ch.Transitions = append(pl.ch.Transitions, Transition{From: from, To: StatusExpired, Reason: reason, EventID: id})
+				pl.ch.Transitions = append(pl.ch.Transitions, Transition{From: from, To: event.StatusExpired, Reason: reason, EventID: id})
 				pl.ch.Events = append(pl.ch.Events, out)
 				expired = true
 				return pl.ch, nil
@@ -616,7 +618,7 @@ func (p *plan) keepTrace(ctx context.Context) {
 }
 
 func (p *plan) record(t Transfer) {
-	t.Status, t.ReorgReported = TransferDetected, false
+	t.Status, t.ReorgReported = event.TransferDetected, false
 	p.ch.Record = &t
 	if got := p.st.transfer(t.TransferKey); got != nil {
 		*got = t
@@ -644,7 +646,7 @@ func (c *Confirmer) reconcile(ctx context.Context, pl *plan, head uint64, cause 
 	}
 	tr := Transition{From: st.Status, To: to, Reason: reason, EventID: cause}
 	st.Status = to
-	if to == StatusConfirmed {
+	if to == event.StatusConfirmed {
 		// A reorg can undo a confirmation; the next one is a new event with its own id.
 		msgID := st.ID + ".confirmed"
 		if st.TimesConfirmed > 0 {
@@ -676,9 +678,9 @@ type PaymentData struct {
 	Reason                   string `json:"reason,omitempty"`
 }
 
-// paymentEvent builds the outbox entry for subject about st; head (0: unknown) gives the
+// paymentEvent builds the outbox message for subject about st; head (0: unknown) gives the
 // confirmations.
-func (c *Confirmer) paymentEvent(ctx context.Context, st *PaymentState, subject, msgID string, head uint64, reason string) (Outgoing, string, error) {
+func (c *Confirmer) paymentEvent(ctx context.Context, st *PaymentState, subject, msgID string, head uint64, reason string) (outbox.Message, string, error) {
 	over, under := new(big.Int), new(big.Int)
 	switch diff := new(big.Int).Sub(st.Received, st.Amount); diff.Sign() {
 	case 1:
@@ -686,27 +688,17 @@ func (c *Confirmer) paymentEvent(ctx context.Context, st *PaymentState, subject,
 	case -1:
 		under = diff.Neg(diff)
 	}
-	expires := st.ExpiresAt.UTC()
 	data := PaymentData{
-		Payment: event.Payment{
-			PaymentID: st.ID, MerchantID: st.MerchantID, Status: st.Status, ChainID: st.ChainID,
-			Chain: c.chains[st.ChainID].Name, Address: st.Address, Token: st.Token, TokenID: st.Token, TokenContract: st.TokenContract,
-			Amount: event.FormatUnits(st.Amount, st.Decimals), AmountBaseUnits: st.Amount.String(),
-			AmountReceivedBaseUnits: st.Received.String(), Confirmations: int64(minConfirmations(st.Transfers, head)),
-			Transactions: transactions(st.Transfers), Metadata: st.Metadata, ExpiresAt: &expires,
-		},
+		Payment: event.NewPayment(event.PaymentRow{
+			ID: st.ID, MerchantID: st.MerchantID, Status: st.Status, ChainID: st.ChainID, Chain: c.chains[st.ChainID].Name,
+			Address: st.Address, Token: st.Token, TokenContract: st.TokenContract, Decimals: st.Decimals,
+			Amount: st.Amount, Received: st.Received, Confirmations: int64(minConfirmations(st.Transfers, head)),
+			Transactions: transactions(st.Transfers), Metadata: st.Metadata, ExpiresAt: st.ExpiresAt,
+		}),
 		AmountConfirmedBaseUnits: st.Confirmed.String(),
 		OverpaidBaseUnits:        over.String(),
 		UnderpaidBaseUnits:       under.String(),
 		Reason:                   reason,
-	}
-	env, err := event.New(event.TypeForSubject(subject), data)
-	if err != nil {
-		return Outgoing{}, "", err
-	}
-	body, err := json.Marshal(env)
-	if err != nil {
-		return Outgoing{}, "", err
 	}
 	// The event continues the payment's trace (from its detection) and links to the span that
 	// caused it (a chain head, a reorg, the expiry pass).
@@ -719,16 +711,14 @@ func (c *Confirmer) paymentEvent(ctx context.Context, st *PaymentState, subject,
 		parent = natsbus.Extract(context.Background(), carrier)
 	}
 	pctx, span := c.tracer.Start(parent, "confirmer publish "+subject, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithLinks(trace.LinkFromContext(ctx)),
-		trace.WithAttributes(attribute.String("payment_id", st.ID), attribute.String("event_id", env.ID)))
-	span.End()
-	h := nats.Header{}
-	natsbus.Inject(pctx, h)
-	headers := map[string]string{event.HeaderEventType: env.Type}
-	for k := range h {
-		headers[k] = h.Get(k)
+		trace.WithLinks(trace.LinkFromContext(ctx)), trace.WithAttributes(attribute.String("payment_id", st.ID)))
+	defer span.End()
+	m, err := outbox.NewMessage(pctx, subject, msgID, data)
+	if err != nil {
+		return outbox.Message{}, "", err
 	}
-	return Outgoing{Subject: subject, MsgID: msgID, Headers: headers, Payload: body}, env.ID, nil
+	span.SetAttributes(attribute.String("event_id", m.EventID))
+	return m, m.EventID, nil
 }
 
 // minConfirmations is the confirmations of the least confirmed counted transfer at head.
@@ -739,7 +729,7 @@ func minConfirmations(ts []Transfer, head uint64) uint64 {
 	var out uint64
 	first := true
 	for _, t := range ts {
-		if t.Status != TransferConfirmed {
+		if t.Status != event.TransferConfirmed {
 			continue
 		}
 		if n := confirmations(head, t.BlockNumber); first || n < out {
@@ -776,4 +766,3 @@ func byPayment(ts []Transfer) [][]Transfer {
 	}
 	return out
 }
-

@@ -10,29 +10,15 @@ import (
 	"errors"
 	"math/big"
 	"time"
-)
 
-// Payment statuses (DESIGN.md, "Payment statuses").
-const (
-	StatusPending   = "pending"
-	StatusDetected  = "detected"
-	StatusConfirmed = "confirmed"
-	StatusSwept     = "swept"
-	StatusExpired   = "expired"
-)
-
-// Transfer statuses.
-const (
-	TransferDetected  = "detected"
-	TransferConfirmed = "confirmed"
-	TransferReorged   = "reorged"
-	// TransferFailed: the block is canonical but the transaction failed (receipt status 0) or
-	// holds no matching Transfer log. It never counts; it is not a reorg.
-	TransferFailed = "failed"
+	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
 // counts reports whether a transfer in this status is part of the received value.
-func counts(status string) bool { return status == TransferDetected || status == TransferConfirmed }
+func counts(status string) bool {
+	return status == event.TransferDetected || status == event.TransferConfirmed
+}
 
 // Payment is a payments row.
 type Payment struct {
@@ -100,7 +86,7 @@ func (st *PaymentState) totals() (received, confirmed *big.Int) {
 		if counts(t.Status) {
 			received.Add(received, t.Value)
 		}
-		if t.Status == TransferConfirmed {
+		if t.Status == event.TransferConfirmed {
 			confirmed.Add(confirmed, t.Value)
 		}
 	}
@@ -120,7 +106,7 @@ type Changes struct {
 	// Transitions are the payment's status changes in order, each guarded by its From.
 	Transitions []Transition
 	// Events go to the outbox.
-	Events []Outgoing
+	Events []outbox.Message
 	// TraceContext is stored if the payment has none yet.
 	TraceContext map[string]string
 }
@@ -145,14 +131,6 @@ type Transition struct {
 	From, To string
 	Reason   string
 	EventID  string
-}
-
-// Outgoing is an event for the outbox.
-type Outgoing struct {
-	Subject string
-	MsgID   string
-	Headers map[string]string
-	Payload []byte
 }
 
 // PaymentStore runs updates of one payment under its row lock and finds payments due to

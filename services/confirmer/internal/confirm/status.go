@@ -3,28 +3,30 @@ package confirm
 import (
 	"math/big"
 	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
 )
 
 // nextStatus decides a payment's status from its totals. It never leaves swept (the sweeper's)
 // or expired (terminal: late value is recorded and reported by the scanner, never confirmed).
 func nextStatus(status string, amount, received, confirmed *big.Int) (to, reason string) {
 	switch status {
-	case StatusPending, StatusDetected:
+	case event.StatusPending, event.StatusDetected:
 		if confirmed.Cmp(amount) >= 0 {
-			return StatusConfirmed, "confirmed value reached the amount"
+			return event.StatusConfirmed, "confirmed value reached the amount"
 		}
-		if status == StatusPending && received.Sign() > 0 {
-			return StatusDetected, "value detected"
+		if status == event.StatusPending && received.Sign() > 0 {
+			return event.StatusDetected, "value detected"
 		}
-		if status == StatusDetected && received.Sign() == 0 {
-			return StatusPending, "detected value left the canonical chain"
+		if status == event.StatusDetected && received.Sign() == 0 {
+			return event.StatusPending, "detected value left the canonical chain"
 		}
-	case StatusConfirmed:
+	case event.StatusConfirmed:
 		if confirmed.Cmp(amount) < 0 {
 			if received.Sign() > 0 {
-				return StatusDetected, "confirmed value left the canonical chain"
+				return event.StatusDetected, "confirmed value left the canonical chain"
 			}
-			return StatusPending, "confirmed value left the canonical chain"
+			return event.StatusPending, "confirmed value left the canonical chain"
 		}
 	}
 	return "", ""
@@ -33,7 +35,7 @@ func nextStatus(status string, amount, received, confirmed *big.Int) (to, reason
 // expires reports whether a payment is past its deadline without its full amount detected. A
 // payment whose full amount is detected waits for its confirmations instead.
 func expires(status string, amount, received *big.Int, expiresAt, now time.Time) bool {
-	return (status == StatusPending || status == StatusDetected) && now.After(expiresAt) && received.Cmp(amount) < 0
+	return (status == event.StatusPending || status == event.StatusDetected) && now.After(expiresAt) && received.Cmp(amount) < 0
 }
 
 // confirmations is how many blocks, the transfer's included, a head puts on top of block:

@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"testing"
 	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
 )
 
 func TestNextStatus(t *testing.T) {
@@ -15,18 +17,18 @@ func TestNextStatus(t *testing.T) {
 		received, confirmed int64
 		want                string
 	}{
-		{"pending, nothing seen", StatusPending, 0, 0, ""},
-		{"pending, value seen", StatusPending, 40, 0, StatusDetected},
-		{"pending, confirmed before its detected event", StatusPending, 100, 100, StatusConfirmed},
-		{"detected, partial confirmed", StatusDetected, 100, 60, ""},
-		{"detected, partials add up", StatusDetected, 100, 100, StatusConfirmed},
-		{"detected, overpaid", StatusDetected, 150, 150, StatusConfirmed},
-		{"detected, everything reorged", StatusDetected, 0, 0, StatusPending},
-		{"confirmed stays", StatusConfirmed, 100, 100, ""},
-		{"confirmed, part reorged", StatusConfirmed, 50, 50, StatusDetected},
-		{"confirmed, all reorged", StatusConfirmed, 0, 0, StatusPending},
-		{"expired never confirms", StatusExpired, 100, 100, ""},
-		{"swept never steps back", StatusSwept, 0, 0, ""},
+		{"pending, nothing seen", event.StatusPending, 0, 0, ""},
+		{"pending, value seen", event.StatusPending, 40, 0, event.StatusDetected},
+		{"pending, confirmed before its detected event", event.StatusPending, 100, 100, event.StatusConfirmed},
+		{"detected, partial confirmed", event.StatusDetected, 100, 60, ""},
+		{"detected, partials add up", event.StatusDetected, 100, 100, event.StatusConfirmed},
+		{"detected, overpaid", event.StatusDetected, 150, 150, event.StatusConfirmed},
+		{"detected, everything reorged", event.StatusDetected, 0, 0, event.StatusPending},
+		{"confirmed stays", event.StatusConfirmed, 100, 100, ""},
+		{"confirmed, part reorged", event.StatusConfirmed, 50, 50, event.StatusDetected},
+		{"confirmed, all reorged", event.StatusConfirmed, 0, 0, event.StatusPending},
+		{"expired never confirms", event.StatusExpired, 100, 100, ""},
+		{"swept never steps back", event.StatusSwept, 0, 0, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,12 +54,12 @@ func TestExpires(t *testing.T) {
 		at       time.Time
 		want     bool
 	}{
-		{"pending past deadline", StatusPending, 0, past, true},
-		{"partially detected past deadline", StatusDetected, 99, past, true},
-		{"fully detected waits for confirmations", StatusDetected, 100, past, false},
-		{"before deadline", StatusPending, 0, future, false},
-		{"confirmed never expires", StatusConfirmed, 100, past, false},
-		{"expired once", StatusExpired, 0, past, false},
+		{"pending past deadline", event.StatusPending, 0, past, true},
+		{"partially detected past deadline", event.StatusDetected, 99, past, true},
+		{"fully detected waits for confirmations", event.StatusDetected, 100, past, false},
+		{"before deadline", event.StatusPending, 0, future, false},
+		{"confirmed never expires", event.StatusConfirmed, 100, past, false},
+		{"expired once", event.StatusExpired, 0, past, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

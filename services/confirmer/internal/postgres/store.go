@@ -171,7 +171,7 @@ func write(ctx context.Context, tx *sqlx.Tx, paymentID string, ch confirm.Change
 		}
 	}
 	for _, e := range ch.Events {
-		if err := outbox.Add(ctx, tx, e.Subject, e.MsgID, e.Headers, e.Payload); err != nil {
+		if err := outbox.Add(ctx, tx, e); err != nil {
 			return err
 		}
 	}

@@ -79,7 +79,7 @@ func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer)
 			received[p.ID] = sum
 		}
 		sum.Add(sum, t.Value)
-		data, err := s.detectedData(p, sum.String(), t)
+		data, err := s.detectedData(p, sum, t)
 		if err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer)
 	return nil
 }
 
-func (s *Scanner) detectedData(p Payment, received string, t Transfer) (event.Payment, error) {
+func (s *Scanner) detectedData(p Payment, received *big.Int, t Transfer) (event.Payment, error) {
 	amount, ok := new(big.Int).SetString(p.AmountBaseUnits, 10)
 	if !ok {
 		return event.Payment{}, fmt.Errorf("payment %s: amount %q is not a number", p.ID, p.AmountBaseUnits)
@@ -125,22 +125,18 @@ func (s *Scanner) detectedData(p Payment, received string, t Transfer) (event.Pa
 		li := t.LogIndex
 		logIndex = &li
 	}
-	expires := p.ExpiresAt.UTC()
-	return event.Payment{
-		PaymentID: p.ID, MerchantID: p.MerchantID, Status: "detected",
-		ChainID: p.ChainID, Chain: s.cfg.Chain.Name, Address: p.Address,
-		Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
-		Amount: event.FormatUnits(amount, p.Decimals), AmountBaseUnits: p.AmountBaseUnits,
-		AmountReceivedBaseUnits: received,
+	return event.NewPayment(event.PaymentRow{
+		ID: p.ID, MerchantID: p.MerchantID, Status: event.StatusDetected, ChainID: p.ChainID, Chain: s.cfg.Chain.Name,
+		Address: p.Address, Token: p.Token, TokenContract: p.TokenContract, Decimals: p.Decimals,
+		Amount: amount, Received: received,
 		// The transfer's depth when detected: its own block counts as the first.
 		Confirmations: int64(subFloor(s.head, t.BlockNumber) + 1),
 		Transactions: []event.Transaction{{
 			TxHash: strings.ToLower(t.TxHash.Hex()), LogIndex: logIndex, BlockNumber: t.BlockNumber,
-			BlockHash: strings.ToLower(t.BlockHash.Hex()), ValueBaseUnits: t.Value.String(), Status: "detected",
+			BlockHash: strings.ToLower(t.BlockHash.Hex()), ValueBaseUnits: t.Value.String(), Status: event.TransferDetected,
 		}},
-		Metadata:  p.Metadata,
-		ExpiresAt: &expires,
-	}, nil
+		Metadata: p.Metadata, ExpiresAt: p.ExpiresAt,
+	}), nil
 }
 
 // publishHead announces b on chain.<id>.head once every event of the blocks up to it is on

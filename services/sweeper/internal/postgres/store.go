@@ -117,7 +117,7 @@ func parseAmount(s string) (*big.Int, error) {
 
 // MarkSwept moves the payment confirmed → swept, with its audit row and event, in one
 // transaction. False: the payment was not 'confirmed' (already swept, or stepped back).
-func (s *Store) MarkSwept(ctx context.Context, paymentID, reason string, evt sweep.Event) (bool, error) {
+func (s *Store) MarkSwept(ctx context.Context, paymentID, reason string, evt outbox.Message) (bool, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -132,18 +132,18 @@ func (s *Store) MarkSwept(ctx context.Context, paymentID, reason string, evt swe
 		return false, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO payment_status_changes (payment_id, from_status, to_status, reason, event_id)
-		VALUES ($1, 'confirmed', 'swept', $2, $3)`, paymentID, reason, evt.ID); err != nil {
+		VALUES ($1, 'confirmed', 'swept', $2, $3)`, paymentID, reason, evt.EventID); err != nil {
 		return false, fmt.Errorf("audit %s: %w", paymentID, err)
 	}
-	if err := outbox.Add(ctx, tx, evt.Subject, evt.MsgID, evt.Headers, evt.Payload); err != nil {
+	if err := outbox.Add(ctx, tx, evt); err != nil {
 		return false, err
 	}
 	return true, tx.Commit()
 }
 
 // ReportFailure writes the payments.sweep_failed event.
-func (s *Store) ReportFailure(ctx context.Context, evt sweep.Event) error {
-	return outbox.Add(ctx, s.db, evt.Subject, evt.MsgID, evt.Headers, evt.Payload)
+func (s *Store) ReportFailure(ctx context.Context, evt outbox.Message) error {
+	return outbox.Add(ctx, s.db, evt)
 }
 
 type sweepRow struct {

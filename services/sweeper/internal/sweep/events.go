@@ -2,14 +2,11 @@ package sweep
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
-	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
 // SweepTransaction is one sweep transaction as reported in payments.swept and
@@ -48,18 +45,12 @@ func (j *job) paymentData(status string) event.Payment {
 	if net, ok := j.s.Networks[p.ChainID]; ok {
 		chain = net.Chain.Name
 	}
-	transfers := p.Transfers
-	if transfers == nil {
-		transfers = []event.Transaction{}
-	}
-	expires := p.ExpiresAt
-	return event.Payment{
-		PaymentID: p.ID, MerchantID: p.MerchantID, Status: status, ChainID: p.ChainID, Chain: chain,
-		Address: p.Address, Token: p.Token, TokenID: p.Token, TokenContract: p.TokenContract,
-		Amount: event.FormatUnits(p.AmountBaseUnits, p.Decimals), AmountBaseUnits: p.AmountBaseUnits.String(),
-		AmountReceivedBaseUnits: p.ReceivedBaseUnits.String(), Confirmations: j.in.Confirmations,
-		Transactions: transfers, Metadata: p.Metadata, ExpiresAt: &expires,
-	}
+	return event.NewPayment(event.PaymentRow{
+		ID: p.ID, MerchantID: p.MerchantID, Status: status, ChainID: p.ChainID, Chain: chain,
+		Address: p.Address, Token: p.Token, TokenContract: p.TokenContract, Decimals: p.Decimals,
+		Amount: p.AmountBaseUnits, Received: p.ReceivedBaseUnits, Confirmations: j.in.Confirmations,
+		Transactions: p.Transfers, Metadata: p.Metadata, ExpiresAt: p.ExpiresAt,
+	})
 }
 
 func sweepTransactions(ms []mined) []SweepTransaction {
@@ -81,8 +72,8 @@ func sweepTransactions(ms []mined) []SweepTransaction {
 }
 
 func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
-	data := Swept{Payment: j.paymentData("swept"), Treasury: strings.ToLower(j.treasury.Hex()), SweepTransactions: sweepTransactions(ms)}
-	evt, err := outgoing(ctx, event.SubjectSwept, j.p.ID+".swept", data)
+	data := Swept{Payment: j.paymentData(event.StatusSwept), Treasury: strings.ToLower(j.treasury.Hex()), SweepTransactions: sweepTransactions(ms)}
+	evt, err := outbox.NewMessage(ctx, event.SubjectSwept, j.p.ID+".swept", data)
 	if err != nil {
 		return fault.Transient(err)
 	}
@@ -98,14 +89,14 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 		j.log.WarnContext(ctx, "funds swept but the payment had left 'confirmed'; status not changed")
 		return nil
 	}
-	j.log.InfoContext(ctx, "payment swept", "event_id", evt.ID, "transactions", strings.Join(hashes, ", "))
+	j.log.InfoContext(ctx, "payment swept", "event_id", evt.EventID, "transactions", strings.Join(hashes, ", "))
 	s.published()
 	return nil
 }
 
 func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mined) error {
 	data := SweepFailed{Payment: j.paymentData(j.p.Status), Reason: f.Error(), SweepTransactions: sweepTransactions(ms)}
-	evt, err := outgoing(ctx, event.SubjectSweepFailed, j.p.ID+".sweep_failed", data)
+	evt, err := outbox.NewMessage(ctx, event.SubjectSweepFailed, j.p.ID+".sweep_failed", data)
 	if err != nil {
 		return fault.Transient(err)
 	}
@@ -117,27 +108,7 @@ func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mi
 }
 
 func (s *Sweeper) published() {
-	if s.Published != nil {
-		s.Published()
+	if s.OutboxWake != nil {
+		s.OutboxWake()
 	}
-}
-
-// outgoing builds the envelope and the headers the outbox relay publishes with: the event
-// type and the trace context of ctx (the relay adds Nats-Msg-Id).
-func outgoing(ctx context.Context, subject, msgID string, data any) (Event, error) {
-	env, err := event.New(event.TypeForSubject(subject), data)
-	if err != nil {
-		return Event{}, err
-	}
-	body, err := json.Marshal(env)
-	if err != nil {
-		return Event{}, err
-	}
-	h := nats.Header{}
-	natsbus.Inject(ctx, h)
-	headers := map[string]string{event.HeaderEventType: env.Type}
-	for k := range h {
-		headers[k] = h.Get(k)
-	}
-	return Event{Subject: subject, MsgID: msgID, Headers: headers, Payload: body, ID: env.ID}, nil
 }

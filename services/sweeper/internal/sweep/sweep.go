@@ -26,6 +26,7 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
 // Transaction kinds (sweeps.kind): at most one of each per payment.
@@ -104,23 +105,14 @@ type Draft struct {
 	Sign         func(nonce uint64) (*types.Transaction, error)
 }
 
-// Event is an event to write to the outbox.
-type Event struct {
-	Subject string
-	MsgID   string
-	Headers map[string]string
-	Payload []byte
-	ID      string // the envelope id, for the audit row
-}
-
 // Payments reads payments and records the sweep's outcome.
 type Payments interface {
 	Payment(ctx context.Context, id string) (Payment, error)
 	// MarkSwept moves the payment confirmed → swept with an audit row and writes evt, in one
 	// DB transaction. It reports false if the payment was no longer 'confirmed'.
-	MarkSwept(ctx context.Context, paymentID, reason string, evt Event) (bool, error)
+	MarkSwept(ctx context.Context, paymentID, reason string, evt outbox.Message) (bool, error)
 	// ReportFailure writes evt (payments.sweep_failed); the payment stays 'confirmed'.
-	ReportFailure(ctx context.Context, evt Event) error
+	ReportFailure(ctx context.Context, evt outbox.Message) error
 }
 
 // Ledger records sweep transactions and their nonces.
@@ -167,7 +159,7 @@ type Sweeper struct {
 
 	ReceiptTimeout time.Duration // how long one delivery waits for a receipt; default 5m
 	PollInterval   time.Duration // receipt polling; default 1s
-	Published      func()        // called after an event is written to the outbox (wakes the relay)
+	OutboxWake     func()        // called after an event is written to the outbox (wakes the relay)
 
 	Tracer trace.Tracer
 	Log    *slog.Logger
@@ -213,10 +205,10 @@ func (s *Sweeper) Sweep(ctx context.Context, body []byte) error {
 		return fault.Transient(err)
 	}
 	switch {
-	case p.Status == "swept":
+	case p.Status == event.StatusSwept:
 		log.InfoContext(ctx, "already swept")
 		return nil
-	case p.Status != "confirmed" && len(recorded) == 0:
+	case p.Status != event.StatusConfirmed && len(recorded) == 0:
 		// Nothing signed yet and no longer confirmed (e.g. reorged back): nothing to sweep.
 		log.WarnContext(ctx, "payment is not confirmed, not sweeping", "status", p.Status)
 		return nil

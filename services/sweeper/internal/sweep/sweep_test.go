@@ -14,6 +14,7 @@ import (
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
+	"github.com/ctrip-pay/pipeline/shared/outbox"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
@@ -61,7 +62,7 @@ type crashPayments struct {
 	crashed bool
 }
 
-func (p *crashPayments) MarkSwept(ctx context.Context, paymentID, reason string, evt sweep.Event) (bool, error) {
+func (p *crashPayments) MarkSwept(ctx context.Context, paymentID, reason string, evt outbox.Message) (bool, error) {
 	if !p.crashed {
 		p.crashed = true
 		return false, errCrash

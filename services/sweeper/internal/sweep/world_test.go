@@ -212,6 +212,10 @@ func (w *world) outbox(t *testing.T, subject, paymentID string) []event.Envelope
 		if err := json.Unmarshal(r.Headers, &hdr); err != nil || hdr[event.HeaderEventType] != event.TypeForSubject(subject) {
 			t.Errorf("outbox headers %s", r.Headers)
 		}
+		// Every event the sweeper writes keeps the contract (DESIGN.md's envelope).
+		if v := event.ContractViolations(r.Payload); v != nil {
+			t.Errorf("%s breaks the event contract: %v", r.MsgID, v)
+		}
 		var env event.Envelope
 		if err := json.Unmarshal(r.Payload, &env); err != nil {
 			t.Fatal(err)
