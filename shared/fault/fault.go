@@ -76,6 +76,11 @@ func TransientAfter(d time.Duration, err error) error {
 	return &Error{Kind: KindTransient, Code: "transient", Err: err, RetryAfter: d}
 }
 
+// Conflict marks err as work that conflicts with a newer state (a concurrent request won).
+func Conflict(code string, err error) error {
+	return &Error{Kind: KindConflict, Code: code, Err: err}
+}
+
 // Superseded marks err as work that a newer input redoes: nothing to retry.
 func Superseded(err error) error { return &Error{Kind: KindConflict, Code: "superseded", Err: err} }
 
