@@ -1,11 +1,9 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,16 +13,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
-	"github.com/ctrip-pay/pipeline/shared/signature"
 )
 
 // maxResponseBody is how much of a merchant's response is kept with the attempt.
@@ -34,13 +29,6 @@ const maxResponseBody = 4 << 10
 // this message: a continuation carries it (see Deliverer.resume), so its delivery n is the
 // merchant's attempt offset+n.
 const HeaderAttemptOffset = "Ctrip-Attempt-Offset"
-
-// errStore marks an endpoint that could not be loaded because Postgres did not answer.
-var errStore = errors.New("endpoint store unavailable")
-
-// endpointCacheTTL bounds how long a changed endpoint (new URL, rotated secret, disabled by an
-// operator) keeps being used from memory. Deliveries are far more frequent than edits.
-const endpointCacheTTL = 2 * time.Second
 
 // Deliverer is the delivery stage: one signed POST per WEBHOOKS message delivery.
 //
@@ -84,13 +72,6 @@ type lane struct {
 	slots chan struct{} // per-endpoint concurrent attempts
 	held  int           // messages of this endpoint held in the process, under Deliverer.mu
 	freed chan struct{} // signalled when held drops
-}
-
-type cachedEndpoint struct {
-	ep      Endpoint
-	keys    []signature.Secret
-	legacy  signature.Secret
-	expires time.Time
 }
 
 // DelivererConfig configures a Deliverer. Schedule and MaxDeliver must be the consumer's own
@@ -138,25 +119,6 @@ func (d *Deliverer) step(n int) time.Duration {
 	return d.schedule[min(max(n, 1), len(d.schedule))-1]
 }
 
-// Room blocks until the process can hold more messages and says how many. The delivery loop
-// fetches exactly that many (natsbus.StartFetchLoop), so every message it takes is dispatched at
-// once and heartbeated from its arrival: none waits in a client-side buffer while its ack wait
-// runs out, which would redeliver it and could POST it twice. Once the process is busy it waits
-// for a quarter of its places to free up, so a saturated sender fetches in batches.
-func (d *Deliverer) Room(ctx context.Context) int {
-	for {
-		free := cap(d.held) - len(d.held)
-		if free >= max(1, cap(d.held)/4) {
-			return free
-		}
-		select {
-		case <-d.roomFreed:
-		case <-ctx.Done():
-			return 0
-		}
-	}
-}
-
 // Dispatch takes one message from the delivery loop and returns at once: it starts the
 // message's heartbeat, takes a place in the process (there is one: the loop fetched no more than
 // Room allowed) and hands the message to its own goroutine, which waits for a place in the
@@ -199,83 +161,6 @@ func (d *Deliverer) Dispatch(ctx context.Context, msg jetstream.Msg) {
 		d.deliver(ctx, msg, md, endpointID, h, hb)
 	}()
 }
-
-// unhold gives back a place in the process.
-func (d *Deliverer) unhold() {
-	<-d.held
-	select {
-	case d.roomFreed <- struct{}{}:
-	default:
-	}
-}
-
-func (d *Deliverer) lane(endpointID string) *lane {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	ln := d.lanes[endpointID]
-	if ln == nil {
-		ln = &lane{slots: make(chan struct{}, d.endpointConcurrency), freed: make(chan struct{}, 1)}
-		d.lanes[endpointID] = ln
-	}
-	return ln
-}
-
-// laneWait is how long a dispatched message waits for a full lane to drain before it is
-// deferred: a healthy endpoint frees a slot within milliseconds, a hanging one does not, and
-// meanwhile the message holds a place in the process, so it is short.
-const laneWait = 50 * time.Millisecond
-
-// admit takes a place in the endpoint's lane, waiting up to laneWait for one to free up.
-func (d *Deliverer) admit(ctx context.Context, ln *lane, n int) bool {
-	var timer *time.Timer // only when the lane is full: most messages get in at once
-	for {
-		d.mu.Lock()
-		if ln.held < d.heldCap || n >= d.maxDeliver {
-			ln.held++
-			d.mu.Unlock()
-			if timer != nil {
-				timer.Stop()
-			}
-			return true
-		}
-		d.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(laneWait)
-			defer timer.Stop()
-		}
-		select {
-		case <-ln.freed:
-		case <-timer.C:
-			return false
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// hold is a dispatched message's place in the process and in its endpoint's lane. It is given
-// back as soon as the HTTP request is done: writing the attempt row and settling the message
-// need no place, so waiting for the database does not hold back the next requests.
-type hold struct {
-	d    *Deliverer
-	ln   *lane
-	once sync.Once
-}
-
-func (h *hold) free() { h.once.Do(func() { h.d.release(h.ln); h.d.unhold() }) }
-
-func (d *Deliverer) release(ln *lane) {
-	d.mu.Lock()
-	ln.held--
-	d.mu.Unlock()
-	select {
-	case ln.freed <- struct{}{}:
-	default:
-	}
-}
-
-// Wait blocks until every dispatched attempt has been settled.
-func (d *Deliverer) Wait() { d.wg.Wait() }
 
 // outcome of one attempt.
 type outcome struct {
@@ -399,31 +284,6 @@ func (d *Deliverer) resume(ctx context.Context, msg jetstream.Msg, md *jetstream
 	log.InfoContext(ctx, "delivery interrupted by shutdown; continued", "attempts_so_far", attempts)
 }
 
-// storeRetryMax bounds the wait between tries to load an endpoint while Postgres is down.
-const storeRetryMax = 5 * time.Second
-
-// endpointWaiting loads the endpoint, waiting for Postgres as long as it takes (the message's
-// heartbeat runs meanwhile, so no delivery is used up), until ctx ends.
-func (d *Deliverer) endpointWaiting(ctx context.Context, id string) (cachedEndpoint, error) {
-	wait := 100 * time.Millisecond
-	for logged := false; ; logged = true {
-		ce, err := d.endpoint(ctx, id)
-		if !errors.Is(err, errStore) {
-			return ce, err
-		}
-		if !logged {
-			d.log.WarnContext(ctx, "endpoint store unavailable; holding the delivery until it answers", "endpoint_id", id, "err", err)
-			d.metrics.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "store_wait")))
-		}
-		select {
-		case <-ctx.Done():
-			return ce, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, storeRetryMax)
-	}
-}
-
 // attempt loads the endpoint, waits for a slot, POSTs and records the attempt.
 func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstream.MsgMetadata, attemptNo int, endpointID string, h *hold) outcome {
 	body := msg.Data()
@@ -496,141 +356,6 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		out.retryAfter = min(res.retryAfter, d.maxRetryAfter)
 	}
 	return out
-}
-
-type postResult struct {
-	status     int
-	latency    time.Duration
-	body       string
-	err        string
-	retryAfter time.Duration
-}
-
-// postInSlot waits for a place in the endpoint's lane and under the global limit, and POSTs.
-// The places are held for the request only: recording the attempt happens after, so the
-// limits bound HTTP requests, not database writes.
-func (d *Deliverer) postInSlot(ctx context.Context, ln *lane, ce cachedEndpoint, eventID string, body []byte) (postResult, bool) {
-	select {
-	case ln.slots <- struct{}{}:
-	case <-ctx.Done():
-		return postResult{}, false
-	}
-	defer func() { <-ln.slots }()
-	select {
-	case d.inflight <- struct{}{}:
-	case <-ctx.Done():
-		return postResult{}, false
-	}
-	defer func() { <-d.inflight }()
-	return d.post(ctx, ce, eventID, body), true
-}
-
-func (d *Deliverer) post(ctx context.Context, ce cachedEndpoint, eventID string, body []byte) postResult {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ce.ep.URL, bytes.NewReader(body))
-	if err != nil {
-		return postResult{err: "building request: " + err.Error()}
-	}
-	now := time.Now()
-	// Keys already in canonical form, set directly: Header.Set would canonicalize (and allocate)
-	// each lower-case Standard Webhooks name on every request.
-	h := req.Header
-	h["Content-Type"] = []string{"application/json"}
-	h["User-Agent"] = []string{"ctrip-webhooks/1"}
-	h["Webhook-Id"] = []string{eventID}
-	h["Webhook-Timestamp"] = []string{strconv.FormatInt(now.Unix(), 10)}
-	h["Webhook-Signature"] = []string{signature.Header(ce.keys, eventID, now, body)}
-	if ce.ep.LegacySignature {
-		h["X-Webhook-Signature"] = []string{signature.Legacy(ce.legacy, body)}
-	}
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
-	start := time.Now()
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return postResult{latency: time.Since(start), err: err.Error()}
-	}
-	defer resp.Body.Close()
-	snippet := readSnippet(resp.Body)
-	// Drain a little more so the connection can be reused; a huge body just closes it.
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
-	return postResult{
-		status: resp.StatusCode, latency: time.Since(start), body: snippet,
-		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-	}
-}
-
-// snippetBufs are the buffers readSnippet reads into.
-var snippetBufs = sync.Pool{New: func() any { return new([maxResponseBody]byte) }}
-
-// readSnippet reads the first maxResponseBody bytes of a response body; an empty body (the
-// common answer) allocates nothing.
-func readSnippet(body io.Reader) string {
-	buf := snippetBufs.Get().(*[maxResponseBody]byte)
-	defer snippetBufs.Put(buf)
-	n, _ := io.ReadFull(body, buf[:])
-	return string(buf[:n])
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; anything else is 0.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// endpoint returns the endpoint with its parsed signing keys, from a short-lived cache.
-func (d *Deliverer) endpoint(ctx context.Context, id string) (cachedEndpoint, error) {
-	d.mu.Lock()
-	ce, ok := d.cache[id]
-	d.mu.Unlock()
-	if ok && time.Now().Before(ce.expires) {
-		return ce, nil
-	}
-	ep, err := d.store.Endpoint(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return ce, err
-	}
-	if err != nil {
-		return ce, fmt.Errorf("%w: %w", errStore, err)
-	}
-	ce = cachedEndpoint{ep: ep, expires: time.Now().Add(endpointCacheTTL)}
-	if ep.Enabled && !ep.Deleted {
-		cur, err := signature.ParseSecret(ep.Secret)
-		if err != nil {
-			return ce, fmt.Errorf("endpoint %s secret: %w", id, err)
-		}
-		ce.keys, ce.legacy = []signature.Secret{cur}, cur
-		if ep.PreviousSecret != nil && ep.PreviousSecretExpiresAt != nil && time.Now().Before(*ep.PreviousSecretExpiresAt) {
-			if prev, err := signature.ParseSecret(*ep.PreviousSecret); err == nil {
-				ce.keys = append(ce.keys, prev)
-				// The cache must not sign with the old key past its expiry.
-				ce.expires = minTime(ce.expires, *ep.PreviousSecretExpiresAt)
-			}
-		}
-	}
-	d.mu.Lock()
-	d.cache[id] = ce
-	d.mu.Unlock()
-	return ce, nil
-}
-
-func (d *Deliverer) forget(id string) {
-	d.mu.Lock()
-	delete(d.cache, id)
-	d.mu.Unlock()
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 type deliveryMetrics struct {
