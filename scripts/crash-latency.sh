@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # crash-latency.sh — how long a crash holds a payment: the dev stack pays 12.5 ETH and 25.75 USDC
 # and, in each run, SIGKILLs one service at the moment it most likely holds the payments' work
-# (deploy/devstack -crash; see crashAt in deploy/devstack/stack.go) and restarts it at once.
+# (deploy/devstack -crash; see crashAt in deploy/devstack/scenario.go) and restarts it at once.
 # Prints, per crashed service, the slowest paid → payment.swept webhook of the run's two
 # payments, with a run without a crash first as the reference. RUNS=n repeats each case.
 set -euo pipefail

@@ -27,9 +27,13 @@ func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	t.Setenv("DATABASE_URL", testkit.MustDatabaseURL(t))
+	natsPort, err := testkit.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var restarted []string
 	res, err := run(ctx, options{
-		natsPort: freePort(t),
+		natsPort: natsPort,
 		timeout:  3 * time.Minute,
 		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		midFlow: func(s *stack) error {
@@ -51,7 +55,7 @@ func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
 	}
 	// The contract, walked over every event type the merchant received.
 	if len(res.Missing) > 0 {
-		t.Errorf("webhooks lack required data fields: %v", res.Missing)
+		t.Errorf("webhooks break the event contract: %v", res.Missing)
 	}
 	for _, id := range res.Payments {
 		got := res.Events[id]
@@ -127,13 +131,4 @@ func count(xs []string, x string) int {
 		}
 	}
 	return n
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	port, err := testkit.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
 }

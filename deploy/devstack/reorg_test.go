@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -143,36 +143,22 @@ func TestReorgedTransferIsReportedThenConfirmedInItsNewBlock(t *testing.T) {
 // startService builds and runs one service binary until the test ends.
 func startService(t *testing.T, svc string, env []string) {
 	t.Helper()
-	root, err := repoRoot()
-	if err != nil {
+	bin := filepath.Join(t.TempDir(), svc)
+	if err := buildService(t.Context(), svc, bin); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), svc)
-	build := exec.Command("go", "build", "-o", bin, "./services/"+svc)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", svc, err, out)
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(env, "OTEL_SERVICE_NAME="+svc)
 	logPath := filepath.Join(t.TempDir(), svc+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	cmd, err := startBinary(bin, svc, env, logf, logf)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-		}
+		awaitExit(slog.New(slog.NewTextHandler(logf, nil)), svc, cmd)
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("%s log:\n%s", svc, b)
