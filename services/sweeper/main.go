@@ -71,11 +71,13 @@ func run(ctx context.Context, cfg Config) (err error) {
 	wake := deps.StartOutbox(0)
 
 	store := postgres.New(db)
-	sweeper := &sweep.Sweeper{
+	sweeper, err := sweep.New(sweep.Config{
 		Networks: networks, Keys: keys, GasTank: gasTank, Payments: store, Ledger: store,
 		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval,
-		OutboxWake: wake,
-		Tracer:     tel.Tracer, Log: log,
+		OutboxWake: wake, Tracer: tel.Tracer, Log: log,
+	})
+	if err != nil {
+		return err
 	}
 	// Handlers run on a context that survives the shutdown signal, so a sweep waiting for its
 	// receipt can finish; it is cancelled if it overruns the shutdown timeout (the recorded

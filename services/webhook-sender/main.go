@@ -27,6 +27,14 @@ const fanoutBatch = 256
 // events fetched, inside the webhook-fanout consumer's max_ack_pending of 10000.
 const maxFanoutWorkers = 16
 
+// dlqWorkers handle DLQ advisories at once: dead letters are rare, and each is a row and a
+// publish.
+const dlqWorkers = 4
+
+// stageTimeout bounds one fan-out batch or one dead letter: both are a few publishes and
+// queries, well inside it; one that overruns is redelivered.
+const stageTimeout = 30 * time.Second
+
 // DefaultEndpointID is the endpoint made from WEBHOOK_URL / WEBHOOK_SECRET.
 const DefaultEndpointID = "ep_default"
 
@@ -81,7 +89,10 @@ func run(ctx context.Context, cfg Config) error {
 		maxDeliver = len(schedule) + 1
 	}
 
-	recorder := webhook.NewAttemptRecorder(store, 1, 1000)
+	recorder, err := webhook.NewAttemptRecorder(webhook.RecorderConfig{Store: store})
+	if err != nil {
+		return err
+	}
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
 		Store: store, Recorder: recorder, JS: js,
 		Client:   safehttp.NewClient(cfg.Policy(), cfg.Timeout, cfg.EndpointConcurrency),
@@ -92,15 +103,21 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fanout := &webhook.Fanout{Endpoints: &webhook.CachedEndpoints{Store: store}, JS: js, Tracer: tel.Tracer, Log: log}
-	dlq := &webhook.DLQProcessor{Store: store, Origin: webhooksStream, JS: js, MaxPayload: deps.NC.MaxPayload(), Tracer: tel.Tracer, Log: log}
+	fanout, err := webhook.NewFanout(webhook.FanoutConfig{Endpoints: &webhook.CachedEndpoints{Store: store}, JS: js, Log: log})
+	if err != nil {
+		return err
+	}
+	dlq, err := webhook.NewDLQProcessor(webhook.DLQConfig{Store: store, Origin: webhooksStream, JS: js, MaxPayload: deps.NC.MaxPayload(), Log: log})
+	if err != nil {
+		return err
+	}
 
 	// Handlers run on a context that survives the shutdown signal, so in-flight deliveries can
 	// finish; it is cancelled if they overrun the shutdown timeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	dlqLoop, err := natsbus.StartLoop(work, dlqCons, 4, 8, dlq.Handle,
-		natsbus.Runtime{Name: "webhook.dead_letter", Tracer: tel.Tracer, Log: log, Timeout: 30 * time.Second})
+	dlqLoop, err := natsbus.StartLoop(work, dlqCons, dlqWorkers, 2*dlqWorkers, dlq.Handle,
+		natsbus.Runtime{Name: "webhook.dead_letter", Tracer: tel.Tracer, Log: log, Timeout: stageTimeout})
 	if err != nil {
 		return err
 	}
@@ -108,7 +125,7 @@ func run(ctx context.Context, cfg Config) error {
 	// own goroutine at once.
 	sendLoop := natsbus.StartFetchLoop(work, senderCons, deliverer.Room, deliverer.Dispatch, log)
 	fanoutLoop, err := natsbus.StartBatchLoop(work, fanoutCons, cfg.FanoutConcurrency, fanoutBatch, fanout.HandleBatch,
-		natsbus.Runtime{Name: "webhook.fanout", Tracer: tel.Tracer, Log: log, Timeout: 30 * time.Second})
+		natsbus.Runtime{Name: "webhook.fanout", Tracer: tel.Tracer, Log: log, Timeout: stageTimeout})
 	if err != nil {
 		return err
 	}

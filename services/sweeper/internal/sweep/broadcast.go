@@ -70,7 +70,7 @@ func (j *job) push(ctx context.Context, tx Tx) (mined, error) {
 // mined, its receipt is served before the node's transaction pool has caught up with the new
 // balance (geth resets the pool asynchronously), and the token transfer is refused.
 func (j *job) send(ctx context.Context, tx *types.Transaction) error {
-	deadline := time.Now().Add(min(orDefault(j.s.ReceiptTimeout, 5*time.Minute), 30*time.Second))
+	deadline := time.Now().Add(min(j.s.ReceiptTimeout, 30*time.Second))
 	for {
 		err := j.net.Client.SendTransaction(ctx, tx)
 		if err == nil || !isInsufficientFunds(err) || time.Now().After(deadline) {
@@ -79,7 +79,7 @@ func (j *job) send(ctx context.Context, tx *types.Transaction) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(orDefault(j.s.PollInterval, time.Second)):
+		case <-time.After(j.s.PollInterval):
 		}
 	}
 }
@@ -111,9 +111,9 @@ func revertFailure(tx Tx) error {
 // waitReceipt polls for the receipt until ReceiptTimeout. RPC errors while polling are retried
 // until then.
 func (j *job) waitReceipt(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
-	timeout := orDefault(j.s.ReceiptTimeout, 5*time.Minute)
+	timeout := j.s.ReceiptTimeout
 	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(orDefault(j.s.PollInterval, time.Second))
+	t := time.NewTicker(j.s.PollInterval)
 	defer t.Stop()
 	var lastErr error = ethereum.NotFound
 	for {

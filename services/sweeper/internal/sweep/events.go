@@ -90,7 +90,7 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 		return nil
 	}
 	j.log.InfoContext(ctx, "payment swept", "event_id", evt.EventID, "transactions", strings.Join(hashes, ", "))
-	s.published()
+	s.OutboxWake()
 	return nil
 }
 
@@ -103,12 +103,6 @@ func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mi
 	if err := s.Payments.ReportFailure(ctx, evt); err != nil {
 		return fault.Transient(err)
 	}
-	s.published()
+	s.OutboxWake()
 	return nil
-}
-
-func (s *Sweeper) published() {
-	if s.OutboxWake != nil {
-		s.OutboxWake()
-	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/event"
@@ -149,8 +150,8 @@ type Keys interface {
 	Key(index uint32) (*ecdsa.PrivateKey, error)
 }
 
-// Sweeper handles payments.confirmed.
-type Sweeper struct {
+// Config wires a Sweeper.
+type Config struct {
 	Networks map[int64]Network
 	Keys     Keys
 	GasTank  *ecdsa.PrivateKey // nil: token sweeps that need gas fail
@@ -159,10 +160,52 @@ type Sweeper struct {
 
 	ReceiptTimeout time.Duration // how long one delivery waits for a receipt; default 5m
 	PollInterval   time.Duration // receipt polling; default 1s
-	OutboxWake     func()        // called after an event is written to the outbox (wakes the relay)
+	OutboxWake     func()        // called after an event is written to the outbox (wakes the relay); optional
 
-	Tracer trace.Tracer
+	Tracer trace.Tracer // default: no spans
 	Log    *slog.Logger
+}
+
+// Default timings of a Sweeper.
+const (
+	DefaultReceiptTimeout = 5 * time.Minute
+	DefaultPollInterval   = time.Second
+)
+
+// Validate reports what a Sweeper cannot run without.
+func (c Config) Validate() error {
+	if c.Networks == nil || c.Keys == nil || c.Payments == nil || c.Ledger == nil || c.Log == nil {
+		return errors.New("sweep: Networks, Keys, Payments, Ledger and Log are required")
+	}
+	if c.ReceiptTimeout < 0 || c.PollInterval < 0 {
+		return errors.New("sweep: ReceiptTimeout and PollInterval must not be negative")
+	}
+	return nil
+}
+
+// Sweeper handles payments.confirmed.
+type Sweeper struct {
+	Config
+}
+
+// New builds a Sweeper, with defaults for what cfg leaves zero.
+func New(cfg Config) (*Sweeper, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ReceiptTimeout == 0 {
+		cfg.ReceiptTimeout = DefaultReceiptTimeout
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.OutboxWake == nil {
+		cfg.OutboxWake = func() {}
+	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("sweep")
+	}
+	return &Sweeper{Config: cfg}, nil
 }
 
 // Handle is the port of the payments.confirmed consumer: natsbus settles the message by the
@@ -328,11 +371,4 @@ func dynamicFeeTx(chainID int64, nonce, gas uint64, tip, feeCap *big.Int, to com
 		ChainID: big.NewInt(chainID), Nonce: nonce, GasTipCap: tip, GasFeeCap: feeCap, Gas: gas,
 		To: &to, Value: value, Data: data,
 	}
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }

@@ -79,7 +79,7 @@ func newWorld(t *testing.T) *world {
 }
 
 func (w *world) sweeper(treasury common.Address) *sweep.Sweeper {
-	return &sweep.Sweeper{
+	s, err := sweep.New(sweep.Config{
 		Networks: map[int64]sweep.Network{chainID: {
 			Chain: chains.Chain{ID: chainID, Name: "devnet", Confirmations: 1, Treasury: strings.ToLower(treasury.Hex()),
 				Native: chains.Token{Symbol: "ETH", Decimals: 18},
@@ -89,7 +89,11 @@ func (w *world) sweeper(treasury common.Address) *sweep.Sweeper {
 		Keys: w.wallet, GasTank: w.gasTank.Key, Payments: w.store, Ledger: w.store,
 		ReceiptTimeout: 20 * time.Second, PollInterval: 10 * time.Millisecond,
 		Tracer: noop.NewTracerProvider().Tracer("test"), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		panic(err) // the world's own wiring
 	}
+	return s
 }
 
 // payment is a confirmed payment row and the payments.confirmed body announcing it.

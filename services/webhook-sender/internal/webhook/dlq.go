@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
@@ -58,13 +57,36 @@ type MsgGetter interface {
 // DLQProcessor turns each advisory on DLQ into a dead letter: a row in Postgres and a copy of
 // the original on dlq.webhooks.<endpoint_id> with Dlq-* headers, once per original.
 type DLQProcessor struct {
+	DLQConfig
+}
+
+// DLQConfig wires a DLQProcessor.
+type DLQConfig struct {
 	Store  DeadLetterStore
 	Origin MsgGetter // the WEBHOOKS stream
 	JS     Publisher
 	// MaxPayload is the server's limit (nats.Conn.MaxPayload); a copy is cut to fit it. 0: no cut.
 	MaxPayload int64
-	Tracer     trace.Tracer
 	Log        *slog.Logger
+}
+
+// Validate reports what a DLQProcessor cannot run without.
+func (c DLQConfig) Validate() error {
+	if c.Store == nil || c.Origin == nil || c.JS == nil || c.Log == nil {
+		return errors.New("dlq: Store, Origin, JS and Log are required")
+	}
+	if c.MaxPayload < 0 {
+		return errors.New("dlq: MaxPayload must not be negative")
+	}
+	return nil
+}
+
+// NewDLQProcessor builds the dead-letter stage.
+func NewDLQProcessor(c DLQConfig) (*DLQProcessor, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &DLQProcessor{DLQConfig: c}, nil
 }
 
 // Handle is the port of the DLQ consumer: natsbus settles each advisory by the error.

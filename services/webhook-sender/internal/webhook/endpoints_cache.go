@@ -8,9 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ctrip-pay/pipeline/shared/signature"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/ctrip-pay/pipeline/shared/signature"
 )
 
 // EndpointLister lists a merchant's enabled endpoints (every event type) plus the default one.

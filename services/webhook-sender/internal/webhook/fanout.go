@@ -2,13 +2,13 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
@@ -34,12 +34,32 @@ type AsyncPublisher interface {
 // Nats-Msg-Id) rather than left waiting.
 const publishTimeout = 3 * time.Second
 
-// Fanout turns one PAYMENTS event into one WEBHOOKS message per subscribed endpoint.
-type Fanout struct {
+// FanoutConfig wires a Fanout.
+type FanoutConfig struct {
 	Endpoints EndpointFinder
 	JS        AsyncPublisher
-	Tracer    trace.Tracer
 	Log       *slog.Logger
+}
+
+// Validate reports what a Fanout cannot run without.
+func (c FanoutConfig) Validate() error {
+	if c.Endpoints == nil || c.JS == nil || c.Log == nil {
+		return errors.New("fanout: Endpoints, JS and Log are required")
+	}
+	return nil
+}
+
+// Fanout turns one PAYMENTS event into one WEBHOOKS message per subscribed endpoint.
+type Fanout struct {
+	FanoutConfig
+}
+
+// NewFanout builds the fan-out stage.
+func NewFanout(c FanoutConfig) (*Fanout, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &Fanout{FanoutConfig: c}, nil
 }
 
 // HandleBatch fans out a batch of PAYMENTS messages and returns each one's outcome (natsbus

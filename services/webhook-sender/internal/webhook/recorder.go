@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -30,14 +31,42 @@ type pendingAttempt struct {
 	done chan error
 }
 
-// NewAttemptRecorder starts writers goroutines; Close stops them after the queue drains.
-func NewAttemptRecorder(store AttemptBatchStore, writers, maxBatch int) *AttemptRecorder {
-	r := &AttemptRecorder{store: store, queue: make(chan pendingAttempt, maxBatch*writers), maxBatch: maxBatch}
+// RecorderConfig configures an AttemptRecorder.
+type RecorderConfig struct {
+	Store AttemptBatchStore
+	// Writers is how many batches are written at once; default 1: one writer keeps up with
+	// thousands of deliveries a second (BenchmarkRecordAttempts), and more only share the rows.
+	Writers int
+	// MaxBatch bounds the rows of one statement; default DefaultRecordBatch.
+	MaxBatch int
+}
+
+// DefaultRecordBatch is the largest batch of attempt rows written in one statement.
+const DefaultRecordBatch = 1000
+
+// Validate reports what an AttemptRecorder cannot run without.
+func (c RecorderConfig) Validate() error {
+	if c.Store == nil || c.Writers < 0 || c.MaxBatch < 0 {
+		return errors.New("recorder: Store is required; Writers and MaxBatch must not be negative")
+	}
+	return nil
+}
+
+// NewAttemptRecorder starts the writer goroutines; Close stops them after the queue drains.
+func NewAttemptRecorder(c RecorderConfig) (*AttemptRecorder, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	writers, maxBatch := max(c.Writers, 1), c.MaxBatch
+	if maxBatch == 0 {
+		maxBatch = DefaultRecordBatch
+	}
+	r := &AttemptRecorder{store: c.Store, queue: make(chan pendingAttempt, maxBatch*writers), maxBatch: maxBatch}
 	for range writers {
 		r.wg.Add(1)
 		go r.write()
 	}
-	return r
+	return r, nil
 }
 
 var _ DeliveryRecorder = (*AttemptRecorder)(nil)
