@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ctrip-pay/pipeline/services/api/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
@@ -38,7 +36,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	}
 	chainsFile, err := chains.Load(cfg.ChainsFile)
 	if err != nil {
-		return &config.Error{Var: "CHAINS_FILE", Msg: err.Error()}
+		return err
 	}
 	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
 	if err != nil {
@@ -96,10 +94,4 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 // provision applies the streams the api publishes to: PAYMENTS (payments.created) and
 // WEBHOOKS (dead-letter replays).
-func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
-	ss, err := streams.Streams(streams.Payments, streams.Webhooks)
-	if err != nil {
-		return nil, err
-	}
-	return natsbus.Provision(ctx, js, ss, nil)
-}
+var provision = natsbus.Provisioner([]string{streams.Payments, streams.Webhooks}, nil, nil)

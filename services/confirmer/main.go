@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/ethclient"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/postgres"
@@ -86,8 +85,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 	// Handlers run on a context that survives the shutdown signal, so in-flight work finishes
 	// (deps.Close then publishes its events); it is cancelled if shutdown overruns.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
+	work := deps.WorkContext(ctx)
 
 	rt := natsbus.Runtime{Name: serviceName, Tracer: tel.Tracer, Log: log, Timeout: handlerTimeout}
 	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers, c.HandlePaymentMsg, rt)
@@ -106,11 +104,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	ops.SetReady(true)
 	log.Info("confirmer running", "chains", len(cs), "expiry_interval", cfg.ExpiryInterval.String(), "ops_addr", ops.Addr())
 
-	<-ctx.Done()
-	log.Info("shutting down")
-	ops.SetReady(false)
-	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
-	defer timer.Stop()
+	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
 	stopExpiry()
 	expiry.Wait()
 	chainLoop.Stop(cfg.ShutdownTimeout)
@@ -119,18 +113,5 @@ func run(ctx context.Context, cfg Config) (err error) {
 }
 
 // provision applies the streams and consumers the confirmer uses.
-func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
-	ss, err := streams.Streams(streams.Payments, streams.Chain)
-	if err != nil {
-		return nil, err
-	}
-	var cs []natsbus.Consumer
-	for _, stream := range []string{streams.Payments, streams.Chain} {
-		cc, err := streams.Consumer(stream, durable)
-		if err != nil {
-			return nil, err
-		}
-		cs = append(cs, natsbus.Consumer{Stream: stream, Config: cc})
-	}
-	return natsbus.Provision(ctx, js, ss, cs)
-}
+var provision = natsbus.Provisioner([]string{streams.Payments, streams.Chain},
+	[]natsbus.Durable{{Stream: streams.Payments, Name: durable}, {Stream: streams.Chain, Name: durable}}, nil)

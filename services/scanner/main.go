@@ -29,7 +29,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/ethclient"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
@@ -53,7 +52,7 @@ func main() {
 func run(ctx context.Context, cfg Config) (err error) {
 	chainsFile, err := chains.Load(cfg.ChainsFile)
 	if err != nil {
-		return &config.Error{Var: "CHAINS_FILE", Msg: err.Error()}
+		return err
 	}
 	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
 	if err != nil {
@@ -121,10 +120,4 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 // provision applies the streams the scanner publishes to. The consumers belong to the
 // services that read them.
-func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
-	ss, err := streams.Streams(streams.Payments, streams.Chain)
-	if err != nil {
-		return nil, err
-	}
-	return natsbus.Provision(ctx, js, ss, nil)
-}
+var provision = natsbus.Provisioner([]string{streams.Payments, streams.Chain}, nil, nil)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
@@ -82,8 +81,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	// Handlers run on a context that survives the shutdown signal, so a sweep waiting for its
 	// receipt can finish; it is cancelled if it overruns the shutdown timeout (the recorded
 	// transaction is re-broadcast on redelivery).
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
+	work := deps.WorkContext(ctx)
 	// A sweep may wait ReceiptTimeout for its receipts; the deadline leaves it a minute for the
 	// rest. Retries are slower than the default: a node that failed a broadcast needs time.
 	rt := natsbus.Runtime{Name: serviceName, Tracer: tel.Tracer, Log: log, Timeout: cfg.ReceiptTimeout + time.Minute,
@@ -99,11 +97,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	}
 	log.Info("sweeper running", "config", cfg, "chains", len(networks), "gas_tank", gasTankAddr, "ops_addr", ops.Addr())
 
-	<-ctx.Done()
-	log.Info("shutting down")
-	ops.SetReady(false)
-	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
-	defer timer.Stop()
+	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
 	loop.Stop(cfg.ShutdownTimeout)
 	return nil
 }
@@ -141,14 +135,4 @@ func dialChains(ctx context.Context, f *chains.File, log *slog.Logger) (map[int6
 }
 
 // provision applies the PAYMENTS stream and the sweeper consumer.
-func provision(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
-	s, err := streams.Stream(streams.Payments)
-	if err != nil {
-		return nil, err
-	}
-	c, err := streams.Consumer(streams.Payments, consumerName)
-	if err != nil {
-		return nil, err
-	}
-	return natsbus.Provision(ctx, js, []jetstream.StreamConfig{s}, []natsbus.Consumer{{Stream: streams.Payments, Config: c}})
-}
+var provision = natsbus.Provisioner([]string{streams.Payments}, []natsbus.Durable{{Stream: streams.Payments, Name: consumerName}}, nil)

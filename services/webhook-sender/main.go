@@ -114,8 +114,7 @@ func run(ctx context.Context, cfg Config) error {
 
 	// Handlers run on a context that survives the shutdown signal, so in-flight deliveries can
 	// finish; it is cancelled if they overrun the shutdown timeout.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
+	work := deps.WorkContext(ctx)
 	dlqLoop, err := natsbus.StartLoop(work, dlqCons, dlqWorkers, 2*dlqWorkers, dlq.Handle,
 		natsbus.Runtime{Name: "webhook.dead_letter", Tracer: tel.Tracer, Log: log, Timeout: stageTimeout})
 	if err != nil {
@@ -133,11 +132,7 @@ func run(ctx context.Context, cfg Config) error {
 	log.Info("webhook-sender running", "schedule", Schedule(schedule).String(), "max_deliver", maxDeliver,
 		"concurrency", cfg.Concurrency, "default_endpoint", cfg.WebhookURL != "", "ops_addr", ops.Addr())
 
-	<-ctx.Done()
-	log.Info("shutting down")
-	ops.SetReady(false)
-	timer := time.AfterFunc(cfg.ShutdownTimeout, cancelWork)
-	defer timer.Stop()
+	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
 	fanoutLoop.Stop(cfg.ShutdownTimeout)
 	sendLoop.Stop(cfg.ShutdownTimeout)
 	deliverer.Wait()
@@ -149,24 +144,13 @@ func run(ctx context.Context, cfg Config) error {
 // provision applies the streams and consumers this service uses; the webhook-sender consumer
 // takes its BackOff from WEBHOOK_BACKOFF and MaxDeliver = len(BackOff)+1.
 func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) ([]natsbus.Change, error) {
-	ss, err := streams.Streams(streams.DLQ, streams.Payments, streams.Webhooks)
-	if err != nil {
-		return nil, err
-	}
-	var cs []natsbus.Consumer
-	for _, c := range []struct{ stream, durable string }{
-		{streams.DLQ, "dlq-processor"}, {streams.Webhooks, "webhook-sender"}, {streams.Payments, "webhook-fanout"},
-	} {
-		cc, err := streams.Consumer(c.stream, c.durable)
-		if err != nil {
-			return nil, err
+	return natsbus.Provisioner([]string{streams.DLQ, streams.Payments, streams.Webhooks}, []natsbus.Durable{
+		{Stream: streams.DLQ, Name: "dlq-processor"}, {Stream: streams.Webhooks, Name: "webhook-sender"}, {Stream: streams.Payments, Name: "webhook-fanout"},
+	}, func(c *natsbus.Consumer) {
+		if c.Config.Durable == "webhook-sender" {
+			c.Config.BackOff = backoff
+			c.Config.AckWait = backoff[0]
+			c.Config.MaxDeliver = len(backoff) + 1
 		}
-		if c.durable == "webhook-sender" {
-			cc.BackOff = backoff
-			cc.AckWait = backoff[0]
-			cc.MaxDeliver = len(backoff) + 1
-		}
-		cs = append(cs, natsbus.Consumer{Stream: c.stream, Config: cc})
-	}
-	return natsbus.Provision(ctx, js, ss, cs)
+	})(ctx, js)
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ctrip-pay/pipeline/shared/config"
 )
 
 // File is the whole CHAINS_FILE.
@@ -43,9 +45,13 @@ var addressRE = regexp.MustCompile(`^0x[0-9a-fA-F]{40}$`)
 func Load(path string) (*File, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("chains file: %w", err)
+		return nil, &config.Error{Var: "CHAINS_FILE", Msg: fmt.Sprintf("chains file: %v", err)}
 	}
-	return Parse(raw)
+	f, err := Parse(raw)
+	if err != nil {
+		return nil, &config.Error{Var: "CHAINS_FILE", Msg: err.Error()}
+	}
+	return f, nil
 }
 
 // Parse reads and validates a CHAINS_FILE document. Addresses are normalised to lower case.

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/streams"
 )
 
 // Consumer is a durable consumer definition bound to its stream.
@@ -208,4 +210,34 @@ func isZero(v any) bool {
 		return len(x) == 0
 	}
 	return false
+}
+
+// Durable names a durable consumer a service reads: its stream and name, as in the streams
+// package's files.
+type Durable struct{ Stream, Name string }
+
+// Provisioner is a service's provisioning step (service.Open runs it when STREAMS_PROVISION):
+// the named streams and durable consumers, from their definitions in the streams package, each
+// consumer passed through adjust (optional: a setting the service's own config decides)
+// before Provision applies them.
+func Provisioner(streamNames []string, durables []Durable, adjust func(*Consumer)) func(context.Context, jetstream.JetStream) ([]Change, error) {
+	return func(ctx context.Context, js jetstream.JetStream) ([]Change, error) {
+		ss, err := streams.Streams(streamNames...)
+		if err != nil {
+			return nil, err
+		}
+		cs := make([]Consumer, 0, len(durables))
+		for _, d := range durables {
+			cc, err := streams.Consumer(d.Stream, d.Name)
+			if err != nil {
+				return nil, err
+			}
+			c := Consumer{Stream: d.Stream, Config: cc}
+			if adjust != nil {
+				adjust(&c)
+			}
+			cs = append(cs, c)
+		}
+		return Provision(ctx, js, ss, cs)
+	}
 }

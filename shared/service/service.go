@@ -60,7 +60,31 @@ type Deps struct {
 	JS   jetstream.JetStream
 	Ops  *telemetry.Ops
 
-	closers []func()
+	closers    []func()
+	cancelWork context.CancelFunc
+}
+
+// WorkContext is the context a service's handlers run on: it survives the shutdown signal, so
+// work in flight finishes (and Close then publishes what it wrote), and is cancelled once
+// AwaitShutdown's timeout has passed, or by Close.
+func (d *Deps) WorkContext(ctx context.Context) context.Context {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancelWork = cancel
+	d.onClose(cancel)
+	return work
+}
+
+// AwaitShutdown blocks until ctx ends (SIGINT/SIGTERM), then marks the service not ready and
+// gives the work in flight timeout before WorkContext is cancelled. The caller then stops its
+// consumers and returns.
+func (d *Deps) AwaitShutdown(ctx context.Context, timeout time.Duration) {
+	<-ctx.Done()
+	d.Log.Info("shutting down")
+	d.Ops.SetReady(false)
+	if d.cancelWork != nil {
+		t := time.AfterFunc(timeout, d.cancelWork)
+		d.onClose(func() { t.Stop() })
+	}
 }
 
 // Open connects everything in order — telemetry, Postgres (migrating when MIGRATE_ON_START),
