@@ -102,7 +102,9 @@ func ContractViolations(body []byte) []string {
 		dbad("transactions", "%s is not an array", raw)
 	}
 	for i, tx := range txs {
-		tbad := func(field, format string, args ...any) { dbad(fmt.Sprintf("transactions[%d].%s", i, field), format, args...) }
+		tbad := func(field, format string, args ...any) {
+			dbad(fmt.Sprintf("transactions[%d].%s", i, field), format, args...)
+		}
 		if str(tx, "tx_hash", &s, tbad) && !hexHash.MatchString(s) {
 			tbad("tx_hash", "%q is not a lower-case 0x hash", s)
 		}
