@@ -69,7 +69,7 @@ func Decide(err error, delivered uint64, b Backoff) Settlement {
 	}
 	switch fault.KindOf(err) {
 	case fault.KindInvalid, fault.KindNotFound:
-		return Settlement{Action: Term, Reason: truncate(err.Error(), maxReason)}
+		return Settlement{Action: Term, Reason: Truncate(err.Error(), maxReason)}
 	case fault.KindConflict:
 		return Settlement{Action: Ack}
 	}
@@ -87,7 +87,7 @@ func Apply(ctx context.Context, msg jetstream.Msg, s Settlement, log *slog.Logge
 	case Ack:
 		err = msg.Ack()
 	case Term:
-		err = msg.TermWithReason(truncate(s.Reason, maxReason))
+		err = msg.TermWithReason(Truncate(s.Reason, maxReason))
 	case Redeliver:
 		err = msg.NakWithDelay(s.Delay)
 	case Later:
@@ -117,8 +117,9 @@ func Settle(ctx context.Context, msg jetstream.Msg, err error, b Backoff, log *s
 	Apply(ctx, msg, s, log)
 }
 
-// truncate cuts s to at most n bytes on a rune boundary.
-func truncate(s string, n int) string {
+// Truncate cuts s to at most n bytes on a rune boundary: a reason, an error or a header value
+// bounded for a message, a log line or a column.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/nats-io/nats.go"
@@ -272,7 +271,7 @@ func (r *Relay) Flush(ctx context.Context) (int, error) {
 // reject charges a row one failed attempt: it is retried after a backoff, or parked.
 func (r *Relay) reject(ctx context.Context, tx *sqlx.Tx, rw row, cause error) error {
 	attempts := rw.Attempts + 1
-	msg := truncate(cause.Error(), 1024)
+	msg := natsbus.Truncate(cause.Error(), 1024)
 	r.failures.Add(ctx, 1)
 	if attempts >= r.maxAttempts() {
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET attempts = $2, last_error = $3, parked_at = now() WHERE id = $1`,
@@ -292,14 +291,4 @@ func (r *Relay) reject(ctx context.Context, tx *sqlx.Tx, rw row, cause error) er
 	r.Log.WarnContext(ctx, "outbox row rejected; retrying later", "outbox_id", rw.ID, "msg_id", rw.MsgID,
 		"attempts", attempts, "retry_in", wait, "err", msg)
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -247,10 +247,7 @@ func headerSafe(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) > 1024 {
-		s = strings.ToValidUTF8(s[:1024], "") // cut on a rune boundary
-	}
-	return s
+	return natsbus.Truncate(s, 1024)
 }
 
 func mapHeader(m map[string]string) nats.Header {
