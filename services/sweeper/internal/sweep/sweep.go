@@ -216,9 +216,8 @@ func (s *Sweeper) Handle(ctx context.Context, msg jetstream.Msg) error {
 	return s.Sweep(ctx, msg.Data())
 }
 
-// Sweep is the idempotent handler: it sweeps the payment of one payments.confirmed envelope,
-// or finishes the sweep a previous delivery recorded. A sweep that cannot succeed is reported
-// as payments.sweep_failed and returns nil.
+// Sweep decodes and validates one payments.confirmed body — what cannot be decoded is
+// invalid, so natsbus terminates it — and hands it to HandleConfirmed, the idempotent handler.
 func (s *Sweeper) Sweep(ctx context.Context, body []byte) error {
 	var env event.Envelope
 	if err := json.Unmarshal(body, &env); err != nil {
@@ -234,6 +233,13 @@ func (s *Sweeper) Sweep(ctx context.Context, body []byte) error {
 	if in.PaymentID == "" {
 		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("event %s: no payment_id", env.ID))
 	}
+	return s.HandleConfirmed(ctx, env, in)
+}
+
+// HandleConfirmed is the sweeper's decision on one payments.confirmed event (decoded by Sweep):
+// it sweeps the payment, or finishes the sweep a previous delivery recorded. A sweep that cannot
+// succeed is reported as payments.sweep_failed and returns nil.
+func (s *Sweeper) HandleConfirmed(ctx context.Context, env event.Envelope, in event.Payment) error {
 	log := s.Log.With("payment_id", in.PaymentID, "event_id", env.ID)
 
 	p, err := s.Payments.Payment(ctx, in.PaymentID)
