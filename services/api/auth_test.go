@@ -167,13 +167,7 @@ func TestMerchantAuthRequired(t *testing.T) {
 func TestIssueAndRevokeAPIKeys(t *testing.T) {
 	h := newHarness(t)
 	h.start()
-	r := h.call("POST", "/v1/merchants", testAdminToken, `{"name":"m"}`)
-	var m struct {
-		ID       string `json:"id"`
-		APIKey   string `json:"api_key"`
-		APIKeyID string `json:"api_key_id"`
-	}
-	r.json(t, &m)
+	m := createMerchant(t, h.base, "m")
 	otherID, otherKey := h.merchant("other")
 
 	if r := h.call("POST", "/v1/merchants/"+m.ID+"/api-keys", m.APIKey, nil); r.status != http.StatusUnauthorized {
@@ -182,7 +176,7 @@ func TestIssueAndRevokeAPIKeys(t *testing.T) {
 	if r := h.call("POST", "/v1/merchants/mch_missing/api-keys", testAdminToken, nil); r.status != http.StatusNotFound {
 		t.Fatalf("key for a missing merchant: %d %s", r.status, r.body)
 	}
-	r = h.call("POST", "/v1/merchants/"+m.ID+"/api-keys", testAdminToken, nil)
+	r := h.call("POST", "/v1/merchants/"+m.ID+"/api-keys", testAdminToken, nil)
 	var second struct {
 		ID     string `json:"id"`
 		APIKey string `json:"api_key"`

@@ -2,26 +2,18 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/sethvargo/go-envconfig"
-
-	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 func TestConfigFromEnvironment(t *testing.T) {
-	dir := t.TempDir()
-	chainsFile := filepath.Join(dir, "chains.yaml")
-	if err := os.WriteFile(chainsFile, []byte(testChains), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	chainsFile := testkit.TempFile(t, "chains.yaml", testChains)
 	xpub := testXPub(t)
 	xprv := testAccount(t).String()
 	valid := map[string]string{"ADMIN_TOKEN": testAdminToken, "WALLET_XPUB": xpub, "CHAINS_FILE": chainsFile}
@@ -49,7 +41,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		{"xprv in WALLET_XPUB", with("WALLET_XPUB", xprv), "WALLET_XPUB"},
 		{"garbage WALLET_XPUB", with("WALLET_XPUB", "xpub123"), "WALLET_XPUB"},
 		{"missing CHAINS_FILE", with("CHAINS_FILE", ""), "CHAINS_FILE"},
-		{"unreadable CHAINS_FILE", with("CHAINS_FILE", filepath.Join(dir, "nope.yaml")), "CHAINS_FILE"},
+		{"unreadable CHAINS_FILE", with("CHAINS_FILE", filepath.Join(t.TempDir(), "nope.yaml")), "CHAINS_FILE"},
 		{"PAYMENT_EXPIRY too short", with("PAYMENT_EXPIRY", "30s"), "PAYMENT_EXPIRY"},
 		{"PAYMENT_EXPIRY too long", with("PAYMENT_EXPIRY", "200h"), "PAYMENT_EXPIRY"},
 		{"PAYMENT_EXPIRY not a duration", with("PAYMENT_EXPIRY", "soon"), "PAYMENT_EXPIRY"},
@@ -59,7 +51,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var cfg Config
-			err := config.LoadFrom(context.Background(), &cfg, envconfig.MapLookuper(tc.env))
+			err := testkit.LoadConfig(&cfg, tc.env)
 			if tc.wantVar == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -105,7 +97,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	h := newHarness(t)
 	var logs syncBuffer
 	srv := h.serveHandler(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	_, key := createMerchant(t, srv.URL, "m")
+	key := createMerchant(t, srv.URL, "m").APIKey
 	var secrets []string
 	r := call(t, srv.URL, "POST", "/v1/endpoints", key, `{"url":"https://example.com/h"}`)
 	var ep endpoint

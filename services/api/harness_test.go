@@ -8,11 +8,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,7 +25,6 @@ import (
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
 	"github.com/ctrip-pay/pipeline/shared/chains"
-	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -119,51 +115,23 @@ func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, nats: testkit.MustNATS(t)}
 	h.db, h.dsn = testkit.MustDB(t)
-	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	h.nc = nc
-	h.js, _ = jetstream.New(nc)
-	chainsFile := filepath.Join(t.TempDir(), "chains.yaml")
-	if err := os.WriteFile(chainsFile, []byte(testChains), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	h.nc, h.js = testkit.MustJetStream(t, h.nats.URL())
 	h.cfg = Config{
-		Base: config.Base{
-			NATSURL: h.nats.URL(), DatabaseURL: h.dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
-			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
-		},
-		APIAddr: freeAddr(t), AdminToken: testAdminToken, WalletXPub: testXPub(t),
-		PaymentExpiry: 30 * time.Minute, ChainsFile: chainsFile, OutboxInterval: 100 * time.Millisecond,
+		Base:    testkit.BaseConfig(h.nats.URL(), h.dsn),
+		APIAddr: testkit.FreeAddr(t), AdminToken: testAdminToken, WalletXPub: testXPub(t),
+		PaymentExpiry: 30 * time.Minute, ChainsFile: testkit.TempFile(t, "chains.yaml", testChains),
+		OutboxInterval: 100 * time.Millisecond,
 	}
 	h.base = "http://" + h.cfg.APIAddr
 	return h
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // start runs the api in-process until the test ends or stopAPI is called.
 func (h *harness) start() {
 	h.t.Helper()
-	if err := h.cfg.Validate(); err != nil {
-		h.t.Fatal(err)
-	}
-	running := testkit.RunInProcess(h.t, "api", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	running := testkit.StartInProcess(h.t, "api", h.cfg, run)
 	h.stopAPI = running.Stop
-	h.eventually(10*time.Second, "api listening", func() bool {
-		if exited, err := running.Exited(); exited {
-			h.t.Fatalf("api exited at start: %v", err)
-		}
+	running.WaitReady(10*time.Second, "api listening", func() bool {
 		resp, err := http.Get(h.base + "/v1/payments")
 		if err != nil {
 			return false
@@ -171,11 +139,6 @@ func (h *harness) start() {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusUnauthorized
 	})
-}
-
-func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
-	h.t.Helper()
-	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 // response is one HTTP answer.
@@ -257,6 +220,14 @@ func call(tb testing.TB, base, method, path, token string, body any, hdr ...stri
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
+// bodyOrNone is s as a request body for call, or no body at all for "".
+func bodyOrNone(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
 func (h *harness) call(method, path, token string, body any, hdr ...string) response {
 	h.t.Helper()
 	return call(h.t, h.base, method, path, token, body, hdr...)
@@ -265,21 +236,26 @@ func (h *harness) call(method, path, token string, body any, hdr ...string) resp
 // merchant creates a merchant through the admin API and returns its id and API key.
 func (h *harness) merchant(name string) (string, string) {
 	h.t.Helper()
-	return createMerchant(h.t, h.base, name)
+	m := createMerchant(h.t, h.base, name)
+	return m.ID, m.APIKey
 }
 
-func createMerchant(tb testing.TB, base, name string) (string, string) {
+// createdMerchant is what creating a merchant answers: its id and its first API key.
+type createdMerchant struct {
+	ID       string `json:"id"`
+	APIKey   string `json:"api_key"`
+	APIKeyID string `json:"api_key_id"`
+}
+
+func createMerchant(tb testing.TB, base, name string) createdMerchant {
 	tb.Helper()
 	r := call(tb, base, "POST", "/v1/merchants", testAdminToken, map[string]string{"name": name})
 	if r.status != http.StatusCreated {
 		tb.Fatalf("create merchant: %d %s", r.status, r.body)
 	}
-	var raw struct {
-		ID     string `json:"id"`
-		APIKey string `json:"api_key"`
-	}
-	r.json(tb, &raw)
-	return raw.ID, raw.APIKey
+	var m createdMerchant
+	r.json(tb, &m)
+	return m
 }
 
 // payment is the part of a payment response the tests look at.
@@ -321,11 +297,7 @@ func (h *harness) createPayment(key string, body any, hdr ...string) payment {
 
 func (h *harness) count(query string, args ...any) int {
 	h.t.Helper()
-	var n int
-	if err := h.db.Get(&n, query, args...); err != nil {
-		h.t.Fatal(err)
-	}
-	return n
+	return testkit.Count(h.t, h.db, query, args...)
 }
 
 // streamMsgs returns every message on stream with a subject matching filter.

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io"
-	"log/slog"
 	"math/big"
 	"net/http"
 	"os"
@@ -22,7 +19,6 @@ import (
 	"time"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
-	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -115,16 +111,7 @@ func idRoutes(t *testing.T) []string {
 func TestHostilePathIDs(t *testing.T) {
 	h := newHarness(t)
 	h.start()
-	r := h.call("POST", "/v1/merchants", testAdminToken, map[string]string{"name": "m"})
-	if r.status != http.StatusCreated {
-		t.Fatalf("create merchant: %d %s", r.status, r.body)
-	}
-	var m struct {
-		ID       string `json:"id"`
-		APIKey   string `json:"api_key"`
-		APIKeyID string `json:"api_key_id"`
-	}
-	r.json(t, &m)
+	m := createMerchant(t, h.base, "m")
 	p := h.createPayment(m.APIKey, `{"chain_id":1337,"token":"ETH","amount":"1"}`)
 	ep := h.endpointFor(m.APIKey)
 	dl := h.deadLetter(ep, m.ID, "webhooks.payment.created", map[string]string{event.HeaderMsgID: "evt_1.ep"},
@@ -178,11 +165,7 @@ func TestHostilePathIDs(t *testing.T) {
 						}
 						path = strings.Replace(path, "{"+name+"}", id, 1)
 					}
-					var body any
-					if rt.body != "" {
-						body = rt.body
-					}
-					r := call(t, h.base, method, path, token, body)
+					r := call(t, h.base, method, path, token, bodyOrNone(rt.body))
 					if r.status != http.StatusNotFound {
 						t.Fatalf("%s %s: got %d %s, want 404", method, path, r.status, truncate(r.body))
 					}
@@ -406,17 +389,12 @@ func TestHostileCursor(t *testing.T) {
 	}
 }
 
-// newHarnessOn is newHarness with the api — and h.db — on the database at databaseURL instead
-// of one on the cluster the whole test binary shares.
+// newHarnessOn is newHarness with the api — and h.db — on the database at databaseURL, migrated,
+// instead of one on the cluster the whole test binary shares.
 func newHarnessOn(t *testing.T, databaseURL string) *harness {
 	t.Helper()
 	h := newHarness(t)
-	db, err := sharedpg.Open(context.Background(), databaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	h.db, h.dsn, h.cfg.DatabaseURL = db, databaseURL, databaseURL
+	h.db, h.dsn, h.cfg.DatabaseURL = testkit.MustOpenDB(t, databaseURL), databaseURL, databaseURL
 	return h
 }
 
@@ -424,9 +402,6 @@ func newHarnessOn(t *testing.T, databaseURL string) *harness {
 // Retry-After — the request was fine, retry it — not 500, and 200 again once it is back.
 func TestDatabaseOutageIs503(t *testing.T) {
 	pg := testkit.MustPostgresCluster(t) // its own: stopping the shared one would break other tests
-	if err := sharedpg.MigrateURL(context.Background(), pg.URL, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
 	h := newHarnessOn(t, pg.URL)
 	h.start()
 	_, key := h.merchant("m")
@@ -449,11 +424,7 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	}
 	for _, tc := range requests {
 		t.Run(tc.name, func(t *testing.T) {
-			var body any
-			if tc.body != "" {
-				body = tc.body
-			}
-			r := h.call(tc.method, tc.path, key, body)
+			r := h.call(tc.method, tc.path, key, bodyOrNone(tc.body))
 			if r.status != http.StatusServiceUnavailable {
 				t.Fatalf("during the outage: %d %s, want 503", r.status, truncate(r.body))
 			}
@@ -471,7 +442,7 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(30*time.Second, "200 once Postgres is back", func() bool {
+	testkit.Eventually(t, 30*time.Second, "200 once Postgres is back", func() bool {
 		return h.call("GET", "/v1/payments", key, nil).status == http.StatusOK
 	})
 }

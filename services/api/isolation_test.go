@@ -40,10 +40,7 @@ func TestCrossMerchantIsolation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var body any
-			if tc.body != "" {
-				body = tc.body
-			}
+			body := bodyOrNone(tc.body)
 			r := h.call(tc.method, tc.path, b, body)
 			if r.status != http.StatusNotFound || r.apiError(t).Error.Code != "not_found" {
 				t.Fatalf("merchant b: %d %s", r.status, r.body)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // A crash between the commit and the publish must not lose payments.created: the handler
@@ -18,7 +19,7 @@ import (
 func TestOutboxPublishesAfterCrash(t *testing.T) {
 	h := newHarness(t)
 	srv := h.serveHandler(slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	_, key := createMerchant(t, srv.URL, "m")
+	key := createMerchant(t, srv.URL, "m").APIKey
 	r := call(t, srv.URL, "POST", "/v1/payments", key, `{"chain_id":1337,"token":"USDC","amount":"12.345678"}`)
 	if r.status != 201 {
 		t.Fatalf("%d %s", r.status, r.body)
@@ -34,10 +35,10 @@ func TestOutboxPublishesAfterCrash(t *testing.T) {
 	}
 
 	h.start()
-	h.eventually(10*time.Second, "the restarted api to publish the event", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the restarted api to publish the event", func() bool {
 		return len(h.createdEvents()[p.ID]) == 1
 	})
-	h.eventually(5*time.Second, "the outbox row marked", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the outbox row marked", func() bool {
 		return h.count(`SELECT count(*) FROM outbox WHERE published_at IS NOT NULL`) == 1
 	})
 
@@ -49,7 +50,7 @@ func TestOutboxPublishesAfterCrash(t *testing.T) {
 	relay := &outbox.Relay{DB: h.db, JS: h.js, Log: slog.New(slog.NewJSONHandler(io.Discard, nil))}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	h.eventually(10*time.Second, "the row republished", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the row republished", func() bool {
 		_, _ = relay.Flush(ctx)
 		return h.count(`SELECT count(*) FROM outbox WHERE published_at IS NULL`) == 0
 	})

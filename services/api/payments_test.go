@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 func TestCreatePaymentValidation(t *testing.T) {
@@ -172,7 +173,7 @@ func TestPaymentAmountsStoredExactly(t *testing.T) {
 				t.Fatalf("stored %+v", stored)
 			}
 			var evs []event.Envelope
-			h.eventually(5*time.Second, "payments.created on PAYMENTS", func() bool {
+			testkit.Eventually(t, 5*time.Second, "payments.created on PAYMENTS", func() bool {
 				evs = h.createdEvents()[p.ID]
 				return len(evs) > 0
 			})
@@ -270,7 +271,7 @@ func TestConcurrentPaymentsGetDistinctDerivedAddresses(t *testing.T) {
 	if a != strings.ToLower("0x9858EfFD232B4033E47d90003D41EC34EcaEda94") {
 		t.Errorf("index 0 address %s", a)
 	}
-	h.eventually(10*time.Second, "50 payments.created events", func() bool { return len(h.createdEvents()) == n })
+	testkit.Eventually(t, 10*time.Second, "50 payments.created events", func() bool { return len(h.createdEvents()) == n })
 	for id, evs := range h.createdEvents() {
 		if len(evs) != 1 || !ids[id] {
 			t.Errorf("payment %s: %d events", id, len(evs))
@@ -341,7 +342,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM outbox WHERE subject = 'payments.created'`); n != 3 {
 		t.Fatalf("%d outbox events, want 3", n)
 	}
-	h.eventually(5*time.Second, "3 events", func() bool { return len(h.createdEvents()) == 3 })
+	testkit.Eventually(t, 5*time.Second, "3 events", func() bool { return len(h.createdEvents()) == 3 })
 	for id, evs := range h.createdEvents() {
 		if len(evs) != 1 {
 			t.Errorf("payment %s: %d payments.created events", id, len(evs))

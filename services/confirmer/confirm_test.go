@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // eth returns n/10 ether in wei: eth(15) is 1.5 ETH.
@@ -129,7 +130,7 @@ func TestPartialPaymentsAddUpAndOverpaymentIsReported(t *testing.T) {
 				h.chain.Commit()
 				h.head(tr.BlockNumber + 1) // 2 confirmations: this part is confirmed
 				if i < tc.confirmAt {
-					h.eventually(10*time.Second, "part confirmed", func() bool { return h.transferStatus(tr) == "confirmed" })
+					testkit.Eventually(t, 10*time.Second, "part confirmed", func() bool { return h.transferStatus(tr) == "confirmed" })
 					h.idle()
 					if got := h.status(p.ID); got != "detected" {
 						t.Fatalf("after part %d status = %s, want detected", i, got)
@@ -208,7 +209,7 @@ func TestReorgBeforeConfirmations(t *testing.T) {
 			}
 			if headFirst {
 				h.head(h.tip()) // would be the 3rd confirmation on the old branch
-				h.eventually(10*time.Second, "transfer reorged by the head", func() bool { return h.transferStatus(tr) == "reorged" })
+				testkit.Eventually(t, 10*time.Second, "transfer reorged by the head", func() bool { return h.transferStatus(tr) == "reorged" })
 			}
 			h.reorg(reorg, "reorg."+reorg.NewHeadHash)
 			h.reorg(reorg, "reorg."+reorg.NewHeadHash+".again") // delivered twice
@@ -282,7 +283,7 @@ func TestReincludedTransferIsConfirmed(t *testing.T) {
 				case 'r':
 					h.reorg(reorg, "reorg.1")
 					reorged = true
-					h.eventually(10*time.Second, "reorg reported", func() bool { return len(h.events(event.SubjectReorged, p.ID)) == 1 })
+					testkit.Eventually(t, 10*time.Second, "reorg reported", func() bool { return len(h.events(event.SubjectReorged, p.ID)) == 1 })
 					if i == 0 {
 						h.waitStatus(p.ID, "pending")
 						// A stale delivery of the first detected event (orphaned block) changes nothing.
@@ -295,18 +296,14 @@ func TestReincludedTransferIsConfirmed(t *testing.T) {
 				case 'd':
 					h.publishDetected(moved, "."+moved.BlockHash)
 					if !reorged {
-						h.eventually(10*time.Second, "re-detection retried until the reorg is handled", func() bool {
-							c, err := h.js.Consumer(context.Background(), "PAYMENTS", "confirmer")
-							if err != nil {
-								return false
-							}
-							info, err := c.Info(context.Background())
+						testkit.Eventually(t, 10*time.Second, "re-detection retried until the reorg is handled", func() bool {
+							info, err := testkit.ConsumerInfo(context.Background(), h.js, "PAYMENTS", "confirmer")
 							return err == nil && info.NumRedelivered > 0
 						})
 					}
 				case 'h':
 					if reorged {
-						h.eventually(10*time.Second, "transfer recorded in its new block", func() bool {
+						testkit.Eventually(t, 10*time.Second, "transfer recorded in its new block", func() bool {
 							var block int64
 							return h.db.Get(&block, `SELECT block_number FROM payment_transfers WHERE tx_hash = $1 AND status = 'detected'`,
 								tr.TxHash) == nil && uint64(block) == moved.BlockNumber
@@ -315,7 +312,7 @@ func TestReincludedTransferIsConfirmed(t *testing.T) {
 					h.chain.Commit()
 					h.head(h.tip())
 					if !reorged {
-						h.eventually(10*time.Second, "head finds the block orphaned", func() bool { return h.transferStatus(tr) == "reorged" })
+						testkit.Eventually(t, 10*time.Second, "head finds the block orphaned", func() bool { return h.transferStatus(tr) == "reorged" })
 					}
 				}
 			}
@@ -391,7 +388,7 @@ func TestExpiry(t *testing.T) {
 	h.head(h.tip())
 	h.waitStatus(full.ID, "confirmed")
 	h.waitStatus(unannounced.ID, "confirmed")
-	h.eventually(10*time.Second, "late transfer confirmed", func() bool { return h.transferStatus(late) == "confirmed" })
+	testkit.Eventually(t, 10*time.Second, "late transfer confirmed", func() bool { return h.transferStatus(late) == "confirmed" })
 	h.idle()
 	if got := h.status(unpaid.ID); got != "expired" {
 		t.Fatalf("expired payment moved to %s", got)
@@ -446,12 +443,8 @@ func TestRedeliveryChangesStatusOnce(t *testing.T) {
 		}
 	}
 	h.start()
-	h.eventually(10*time.Second, "redelivery", func() bool {
-		c, err := h.js.Consumer(context.Background(), "CHAIN", "confirmer")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
+	testkit.Eventually(t, 10*time.Second, "redelivery", func() bool {
+		info, err := testkit.ConsumerInfo(context.Background(), h.js, "CHAIN", "confirmer")
 		return err == nil && info.Delivered.Stream >= 2 && info.NumAckPending == 0
 	})
 	h.idle()
@@ -507,12 +500,8 @@ func TestRPCFailureIsRetried(t *testing.T) {
 	h.chain.Commit()
 	h.proxy.SetFailing(true)
 	h.head(tr.BlockNumber + 1)
-	h.eventually(10*time.Second, "head redelivered", func() bool {
-		c, err := h.js.Consumer(context.Background(), "CHAIN", "confirmer")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
+	testkit.Eventually(t, 10*time.Second, "head redelivered", func() bool {
+		info, err := testkit.ConsumerInfo(context.Background(), h.js, "CHAIN", "confirmer")
 		return err == nil && info.NumRedelivered > 0
 	})
 	if got := h.status(p.ID); got != "detected" {
@@ -549,7 +538,7 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 	h.waitStatus(failed.ID, "detected")
 	h.chain.Commit()
 	h.head(h.tip())
-	h.eventually(10*time.Second, "failed transfer rejected", func() bool { return h.transferStatus(trFailed) == "failed" })
+	testkit.Eventually(t, 10*time.Second, "failed transfer rejected", func() bool { return h.transferStatus(trFailed) == "failed" })
 	h.waitStatus(failed.ID, "pending")
 	var received string
 	if err := h.db.Get(&received, `SELECT received_base_units::text FROM payments WHERE id = $1`, failed.ID); err != nil {
@@ -598,7 +587,7 @@ func TestFailedTransferIsFailedNotReorged(t *testing.T) {
 	h.waitStatus(p.ID, "detected")
 	h.chain.Commit()
 	h.head(h.tip())
-	h.eventually(10*time.Second, "the head finds the transfer failed", func() bool { return h.transferStatus(tr) == "failed" })
+	testkit.Eventually(t, 10*time.Second, "the head finds the transfer failed", func() bool { return h.transferStatus(tr) == "failed" })
 	h.waitStatus(p.ID, "pending")
 
 	orphaned := h.chain.Reorg(int(h.tip()-ancestor), func() {})
@@ -609,7 +598,7 @@ func TestFailedTransferIsFailedNotReorged(t *testing.T) {
 	h.reorg(event.ChainReorg{CommonAncestorNumber: ancestor, CommonAncestorHash: ancestorHash,
 		OldHeadNumber: tr.BlockNumber, OldHeadHash: tr.BlockHash,
 		NewHeadNumber: h.tip(), NewHeadHash: h.headerHash(h.tip())}, "reorg.failed")
-	h.eventually(10*time.Second, "the failed transfer's block reorged out", func() bool { return h.transferStatus(tr) == "reorged" })
+	testkit.Eventually(t, 10*time.Second, "the failed transfer's block reorged out", func() bool { return h.transferStatus(tr) == "reorged" })
 	h.idle()
 	if n := len(h.events(event.SubjectReorged, p.ID)); n != 0 {
 		t.Fatalf("%d payments.reorged for a transfer that never counted", n)

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
-	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
@@ -70,29 +67,17 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, confirmations int) *harne
 	h.proxy = chaintest.FlakyProxy(t, h.chain.RPCURL(), 1)
 	h.proxy.SetFailing(false)
 
-	chainsFile := filepath.Join(t.TempDir(), "chains.yaml")
-	if err := os.WriteFile(chainsFile, fmt.Appendf(nil, `chains:
+	chainsFile := testkit.TempFile(t, "chains.yaml", fmt.Sprintf(`chains:
   - id: %d
     name: devnet
     rpc_url: %s
     confirmations: %d
     native: {symbol: ETH, decimals: 18}
-`, chainID, h.proxy.URL(), confirmations), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, chainID, h.proxy.URL(), confirmations))
 
-	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	h.nc = nc
-	h.js, _ = jetstream.New(nc)
+	h.nc, h.js = testkit.MustJetStream(t, h.nats.URL())
 	h.cfg = Config{
-		Base: config.Base{
-			NATSURL: h.nats.URL(), DatabaseURL: dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
-			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
-		},
+		Base:       testkit.BaseConfig(h.nats.URL(), dsn),
 		ChainsFile: chainsFile, ExpiryInterval: 100 * time.Millisecond,
 	}
 	// Blocks to stand on: heads below the confirmation depth are not interesting.
@@ -103,34 +88,22 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, confirmations int) *harne
 // start runs the confirmer in-process until the test ends or h.stop is called.
 func (h *harness) start() {
 	h.t.Helper()
-	if err := h.cfg.Validate(); err != nil {
-		h.t.Fatal(err)
-	}
-	running := testkit.RunInProcess(h.t, "confirmer", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	running := testkit.StartInProcess(h.t, "confirmer", h.cfg, run)
 	h.stop = running.Stop
-	h.eventually(10*time.Second, "confirmer consumers", func() bool {
+	running.WaitReady(10*time.Second, "confirmer consumers", func() bool {
 		_, err1 := h.js.Consumer(context.Background(), "PAYMENTS", "confirmer")
 		_, err2 := h.js.Consumer(context.Background(), "CHAIN", "confirmer")
 		return err1 == nil && err2 == nil
 	})
 }
 
-func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
-	h.t.Helper()
-	testkit.Eventually(h.t, timeout, what, cond)
-}
-
 // idle waits until both confirmer consumers have every published message acked, and the
 // outbox is drained: after it, an event that was going to be published is on PAYMENTS.
 func (h *harness) idle() {
 	h.t.Helper()
-	h.eventually(15*time.Second, "confirmer idle", func() bool {
+	testkit.Eventually(h.t, 15*time.Second, "confirmer idle", func() bool {
 		for _, s := range []string{"PAYMENTS", "CHAIN"} {
-			c, err := h.js.Consumer(context.Background(), s, "confirmer")
-			if err != nil {
-				return false
-			}
-			info, err := c.Info(context.Background())
+			info, err := testkit.ConsumerInfo(context.Background(), h.js, s, "confirmer")
 			if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
 				return false
 			}
@@ -141,11 +114,7 @@ func (h *harness) idle() {
 
 func (h *harness) count(query string, args ...any) int {
 	h.t.Helper()
-	var n int
-	if err := h.db.Get(&n, query, args...); err != nil {
-		h.t.Fatal(err)
-	}
-	return n
+	return testkit.Count(h.t, h.db, query, args...)
 }
 
 // --- the api's part ---------------------------------------------------------------------
@@ -191,7 +160,7 @@ func (h *harness) status(paymentID string) string {
 
 func (h *harness) waitStatus(paymentID, want string) {
 	h.t.Helper()
-	h.eventually(15*time.Second, "payment "+want, func() bool { return h.status(paymentID) == want })
+	testkit.Eventually(h.t, 15*time.Second, "payment "+want, func() bool { return h.status(paymentID) == want })
 }
 
 func (h *harness) transferStatus(tr transfer) string {

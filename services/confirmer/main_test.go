@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,17 +17,10 @@ import (
 // TestBinaryMigratesServesAndStops runs the real binary: `confirmer migrate`, then the
 // service until /readyz answers, then SIGTERM, which must end it cleanly.
 func TestBinaryMigratesServesAndStops(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "confirmer")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testkit.MustBuild(t, "confirmer")
 	h := newHarnessOn(t, testkit.MustNATSProcess(t), 3) // the binary runs against a nats-server process
 	dbURL := testkit.MustDatabaseURL(t)                 // empty: migrate must create the schema
-	port, err := testkit.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opsAddr := fmt.Sprintf("127.0.0.1:%d", port)
+	opsAddr := testkit.FreeAddr(t)
 	env := append(os.Environ(), "NATS_URL="+h.cfg.NATSURL, "DATABASE_URL="+dbURL, "CHAINS_FILE="+h.cfg.ChainsFile,
 		"OPS_ADDR="+opsAddr, "LOG_LEVEL=info", "MIGRATE_ON_START=false")
 
@@ -53,7 +45,7 @@ func TestBinaryMigratesServesAndStops(t *testing.T) {
 			t.Logf("confirmer output:\n%s", logs.String())
 		}
 	})
-	h.eventually(20*time.Second, "/readyz", func() bool {
+	testkit.Eventually(t, 20*time.Second, "/readyz", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://%s/readyz", opsAddr))
 		if err != nil {
 			return false

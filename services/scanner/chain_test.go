@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
@@ -109,7 +110,7 @@ func TestReorgRescansFromCommonAncestor(t *testing.T) {
 	}
 	receipt := h.mine(replacementTx)[0]
 	newHead := h.chain.Head()
-	h.eventually(20*time.Second, "cursor on the new branch's head", func() bool {
+	testkit.Eventually(t, 20*time.Second, "cursor on the new branch's head", func() bool {
 		var hash string
 		err := h.db.Get(&hash, `SELECT block_hash FROM chain_cursors WHERE chain_id = $1`, testChainID)
 		return err == nil && hash == lower(newHead.Hash().Hex())
@@ -267,11 +268,11 @@ func TestRunRefusesBadChains(t *testing.T) {
 		wantErr string
 	}{
 		{"rpc_url serves another chain", func() string {
-			return h.writeChainsFile(fmt.Sprintf("chains:\n  - {id: 1, name: mainnet, rpc_url: %q, confirmations: 12, native: {symbol: ETH}}\n", h.chain.RPCURL()))
+			return testkit.TempFile(t, "chains.yaml", fmt.Sprintf("chains:\n  - {id: 1, name: mainnet, rpc_url: %q, confirmations: 12, native: {symbol: ETH}}\n", h.chain.RPCURL()))
 		}, "rpc_url serves chain id 1337"},
 		{"unreadable chains file", func() string { return filepath.Join(t.TempDir(), "missing.yaml") }, "CHAINS_FILE"},
 		{"invalid chains file", func() string {
-			return h.writeChainsFile("chains:\n  - {id: 5, name: x, confirmations: 1, native: {symbol: ETH}}\n")
+			return testkit.TempFile(t, "chains.yaml", "chains:\n  - {id: 5, name: x, confirmations: 1, native: {symbol: ETH}}\n")
 		}, "rpc_url is required"},
 	}
 	for _, c := range cases {

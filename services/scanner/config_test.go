@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
 
-	"github.com/sethvargo/go-envconfig"
-
 	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 func TestConfigFromEnvironment(t *testing.T) {
@@ -42,7 +40,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var cfg Config
-			err := config.LoadFrom(context.Background(), &cfg, envconfig.MapLookuper(c.env))
+			err := testkit.LoadConfig(&cfg, c.env)
 			if c.wantVar == "" {
 				if err != nil {
 					t.Fatal(err)

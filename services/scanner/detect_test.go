@@ -12,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
@@ -211,7 +212,7 @@ func TestDetection(t *testing.T) {
 // waitHead waits for a chain.<id>.head message at or above block n and checks its headers.
 func (h *harness) waitHead(n uint64) {
 	h.t.Helper()
-	h.eventually(10*time.Second, fmt.Sprintf("chain head %d", n), func() bool {
+	testkit.Eventually(h.t, 10*time.Second, fmt.Sprintf("chain head %d", n), func() bool {
 		for _, m := range h.streamMsgs("CHAIN", event.HeadSubject(testChainID)) {
 			var head event.ChainHead
 			if err := json.Unmarshal(m.Data, &head); err != nil {

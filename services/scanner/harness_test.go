@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
@@ -85,13 +82,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	}
 	var dsn string
 	h.db, dsn = testkit.MustDB(t)
-	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	h.nc = nc
-	h.js, _ = jetstream.New(nc)
+	h.nc, h.js = testkit.MustJetStream(t, h.nats.URL())
 
 	rpcURL := h.chain.RPCURL()
 	if s.rpcURL != nil {
@@ -104,12 +95,9 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
     confirmations: %d
     native: {symbol: ETH, decimals: 18}
 %s`, testChainID, testChainName, rpcURL, testConfirmations, tokens)
-	chainsFile := h.writeChainsFile(doc)
+	chainsFile := testkit.TempFile(t, "chains.yaml", doc)
 	h.cfg = Config{
-		Base: config.Base{
-			NATSURL: h.nats.URL(), DatabaseURL: dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
-			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
-		},
+		Base:       testkit.BaseConfig(h.nats.URL(), dsn),
 		ChainsFile: chainsFile, PollInterval: 20 * time.Millisecond, BatchBlocks: 100, Prefetch: 4,
 		RPCTimeout: 5 * time.Second, RetryMax: 200 * time.Millisecond,
 	}
@@ -122,12 +110,9 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 // start runs the scanner until the test ends or stop is called.
 func (h *harness) start() {
 	h.t.Helper()
-	if err := h.cfg.Validate(); err != nil {
-		h.t.Fatal(err)
-	}
-	running := testkit.RunInProcess(h.t, "scanner", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	running := testkit.StartInProcess(h.t, "scanner", h.cfg, run)
 	h.stopRun = running.Stop
-	h.eventually(15*time.Second, "streams provisioned", func() bool {
+	running.WaitReady(15*time.Second, "streams provisioned", func() bool {
 		_, err := h.js.Stream(context.Background(), "CHAIN")
 		return err == nil
 	})
@@ -136,11 +121,6 @@ func (h *harness) start() {
 func (h *harness) stop() {
 	h.t.Helper()
 	h.stopRun()
-}
-
-func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
-	h.t.Helper()
-	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 // payment is a row of payments as the api creates it.
@@ -262,7 +242,7 @@ func (h *harness) cursor() int64 {
 // waitScanned waits until the scanner has processed block n.
 func (h *harness) waitScanned(n uint64) {
 	h.t.Helper()
-	h.eventually(20*time.Second, fmt.Sprintf("cursor at block %d", n), func() bool { return h.cursor() >= int64(n) })
+	testkit.Eventually(h.t, 20*time.Second, fmt.Sprintf("cursor at block %d", n), func() bool { return h.cursor() >= int64(n) })
 }
 
 // head is the chain's head block number.
@@ -270,11 +250,7 @@ func (h *harness) head() uint64 { return h.chain.Head().Number.Uint64() }
 
 func (h *harness) count(query string, args ...any) int {
 	h.t.Helper()
-	var n int
-	if err := h.db.Get(&n, query, args...); err != nil {
-		h.t.Fatal(err)
-	}
-	return n
+	return testkit.Count(h.t, h.db, query, args...)
 }
 
 func ether(n int64) *big.Int { return new(big.Int).Mul(big.NewInt(n), big.NewInt(1e18)) }
@@ -313,14 +289,4 @@ func (h *harness) mine(txs ...*types.Transaction) []*types.Receipt {
 	}
 	h.t.Fatalf("transactions not mined after 10 blocks")
 	return nil
-}
-
-// writeChainsFile writes a CHAINS_FILE and returns its path.
-func (h *harness) writeChainsFile(doc string) string {
-	h.t.Helper()
-	path := filepath.Join(h.t.TempDir(), "chains.yaml")
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		h.t.Fatal(err)
-	}
-	return path
 }

@@ -2,18 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sethvargo/go-envconfig"
-
 	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 const (
@@ -27,20 +23,16 @@ func writeChains(t *testing.T, treasury string, tokens bool) string {
 	if tokens {
 		tok = `, "tokens": [{"symbol": "USDC", "contract": "0x00000000000000000000000000000000000000c0", "decimals": 6}]`
 	}
-	path := filepath.Join(t.TempDir(), "chains.json")
 	doc := fmt.Sprintf(`{"chains": [{"id": 1337, "name": "devnet", "rpc_url": "http://127.0.0.1:8545", "confirmations": 3,
 		"native": {"symbol": "ETH"}, "treasury": %q%s}]}`, treasury, tok)
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testkit.TempFile(t, "chains.json", doc)
 }
 
 func TestConfigDefaults(t *testing.T) {
 	var cfg Config
 	env := map[string]string{"CHAINS_FILE": writeChains(t, "0x00000000000000000000000000000000000000aa", true),
 		"WALLET_MNEMONIC": abandon, "GAS_TANK_PRIVATE_KEY": "0x" + testGasTankKey}
-	if err := config.LoadFrom(context.Background(), &cfg, envconfig.MapLookuper(env)); err != nil {
+	if err := testkit.LoadConfig(&cfg, env); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.ReceiptTimeout != 5*time.Minute || cfg.PollInterval != time.Second || cfg.Concurrency != 8 || !cfg.StreamsProvision {
@@ -48,7 +40,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	env = map[string]string{"CHAINS_FILE": writeChains(t, "0x00000000000000000000000000000000000000aa", false), "WALLET_XPRV": testXprv}
 	var xprvOnly Config
-	if err := config.LoadFrom(context.Background(), &xprvOnly, envconfig.MapLookuper(env)); err != nil {
+	if err := testkit.LoadConfig(&xprvOnly, env); err != nil {
 		t.Fatalf("an xprv and no gas tank for a chain without tokens: %v", err)
 	}
 }
@@ -87,7 +79,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var cfg Config
-			err := config.LoadFrom(context.Background(), &cfg, envconfig.MapLookuper(tc.env))
+			err := testkit.LoadConfig(&cfg, tc.env)
 			if err == nil || !strings.Contains(err.Error(), tc.wantVar) {
 				t.Fatalf("error %v, want one naming %s", err, tc.wantVar)
 			}

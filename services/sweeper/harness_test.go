@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/wallet"
-	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
@@ -67,10 +64,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.cfg = Config{
-		Base: config.Base{
-			NATSURL: h.nats.URL(), DatabaseURL: dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
-			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
-		},
+		Base:              testkit.BaseConfig(h.nats.URL(), dsn),
 		WalletMnemonic:    abandon,
 		GasTankPrivateKey: hex.EncodeToString(crypto.FromECDSA(h.gasTank.Key)),
 		ReceiptTimeout:    20 * time.Second, PollInterval: 20 * time.Millisecond, Concurrency: 4,
@@ -80,61 +74,41 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h.useRPC(h.chain.RPCURL())
-	nc, err := nats.Connect(h.nats.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	h.js, _ = jetstream.New(nc)
+	_, h.js = testkit.MustJetStream(t, h.nats.URL())
 	return h
 }
 
 // useRPC writes the CHAINS_FILE the sweeper reads, with rpcURL for the chain.
 func (h *harness) useRPC(rpcURL string) {
 	h.t.Helper()
-	h.cfg.ChainsFile = filepath.Join(h.t.TempDir(), "chains.json")
 	doc := fmt.Sprintf(`{"chains": [{"id": %d, "name": "devnet", "rpc_url": %q, "confirmations": 1,
 		"native": {"symbol": "ETH", "decimals": 18}, "treasury": %q,
 		"tokens": [{"symbol": "USDC", "contract": %q, "decimals": 6}]}]}`, chainID, rpcURL, h.treasury.Hex(), h.token.Hex())
-	if err := os.WriteFile(h.cfg.ChainsFile, []byte(doc), 0o600); err != nil {
-		h.t.Fatal(err)
-	}
+	h.cfg.ChainsFile = testkit.TempFile(h.t, "chains.json", doc)
 }
 
 // start runs the sweeper until the returned stop is called or the test ends.
 func (h *harness) start() (stop func()) {
 	h.t.Helper()
-	if err := h.cfg.Validate(); err != nil {
-		h.t.Fatal(err)
-	}
-	stop = testkit.RunInProcess(h.t, "sweeper", func(ctx context.Context) error { return run(ctx, h.cfg) }).Stop
-	h.eventually(10*time.Second, "sweeper consumer provisioned", func() bool {
+	running := testkit.StartInProcess(h.t, "sweeper", h.cfg, run)
+	running.WaitReady(10*time.Second, "sweeper consumer provisioned", func() bool {
 		_, err := h.js.Consumer(context.Background(), streams.Payments, consumerName)
 		return err == nil
 	})
-	return stop
+	return running.Stop
 }
 
 // waitForTxIndex waits until the node answers receipt queries: right after start geth says
 // "transaction indexing is in progress", which chaintest.WaitMined takes for a failure.
 func waitForTxIndex(t *testing.T, c *chaintest.Chain) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := c.Client().TransactionReceipt(context.Background(), common.Hash{})
-		if errors.Is(err, ethereum.NotFound) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("receipts not served: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var err error
+	if !testkit.Poll(10*time.Second, func() bool {
+		_, err = c.Client().TransactionReceipt(context.Background(), common.Hash{})
+		return errors.Is(err, ethereum.NotFound)
+	}) {
+		t.Fatalf("receipts not served: %v", err)
 	}
-}
-
-func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
-	h.t.Helper()
-	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 type payment struct {
@@ -226,12 +200,8 @@ func (h *harness) messages(subject string) []jetstream.Msg {
 // settled waits until the sweeper has acked everything delivered to it.
 func (h *harness) settled() {
 	h.t.Helper()
-	h.eventually(20*time.Second, "sweeper consumer drained", func() bool {
-		c, err := h.js.Consumer(context.Background(), streams.Payments, consumerName)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
+	testkit.Eventually(h.t, 20*time.Second, "sweeper consumer drained", func() bool {
+		info, err := testkit.ConsumerInfo(context.Background(), h.js, streams.Payments, consumerName)
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
 	})
 }

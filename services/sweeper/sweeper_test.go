@@ -16,6 +16,7 @@ import (
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
@@ -43,7 +44,7 @@ func TestSweepsConfirmedPaymentsToTheTreasury(t *testing.T) {
 	for _, p := range all {
 		h.publishConfirmed(p, p.ID+".confirmed")
 	}
-	h.eventually(30*time.Second, "three payments.swept", func() bool { return len(h.messages(event.SubjectSwept)) == 3 })
+	testkit.Eventually(t, 30*time.Second, "three payments.swept", func() bool { return len(h.messages(event.SubjectSwept)) == 3 })
 	h.settled()
 
 	swept := map[string]sweep.Swept{}
@@ -151,7 +152,7 @@ func TestSweepsConfirmedPaymentsToTheTreasury(t *testing.T) {
 	for _, p := range all {
 		h.publishConfirmed(p, p.ID+".confirmed.replay")
 	}
-	h.eventually(10*time.Second, "replays delivered", func() bool { return len(h.messages(event.SubjectConfirmed)) == 6 })
+	testkit.Eventually(t, 10*time.Second, "replays delivered", func() bool { return len(h.messages(event.SubjectConfirmed)) == 6 })
 	h.settled()
 	h.chain.Mine(2)
 	if h.chain.BalanceAt(h.treasury).Cmp(treasuryETH) != 0 || h.chain.TokenBalance(h.token, h.treasury).Cmp(treasuryTokens) != 0 {
@@ -196,7 +197,7 @@ func TestFlakyRPCSweepsOnce(t *testing.T) {
 	for _, p := range []payment{eth, tok} {
 		h.publishConfirmed(p, p.ID+".confirmed")
 	}
-	h.eventually(40*time.Second, "both payments swept", func() bool { return len(h.messages(event.SubjectSwept)) == 2 })
+	testkit.Eventually(t, 40*time.Second, "both payments swept", func() bool { return len(h.messages(event.SubjectSwept)) == 2 })
 	h.settled()
 	if proxy.Failures() == 0 {
 		t.Fatal("no RPC request failed: the test tested nothing")
@@ -226,7 +227,7 @@ func TestDustIsReportedAsSweepFailed(t *testing.T) {
 	p := h.newPayment(nil, big.NewInt(1000))
 	h.chain.WaitMined(h.chain.SendETH(h.chain.Accounts[1], p.Deposit, big.NewInt(1000)))
 	h.publishConfirmed(p, p.ID+".confirmed")
-	h.eventually(20*time.Second, "payments.sweep_failed", func() bool { return len(h.messages(event.SubjectSweepFailed)) == 1 })
+	testkit.Eventually(t, 20*time.Second, "payments.sweep_failed", func() bool { return len(h.messages(event.SubjectSweepFailed)) == 1 })
 	h.settled()
 
 	m := h.messages(event.SubjectSweepFailed)[0]
@@ -285,7 +286,7 @@ func TestRestartBroadcastsTheRecordedTransaction(t *testing.T) {
 
 	h.start()
 	h.publishConfirmed(p, p.ID+".confirmed")
-	h.eventually(20*time.Second, "payments.swept", func() bool { return len(h.messages(event.SubjectSwept)) == 1 })
+	testkit.Eventually(t, 20*time.Second, "payments.swept", func() bool { return len(h.messages(event.SubjectSwept)) == 1 })
 	h.settled()
 	rows := h.sweepRows(p.ID)
 	if len(rows) != 1 || common.HexToHash(rows[0].Hash) != recorded[0].Hash {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // A sender that dies during every attempt never terminates the message itself: the server's
@@ -60,13 +62,13 @@ func TestServerMaxDeliveriesAdvisoryBecomesOneDeadLetter(t *testing.T) {
 		t.Fatalf("message delivered beyond MaxDeliver (delivery %d)", md.NumDelivered)
 	}
 	var advisory *jetstream.RawStreamMsg
-	h.eventually(10*time.Second, "MAX_DELIVERIES advisory captured by DLQ", func() bool {
+	testkit.Eventually(t, 10*time.Second, "MAX_DELIVERIES advisory captured by DLQ", func() bool {
 		advisory, err = dlq.GetLastMsgForSubject(ctx, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.WEBHOOKS.webhook-sender")
 		return err == nil
 	})
 
 	h.start()
-	h.eventually(10*time.Second, "dead letter", func() bool {
+	testkit.Eventually(t, 10*time.Second, "dead letter", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
 	})
 	// The advisory arrives again (a redelivery, or a second copy): still one dead letter.
@@ -75,12 +77,8 @@ func TestServerMaxDeliveriesAdvisoryBecomesOneDeadLetter(t *testing.T) {
 	if _, err := h.js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(10*time.Second, "second advisory consumed", func() bool {
-		c, err := h.js.Consumer(ctx, "DLQ", "dlq-processor")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
+	testkit.Eventually(t, 10*time.Second, "second advisory consumed", func() bool {
+		info, err := testkit.ConsumerInfo(ctx, h.js, "DLQ", "dlq-processor")
 		return err == nil && info.AckFloor.Stream >= info.Delivered.Stream && info.NumPending == 0 && info.Delivered.Consumer >= 2
 	})
 	if n := h.count(`SELECT count(*) FROM webhook_dead_letters`); n != 1 {

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // Events waiting when the sender starts reach the fan-out together. Each is settled on its own:
@@ -33,24 +35,19 @@ func TestFanoutBatchSettlesEachEventOnItsOwn(t *testing.T) {
 		}
 	}
 	h.start()
-	h.eventually(10*time.Second, "every good event delivered", func() bool { return len(rc.got()) >= good })
-	h.eventually(5*time.Second, "fan-out settled everything", func() bool {
-		c, err := h.js.Consumer(ctx, "PAYMENTS", "webhook-fanout")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
+	testkit.Eventually(t, 10*time.Second, "every good event delivered", func() bool { return len(rc.got()) >= good })
+	testkit.Eventually(t, 5*time.Second, "fan-out settled everything", func() bool {
+		info, err := testkit.ConsumerInfo(ctx, h.js, "PAYMENTS", "webhook-fanout")
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	})
-	time.Sleep(300 * time.Millisecond) // room for a wrong redelivery to show
-	c, _ := h.js.Consumer(ctx, "PAYMENTS", "webhook-fanout")
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumRedelivered != 0 || info.NumAckPending != 0 {
-		t.Fatalf("fan-out consumer: %d redelivered, %d pending acks; want none", info.NumRedelivered, info.NumAckPending)
-	}
+	// Room for a wrong redelivery to show.
+	testkit.Never(t, 300*time.Millisecond, "the fan-out consumer redelivers or has pending acks", func() bool {
+		info, err := testkit.ConsumerInfo(ctx, h.js, "PAYMENTS", "webhook-fanout")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NumRedelivered != 0 || info.NumAckPending != 0
+	})
 	got := rc.got()
 	var rows []struct {
 		Attempt int `db:"attempt"`
@@ -81,11 +78,9 @@ func TestSlowAttemptIsNotRedeliveredMeanwhile(t *testing.T) {
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	h.start()
 	env := h.publish("payments.confirmed", "m_1")
-	h.eventually(5*time.Second, "attempt row", func() bool { return len(h.attempts(env.ID, epID)) == 1 })
-	time.Sleep(500 * time.Millisecond) // room for a wrong redelivery to show
-	if n := len(rc.got()); n != 1 {
-		t.Fatalf("receiver got %d requests for one slow delivery, want 1", n)
-	}
+	testkit.Eventually(t, 5*time.Second, "attempt row", func() bool { return len(h.attempts(env.ID, epID)) == 1 })
+	// Room for a wrong redelivery to show.
+	testkit.Never(t, 500*time.Millisecond, "a second request for one slow delivery", func() bool { return len(rc.got()) != 1 })
 	if a := h.attempts(env.ID, epID); len(a) != 1 || !a[0].Delivered || a[0].Attempt != 1 || a[0].LatencyMS < 1200 {
 		t.Fatalf("attempt rows %+v, want one delivered first attempt of at least 1.2 s", a)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // BenchmarkWebhookThroughput pushes BENCH_EVENTS (default 20000) payment events through the
@@ -131,11 +132,7 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	// Measure from when both stages are pulling, not while the sender is still starting.
 	testkit.Eventually(b, 10*time.Second, "sender pulling", func() bool {
 		for _, c := range [][2]string{{"PAYMENTS", "webhook-fanout"}, {"WEBHOOKS", "webhook-sender"}} {
-			cons, err := h.js.Consumer(b.Context(), c[0], c[1])
-			if err != nil {
-				return false
-			}
-			info, err := cons.Info(b.Context())
+			info, err := testkit.ConsumerInfo(b.Context(), h.js, c[0], c[1])
 			if err != nil || info.NumWaiting == 0 {
 				return false
 			}
@@ -323,15 +320,8 @@ func (h *harness) useBenchNATS() {
 	if url == "" {
 		return
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(nc.Close)
-	h.nc, h.cfg.NATSURL = nc, url
-	if h.js, err = jetstream.New(nc); err != nil {
-		h.t.Fatal(err)
-	}
+	h.nc, h.js = testkit.MustJetStream(h.t, url)
+	h.cfg.NATSURL = url
 }
 
 // allocs counts heap allocations: how many, how many bytes.

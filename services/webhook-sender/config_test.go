@@ -1,19 +1,16 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sethvargo/go-envconfig"
-
-	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 func TestConfigDefaultsAreTheContract(t *testing.T) {
 	var cfg Config
-	if err := config.LoadFrom(context.Background(), &cfg, envconfig.MapLookuper(nil)); err != nil {
+	if err := testkit.LoadConfig(&cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := cfg.Backoff.String(); got != "5s,5m0s,30m0s,2h0m0s,5h0m0s,10h0m0s,10h0m0s" {
@@ -43,7 +40,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var cfg Config
-			err := config.LoadFrom(context.Background(), &cfg, envconfig.MapLookuper(tc.env))
+			err := testkit.LoadConfig(&cfg, tc.env)
 			if err == nil || !strings.Contains(err.Error(), tc.wantVar) {
 				t.Fatalf("error %v, want one naming %s", err, tc.wantVar)
 			}
@@ -52,7 +49,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	var cfg Config
 	ok := map[string]string{"WEBHOOK_URL": "http://127.0.0.1:8080/hook", "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 		"WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true", "WEBHOOK_BACKOFF": "10ms, 20ms"}
-	if err := config.LoadFrom(context.Background(), &cfg, envconfig.MapLookuper(ok)); err != nil {
+	if err := testkit.LoadConfig(&cfg, ok); err != nil {
 		t.Fatalf("a local receiver allowed by both flags: %v", err)
 	}
 	if len(cfg.Backoff) != 2 || cfg.Backoff[1] != 20*time.Millisecond {

@@ -16,18 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
-
-// buildSender compiles this service once for tests that need a real process to kill.
-func buildSender(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "webhook-sender")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 func (h *harness) senderProcess(t *testing.T, bin, logName string, extraEnv ...string) *exec.Cmd {
 	t.Helper()
@@ -61,22 +51,18 @@ func (h *harness) senderProcess(t *testing.T, bin, logName string, extraEnv ...s
 // retried with the same Nats-Msg-Id and deduplicated if the first try did land.
 func (h *harness) publishRetrying(t *testing.T, env event.Envelope, body []byte) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var err error
+	if !testkit.Poll(30*time.Second, func() bool {
 		m := nats.NewMsg("payments.confirmed")
 		m.Data = body
 		m.Header.Set(event.HeaderMsgID, env.ID)
 		m.Header.Set(event.HeaderEventType, env.Type)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := h.js.PublishMsg(ctx, m)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish %s: %v", env.ID, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		defer cancel()
+		_, err = h.js.PublishMsg(ctx, m)
+		return err == nil
+	}) {
+		t.Fatalf("publish %s: %v", env.ID, err)
 	}
 }
 
@@ -85,7 +71,7 @@ func TestEveryEventDeliveredThroughSenderKillAndNATSRestart(t *testing.T) {
 		t.Skip("builds and kills a real process")
 	}
 	start := time.Now()
-	bin := buildSender(t)
+	bin := testkit.MustBuild(t, "webhook-sender")
 	t.Logf("built in %v", time.Since(start))
 	h := newProcessHarness(t, 200*time.Millisecond, 400*time.Millisecond, time.Second)
 	var mu sync.Mutex
@@ -121,7 +107,7 @@ func TestEveryEventDeliveredThroughSenderKillAndNATSRestart(t *testing.T) {
 	for i := range total / 2 {
 		h.publishRetrying(t, events[i], bodies[i])
 	}
-	h.eventually(30*time.Second, "some deliveries before the kill", func() bool { return len(rc.got()) >= 30 })
+	testkit.Eventually(t, 30*time.Second, "some deliveries before the kill", func() bool { return len(rc.got()) >= 30 })
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +120,7 @@ func TestEveryEventDeliveredThroughSenderKillAndNATSRestart(t *testing.T) {
 		h.publishRetrying(t, events[i], bodies[i])
 	}
 	h.senderProcess(t, bin, "sender-2.log")
-	h.eventually(30*time.Second, "progress after restart", func() bool { return len(rc.got()) > delivered+20 })
+	testkit.Eventually(t, 30*time.Second, "progress after restart", func() bool { return len(rc.got()) > delivered+20 })
 	t.Logf("%v: second sender running, %d requests", time.Since(start), len(rc.got()))
 	h.nats.Restart() // again, under the running sender
 	for i := total * 3 / 4; i < total; i++ {
@@ -152,12 +138,8 @@ func TestEveryEventDeliveredThroughSenderKillAndNATSRestart(t *testing.T) {
 		}
 		return out
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for len(missing()) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events never delivered, e.g. %v", len(missing()), total, missing()[:min(3, len(missing()))])
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testkit.Poll(90*time.Second, func() bool { return len(missing()) == 0 }) {
+		t.Fatalf("%d of %d events never delivered, e.g. %v", len(missing()), total, missing()[:min(3, len(missing()))])
 	}
 	t.Logf("%v: all delivered", time.Since(start))
 	mu.Lock()

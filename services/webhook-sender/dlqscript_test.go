@@ -19,6 +19,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // dlqScript runs scripts/dlq.sh against the harness's NATS server and returns its stdout.
@@ -45,7 +46,7 @@ func deadLettered(t *testing.T) (*harness, *receiver, string, event.Envelope, ui
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	h.start()
 	env := h.publish("payments.confirmed", "m_1")
-	h.eventually(15*time.Second, "dead letter", func() bool {
+	testkit.Eventually(t, 15*time.Second, "dead letter", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
 	})
 	var dlqSeq uint64
@@ -105,7 +106,7 @@ func TestDLQScriptReplay(t *testing.T) {
 		if !strings.Contains(out, "WEBHOOKS #") {
 			t.Fatalf("replay did not print the WEBHOOKS ack: %s", out)
 		}
-		h.eventually(10*time.Second, "replayed delivery", func() bool { return len(rc.got()) >= before+n })
+		testkit.Eventually(t, 10*time.Second, "replayed delivery", func() bool { return len(rc.got()) >= before+n })
 		msg, err := webhooks.GetLastMsgForSubject(context.Background(), "webhooks.deliver."+epID)
 		if err != nil {
 			t.Fatal(err)
@@ -122,11 +123,9 @@ func TestDLQScriptReplay(t *testing.T) {
 		return msg.Sequence
 	}
 	seq1 := replay(1)
-	time.Sleep(300 * time.Millisecond) // longer than the schedule: nothing else may arrive
+	// Longer than the schedule.
+	testkit.Never(t, 300*time.Millisecond, "another request after one replay", func() bool { return len(rc.got()) != before+1 })
 	reqs := rc.got()
-	if len(reqs) != before+1 {
-		t.Fatalf("%d requests after one replay, want %d", len(reqs), before+1)
-	}
 	last := reqs[before]
 	if got := last.header.Get("webhook-id"); got != env.ID {
 		t.Fatalf("replay delivered webhook-id %q, want the original event id %q", got, env.ID)
@@ -250,7 +249,7 @@ func TestDeadLetterCarriesOnlyItsOwnMetadata(t *testing.T) {
 	if out, err := pub.CombinedOutput(); err != nil || !strings.Contains(string(out), `"stream":"WEBHOOKS"`) {
 		t.Fatalf("nats request %v: %v\n%s", args, err, out)
 	}
-	h.eventually(10*time.Second, "the CLI replay delivered", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the CLI replay delivered", func() bool {
 		for _, r := range rc.got()[before:] {
 			if r.header.Get("webhook-id") == env.ID {
 				return true

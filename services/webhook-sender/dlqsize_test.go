@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // A webhook message at the server's max payload is terminated as poison; its copy on DLQ, with
@@ -34,7 +35,7 @@ func TestDeadLetterOfAMaxPayloadMessageGetsACopyThatFits(t *testing.T) {
 	if _, err := h.js.PublishMsg(ctx, big); err != nil {
 		t.Fatalf("publish a message at the max payload: %v", err)
 	}
-	h.eventually(30*time.Second, "the big message's dead letter published", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the big message's dead letter published", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
 	})
 	var row struct {
@@ -73,7 +74,7 @@ func TestDeadLetterOfAMaxPayloadMessageGetsACopyThatFits(t *testing.T) {
 	if _, err := h.js.PublishMsg(ctx, small); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(30*time.Second, "the next dead letter published", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the next dead letter published", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 2
 	})
 }

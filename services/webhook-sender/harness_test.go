@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/signature"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
@@ -55,18 +54,9 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, backoff ...time.Duration)
 	}
 	h := &harness{t: t, nats: ns}
 	h.db, h.dsn = testkit.MustDB(t)
-	nc, err := nats.Connect(h.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	h.nc = nc
-	h.js, _ = jetstream.New(nc)
+	h.nc, h.js = testkit.MustJetStream(t, h.nats.URL())
 	h.cfg = Config{
-		Base: config.Base{
-			NATSURL: h.nats.URL(), DatabaseURL: h.dsn, LogLevel: "error", OpsAddr: "127.0.0.1:0",
-			MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
-		},
+		Base:    testkit.BaseConfig(h.nats.URL(), h.dsn),
 		Backoff: backoff, Timeout: 2 * time.Second, Concurrency: 8, EndpointConcurrency: 4,
 		FanoutConcurrency: 4, MaxRetryAfter: 5 * time.Second, AllowHTTP: true, AllowPrivateNetworks: true,
 	}
@@ -76,21 +66,13 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, backoff ...time.Duration)
 // start runs the sender in-process until the test ends or stop is called.
 func (h *harness) start() {
 	h.t.Helper()
-	if err := h.cfg.Validate(); err != nil {
-		h.t.Fatal(err)
-	}
-	running := testkit.RunInProcess(h.t, "sender", func(ctx context.Context) error { return run(ctx, h.cfg) })
+	running := testkit.StartInProcess(h.t, "sender", h.cfg, run)
 	h.stopSender = running.Stop
 	// Ready once its consumers exist.
-	h.eventually(10*time.Second, "sender provisioned", func() bool {
+	running.WaitReady(10*time.Second, "sender provisioned", func() bool {
 		_, err := h.js.Consumer(context.Background(), "PAYMENTS", "webhook-fanout")
 		return err == nil
 	})
-}
-
-func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
-	h.t.Helper()
-	testkit.Eventually(h.t, timeout, what, cond)
 }
 
 func (h *harness) merchant(id string) {
@@ -160,11 +142,7 @@ func (h *harness) attempts(eventID, endpointID string) []attemptRow {
 
 func (h *harness) count(query string, args ...any) int {
 	h.t.Helper()
-	var n int
-	if err := h.db.Get(&n, query, args...); err != nil {
-		h.t.Fatal(err)
-	}
-	return n
+	return testkit.Count(h.t, h.db, query, args...)
 }
 
 // receiver is a merchant's webhook endpoint that records every request and answers from a script.
@@ -219,6 +197,16 @@ func (rc *receiver) setRespond(f func(n int, r *http.Request) (int, http.Header)
 
 func status(code int) func(int, *http.Request) (int, http.Header) {
 	return func(int, *http.Request) (int, http.Header) { return code, nil }
+}
+
+// failFirst answers the first n requests with 500, the later ones with 200.
+func failFirst(n int) func(int, *http.Request) (int, http.Header) {
+	return func(i int, _ *http.Request) (int, http.Header) {
+		if i <= n {
+			return http.StatusInternalServerError, nil
+		}
+		return http.StatusOK, nil
+	}
 }
 
 func mustJSON(t testing.TB, v any) []byte {

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -39,7 +36,7 @@ func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and stops a real process")
 	}
-	bin := buildSender(t)
+	bin := testkit.MustBuild(t, "webhook-sender")
 	// 3 deliveries; steps long enough that no heartbeat is late on a busy machine (an early
 	// redelivery would add an attempt the test does not expect).
 	h := newProcessHarness(t, time.Second, time.Second)
@@ -54,7 +51,7 @@ func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 	})
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	sender := h.senderProcess(t, bin, "sender-1.log", "SHUTDOWN_TIMEOUT=1s", "WEBHOOK_TIMEOUT=30s")
-	h.eventually(20*time.Second, "sender provisioned", func() bool {
+	testkit.Eventually(t, 20*time.Second, "sender provisioned", func() bool {
 		_, err := h.js.Consumer(context.Background(), "PAYMENTS", "webhook-fanout")
 		return err == nil
 	})
@@ -73,7 +70,7 @@ func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 
 	rc.setRespond(status(http.StatusOK))
 	h.senderProcess(t, bin, "sender-2.log")
-	h.eventually(20*time.Second, "delivered by the next sender", func() bool {
+	testkit.Eventually(t, 20*time.Second, "delivered by the next sender", func() bool {
 		for _, r := range rc.got()[3:] {
 			if r.header.Get("webhook-id") == env.ID {
 				return true
@@ -83,7 +80,7 @@ func TestSIGTERMDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 	})
 	// The attempt row is written after the merchant's answer, so it may trail the request.
 	var rows []attemptRow
-	h.eventually(10*time.Second, "the delivered attempt recorded", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the delivered attempt recorded", func() bool {
 		rows = h.attempts(env.ID, epID)
 		return len(rows) >= 4
 	})
@@ -102,39 +99,28 @@ func TestPostgresDownDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 	h := newHarness(t, time.Second, 3*time.Second)
 	pg := testkit.MustPostgresCluster(t)
 	h.usePostgres(pg.URL)
-	rc := newReceiver(t, func(n int, r *http.Request) (int, http.Header) {
-		if n < 3 {
-			return http.StatusInternalServerError, nil
-		}
-		return http.StatusOK, nil
-	})
+	rc := newReceiver(t, failFirst(2))
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	h.start()
 	env := h.publish("payments.confirmed", "m_1")
-	h.eventually(10*time.Second, "two failed attempts", func() bool { return len(rc.got()) == 2 })
+	testkit.Eventually(t, 10*time.Second, "two failed attempts", func() bool { return len(rc.got()) == 2 })
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := h.js.Consumer(context.Background(), "WEBHOOKS", "webhook-sender")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.eventually(10*time.Second, "the last delivery, with Postgres down", func() bool {
-		info, err := cons.Info(context.Background())
+	testkit.Eventually(t, 10*time.Second, "the last delivery, with Postgres down", func() bool {
+		info, err := testkit.ConsumerInfo(context.Background(), h.js, "WEBHOOKS", "webhook-sender")
 		return err == nil && info.Delivered.Consumer >= 3
 	})
-	time.Sleep(time.Second) // it is held meanwhile; the broken sender terminated it at once
-	if n := len(rc.got()); n != 2 {
-		t.Fatalf("%d requests while the endpoint could not be loaded", n)
-	}
+	// It is held meanwhile; the broken sender terminated it at once.
+	testkit.Never(t, time.Second, "a request while the endpoint could not be loaded", func() bool { return len(rc.got()) != 2 })
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(20*time.Second, "delivered once Postgres is back", func() bool { return len(rc.got()) == 3 })
+	testkit.Eventually(t, 20*time.Second, "delivered once Postgres is back", func() bool { return len(rc.got()) == 3 })
 	if got := rc.got()[2].header.Get("webhook-id"); got != env.ID {
 		t.Fatalf("third request webhook-id %q, want %q", got, env.ID)
 	}
-	h.eventually(10*time.Second, "the delivered attempt recorded", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the delivered attempt recorded", func() bool {
 		rows := h.attempts(env.ID, epID)
 		return len(rows) == 3 && rows[2].Delivered
 	})
@@ -144,14 +130,5 @@ func TestPostgresDownDuringTheLastAttemptDoesNotDeadLetter(t *testing.T) {
 // usePostgres points the harness (and the sender it starts) at a database on the given server.
 func (h *harness) usePostgres(adminURL string) {
 	h.t.Helper()
-	ctx := context.Background()
-	if err := postgres.MigrateURL(ctx, adminURL, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		h.t.Fatal(err)
-	}
-	db, err := postgres.Open(ctx, adminURL)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { db.Close() })
-	h.db, h.dsn, h.cfg.DatabaseURL = db, adminURL, adminURL
+	h.db, h.dsn, h.cfg.DatabaseURL = testkit.MustOpenDB(h.t, adminURL), adminURL, adminURL
 }

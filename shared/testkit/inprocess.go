@@ -5,22 +5,14 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// Eventually polls cond until it holds, failing the test after timeout.
-func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(15 * time.Millisecond)
-	}
-}
+	"github.com/ctrip-pay/pipeline/shared/config"
+)
 
 // InProcess is a service's run function running in the test process.
 type InProcess struct {
+	tb       testing.TB
+	name     string
 	stop     func()
 	finished chan struct{}
 	err      error
@@ -30,7 +22,7 @@ type InProcess struct {
 // cancels it and waits up to 15 s, reporting an error it returned or a failure to stop.
 func RunInProcess(tb testing.TB, name string, run func(context.Context) error) *InProcess {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &InProcess{finished: make(chan struct{})}
+	p := &InProcess{tb: tb, name: name, finished: make(chan struct{})}
 	go func() {
 		p.err = run(ctx)
 		close(p.finished)
@@ -51,6 +43,28 @@ func RunInProcess(tb testing.TB, name string, run func(context.Context) error) *
 	}
 	tb.Cleanup(p.stop)
 	return p
+}
+
+// StartInProcess is how a harness starts its service: it validates cfg, as main does after
+// loading it, and runs run(ctx, cfg) with RunInProcess.
+func StartInProcess[C config.Validator](tb testing.TB, name string, cfg C, run func(context.Context, C) error) *InProcess {
+	tb.Helper()
+	if err := cfg.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	return RunInProcess(tb, name, func(ctx context.Context) error { return run(ctx, cfg) })
+}
+
+// WaitReady polls ready until it holds, failing the test after timeout or as soon as the run
+// has returned: a service that cannot start says why instead of timing out.
+func (p *InProcess) WaitReady(timeout time.Duration, what string, ready func() bool) {
+	p.tb.Helper()
+	Eventually(p.tb, timeout, what, func() bool {
+		if exited, err := p.Exited(); exited {
+			p.tb.Fatalf("%s exited at start: %v", p.name, err)
+		}
+		return ready()
+	})
 }
 
 // Stop cancels the run and waits for it to return.

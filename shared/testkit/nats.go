@@ -4,12 +4,15 @@
 package testkit
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // NATS is an embedded nats-server with JetStream. Restart keeps its port and store dir, so
@@ -74,4 +77,31 @@ func (n *NATS) Restart() {
 	n.tb.Helper()
 	n.Shutdown()
 	n.start()
+}
+
+// MustJetStream connects to the NATS server at url and returns the connection and its JetStream
+// context. The connection reconnects without limit, every 50 ms, so that it outlives a server
+// Restart; it is closed at test cleanup.
+func MustJetStream(tb testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		tb.Fatalf("connect to %s: %v", url, err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
+// ConsumerInfo is the server's current view of a stream's consumer: what a test polls to see it
+// deliver, ack or redeliver.
+func ConsumerInfo(ctx context.Context, js jetstream.JetStream, stream, consumer string) (*jetstream.ConsumerInfo, error) {
+	c, err := js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"testing"
 )
 
 // FreePort is a TCP port on 127.0.0.1 that was free a moment ago, for a server started in
@@ -50,4 +51,15 @@ func anyPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeAddr is 127.0.0.1:port for a FreePort, for a server the test starts and must know the
+// address of before it listens.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	port, err := FreePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }

@@ -81,12 +81,19 @@ func MustDatabaseURL(tb testing.TB) string {
 	return u.String()
 }
 
-// MustDB returns a connection to a fresh, migrated database.
+// MustDB returns a connection to a fresh, migrated database, and its URL.
 func MustDB(tb testing.TB) (*sqlx.DB, string) {
 	tb.Helper()
 	dsn := MustDatabaseURL(tb)
+	return MustOpenDB(tb, dsn), dsn
+}
+
+// MustOpenDB connects to the database at url and applies the migrations; the connection is
+// closed at test cleanup. For a database on a server of the test's own (MustPostgresCluster).
+func MustOpenDB(tb testing.TB, url string) *sqlx.DB {
+	tb.Helper()
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, dsn)
+	db, err := postgres.Open(ctx, url)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -94,7 +101,17 @@ func MustDB(tb testing.TB) (*sqlx.DB, string) {
 	if _, err := postgres.Migrate(ctx, db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		tb.Fatal(err)
 	}
-	return db, dsn
+	return db
+}
+
+// Count runs a query that returns one integer (a count, a sum) and returns it.
+func Count(tb testing.TB, db *sqlx.DB, query string, args ...any) int {
+	tb.Helper()
+	var n int
+	if err := db.Get(&n, query, args...); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
 
 func findOrStartCluster() (string, func(), error) {

@@ -1,0 +1,26 @@
+package testkit
+
+import (
+	"context"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/ctrip-pay/pipeline/shared/config"
+)
+
+// BaseConfig is the config.Base of a service run by a test: against the given NATS server and
+// database, logging errors only, its ops server on a free port, migrating and provisioning at
+// start, and a shutdown short enough for a test's cleanup.
+func BaseConfig(natsURL, databaseURL string) config.Base {
+	return config.Base{
+		NATSURL: natsURL, DatabaseURL: databaseURL, LogLevel: "error", OpsAddr: "127.0.0.1:0",
+		MigrateOnStart: true, StreamsProvision: true, ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// LoadConfig fills cfg from the variables in env alone, as config.Load does from the process
+// environment in main, and validates it.
+func LoadConfig(cfg config.Validator, env map[string]string) error {
+	return config.LoadFrom(context.Background(), cfg, envconfig.MapLookuper(env))
+}
