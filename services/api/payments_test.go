@@ -124,6 +124,9 @@ func (h *harness) createdEvents() map[string][]event.Envelope {
 		if got := m.Header.Get(event.HeaderEventType); got != "payment.created" {
 			h.t.Errorf("Ctrip-Event-Type %q", got)
 		}
+		if v := event.ContractViolations(m.Data); v != nil {
+			h.t.Errorf("payments.created of %s breaks the event contract: %v", d.PaymentID, v)
+		}
 		out[d.PaymentID] = append(out[d.PaymentID], env)
 	}
 	return out

@@ -180,6 +180,9 @@ func (h *harness) detected() []detectedMsg {
 	var out []detectedMsg
 	for _, m := range h.streamMsgs("PAYMENTS", event.SubjectDetected) {
 		d := detectedMsg{msgID: m.Header.Get(event.HeaderMsgID), eventType: m.Header.Get(event.HeaderEventType)}
+		if v := event.ContractViolations(m.Data); v != nil {
+			h.t.Errorf("payments.detected %s breaks the event contract: %v", d.msgID, v)
+		}
 		if err := json.Unmarshal(m.Data, &d.env); err != nil {
 			h.t.Fatalf("payments.detected body: %v", err)
 		}
