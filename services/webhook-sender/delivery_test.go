@@ -6,14 +6,15 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
-	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
 	"github.com/ctrip-pay/pipeline/shared/signature"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 func TestDeliveredFirstTimeSignedAndRecorded(t *testing.T) {
@@ -23,7 +24,7 @@ func TestDeliveredFirstTimeSignedAndRecorded(t *testing.T) {
 	h.start()
 	env := h.publish("payments.confirmed", "m_1")
 
-	h.eventually(10*time.Second, "delivery", func() bool { return len(rc.got()) == 1 })
+	testkit.Eventually(t, 10*time.Second, "delivery", func() bool { return len(rc.got()) == 1 })
 	req := rc.got()[0]
 	// The producer's trace continues through fan-out and delivery into the merchant's request.
 	if tp := req.header.Get("traceparent"); !strings.HasPrefix(tp, "00-"+testTraceID+"-") {
@@ -46,24 +47,18 @@ func TestDeliveredFirstTimeSignedAndRecorded(t *testing.T) {
 	if !bytes.Contains(req.body, []byte(`"type":"payment.confirmed"`)) || !bytes.Contains(req.body, []byte(`"amount_base_units":"12500000000000000000"`)) {
 		t.Fatalf("body is not the envelope: %s", req.body)
 	}
-	h.eventually(5*time.Second, "attempt row", func() bool { return len(h.attempts(env.ID, epID)) == 1 })
+	testkit.Eventually(t, 5*time.Second, "attempt row", func() bool { return len(h.attempts(env.ID, epID)) == 1 })
 	a := h.attempts(env.ID, epID)[0]
 	if !a.Delivered || a.Attempt != 1 || a.StatusCode == nil || *a.StatusCode != 200 || a.Body == nil || *a.Body != `{"ok":true}` {
 		t.Fatalf("attempt row %+v", a)
 	}
 	// Acked: nothing pending on the delivery consumer, and no second request comes.
-	h.eventually(5*time.Second, "ack", func() bool {
-		c, err := h.js.Consumer(context.Background(), "WEBHOOKS", "webhook-sender")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
+	testkit.Eventually(t, 5*time.Second, "ack", func() bool {
+		info, err := testkit.ConsumerInfo(context.Background(), h.js, "WEBHOOKS", "webhook-sender")
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	})
-	time.Sleep(300 * time.Millisecond) // longer than the first backoff step
-	if n := len(rc.got()); n != 1 {
-		t.Fatalf("%d requests after ack, want 1", n)
-	}
+	// Longer than the first backoff step.
+	testkit.Never(t, 300*time.Millisecond, "a second request after the ack", func() bool { return len(rc.got()) != 1 })
 }
 
 func mustKeyBytes(t *testing.T, secret string) []byte {
@@ -79,22 +74,14 @@ func mustKeyBytes(t *testing.T, secret string) []byte {
 func TestRetriesOnScheduleWithSameWebhookID(t *testing.T) {
 	schedule := []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, 900 * time.Millisecond}
 	h := newHarness(t, schedule...)
-	rc := newReceiver(t, func(n int, _ *http.Request) (int, http.Header) {
-		if n < 3 {
-			return http.StatusInternalServerError, nil
-		}
-		return http.StatusOK, nil
-	})
+	rc := newReceiver(t, failFirst(2))
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	h.start()
 	env := h.publish("payments.confirmed", "m_1")
 
-	h.eventually(15*time.Second, "three attempts", func() bool { return len(rc.got()) >= 3 })
-	time.Sleep(schedule[2] + 200*time.Millisecond)
+	testkit.Eventually(t, 15*time.Second, "three attempts", func() bool { return len(rc.got()) >= 3 })
+	testkit.Never(t, schedule[2]+200*time.Millisecond, "a fourth request", func() bool { return len(rc.got()) != 3 })
 	reqs := rc.got()
-	if len(reqs) != 3 {
-		t.Fatalf("%d requests, want exactly 3", len(reqs))
-	}
 	for i, r := range reqs {
 		if r.header.Get("webhook-id") != env.ID {
 			t.Fatalf("attempt %d webhook-id %q, want %q", i+1, r.header.Get("webhook-id"), env.ID)
@@ -109,7 +96,7 @@ func TestRetriesOnScheduleWithSameWebhookID(t *testing.T) {
 		}
 		t.Logf("gap before attempt %d: %v (schedule %v)", k+1, gap, want)
 	}
-	h.eventually(5*time.Second, "attempt rows", func() bool { return len(h.attempts(env.ID, epID)) == 3 })
+	testkit.Eventually(t, 5*time.Second, "attempt rows", func() bool { return len(h.attempts(env.ID, epID)) == 3 })
 	rows := h.attempts(env.ID, epID)
 	for i, want := range []int{500, 500, 200} {
 		if rows[i].Attempt != i+1 || rows[i].StatusCode == nil || *rows[i].StatusCode != want || rows[i].Delivered != (want == 200) {
@@ -130,13 +117,12 @@ func TestExhaustedDeliveryIsDeadLetteredOnceAndReplayable(t *testing.T) {
 	env := h.publish("payments.swept", "m_1")
 
 	maxDeliver := len(schedule) + 1
-	h.eventually(15*time.Second, "dead letter", func() bool {
+	testkit.Eventually(t, 15*time.Second, "dead letter", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 1
 	})
-	time.Sleep(500 * time.Millisecond) // nothing more may arrive
-	if n := len(rc.got()); n != maxDeliver {
-		t.Fatalf("%d attempts, want MaxDeliver = %d", n, maxDeliver)
-	}
+	testkit.Never(t, 500*time.Millisecond, fmt.Sprintf("a number of attempts other than MaxDeliver = %d", maxDeliver), func() bool {
+		return len(rc.got()) != maxDeliver
+	})
 	if n := h.count(`SELECT count(*) FROM webhook_dead_letters`); n != 1 {
 		t.Fatalf("%d dead letters, want exactly 1", n)
 	}
@@ -181,18 +167,17 @@ func TestExhaustedDeliveryIsDeadLetteredOnceAndReplayable(t *testing.T) {
 	// Replay after the merchant fixed its endpoint: delivered with the same webhook-id.
 	rc.setRespond(status(http.StatusOK))
 	before := len(rc.got())
-	if _, err := webhook.Replay(context.Background(), postgres.New(h.db), h.js, dl.ID); err != nil {
+	if _, err := deadletter.ReplayByID(context.Background(), h.db, h.js, dl.ID); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(10*time.Second, "replayed delivery", func() bool { return len(rc.got()) == before+1 })
+	testkit.Eventually(t, 10*time.Second, "replayed delivery", func() bool { return len(rc.got()) == before+1 })
 	last := rc.got()[before]
 	if last.header.Get("webhook-id") != env.ID || !bytes.Equal(last.body, dl.Body) {
 		t.Fatalf("replay delivered webhook-id %q body %s", last.header.Get("webhook-id"), last.body)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := h.count(`SELECT count(*) FROM webhook_dead_letters`); n != 1 {
-		t.Fatalf("%d dead letters after a successful replay, want 1", n)
-	}
+	testkit.Never(t, 300*time.Millisecond, "another dead letter after a successful replay", func() bool {
+		return h.count(`SELECT count(*) FROM webhook_dead_letters`) != 1
+	})
 	if n := h.count(`SELECT replay_count FROM webhook_dead_letters`); n != 1 {
 		t.Fatalf("replay_count = %d", n)
 	}
@@ -205,18 +190,15 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	h.start()
 	h.publish("payments.confirmed", "m_1")
 
-	h.eventually(10*time.Second, "endpoint disabled", func() bool {
+	testkit.Eventually(t, 10*time.Second, "endpoint disabled", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_endpoints WHERE id = $1 AND NOT enabled AND disabled_reason LIKE '410 Gone%'`, epID) == 1
 	})
-	h.eventually(10*time.Second, "dead letter", func() bool {
+	testkit.Eventually(t, 10*time.Second, "dead letter", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE reason = 'endpoint_gone' AND endpoint_id = $1`, epID) == 1
 	})
 	// Later events are not sent to a disabled endpoint.
 	h.publish("payments.swept", "m_1")
-	time.Sleep(500 * time.Millisecond)
-	if n := len(rc.got()); n != 1 {
-		t.Fatalf("%d requests to a gone endpoint, want 1", n)
-	}
+	testkit.Never(t, 500*time.Millisecond, "a second request to a gone endpoint", func() bool { return len(rc.got()) != 1 })
 }
 
 func TestPoisonMessagesAreDeadLetteredWithReason(t *testing.T) {
@@ -231,7 +213,7 @@ func TestPoisonMessagesAreDeadLetteredWithReason(t *testing.T) {
 	if _, err := h.js.Publish(ctx, "webhooks.deliver.ep_nobody", []byte(`{"id":"evt_x","type":"payment.confirmed","timestamp":"2026-11-28T20:14:26Z","data":{}}`)); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually(10*time.Second, "two dead letters", func() bool {
+	testkit.Eventually(t, 10*time.Second, "two dead letters", func() bool {
 		return h.count(`SELECT count(*) FROM webhook_dead_letters WHERE published_at IS NOT NULL`) == 2
 	})
 	var reasons []struct {
@@ -265,7 +247,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	h.endpoint("m_1", rc.srv.URL)
 	h.start()
 	h.publish("payments.confirmed", "m_1")
-	h.eventually(10*time.Second, "second attempt", func() bool { return len(rc.got()) == 2 })
+	testkit.Eventually(t, 10*time.Second, "second attempt", func() bool { return len(rc.got()) == 2 })
 	reqs := rc.got()
 	if gap := reqs[1].at.Sub(reqs[0].at); gap < 950*time.Millisecond || gap > 3*time.Second {
 		t.Fatalf("retry after %v, want about the 1s Retry-After (schedule is 50ms)", gap)
@@ -286,13 +268,10 @@ func TestEventTypeFilterAndMerchantIsolation(t *testing.T) {
 
 	confirmed := h.publish("payments.confirmed", "m_a")
 	swept := h.publish("payments.swept", "m_a")
-	h.eventually(10*time.Second, "deliveries", func() bool {
+	testkit.Eventually(t, 10*time.Second, "deliveries", func() bool {
 		return len(rcA.got()) == 2 && len(rcOnlySwept.got()) == 1 && len(rcDefault.got()) == 2
 	})
-	time.Sleep(300 * time.Millisecond)
-	if n := len(rcB.got()); n != 0 {
-		t.Fatalf("merchant B received %d of merchant A's events", n)
-	}
+	testkit.Never(t, 300*time.Millisecond, "merchant B receives merchant A's events", func() bool { return len(rcB.got()) != 0 })
 	if got := rcOnlySwept.got()[0].header.Get("webhook-id"); got != swept.ID {
 		t.Fatalf("filtered endpoint got %s, want only %s (not %s)", got, swept.ID, confirmed.ID)
 	}
@@ -312,7 +291,7 @@ func TestPrivateAddressesRefusedUnlessAllowed(t *testing.T) {
 	h.cfg.AllowPrivateNetworks = false
 	h.start()
 	env := h.publish("payments.confirmed", "m_1")
-	h.eventually(10*time.Second, "two refused attempts", func() bool { return len(h.attempts(env.ID, epID)) == 2 })
+	testkit.Eventually(t, 10*time.Second, "two refused attempts", func() bool { return len(h.attempts(env.ID, epID)) == 2 })
 	for _, a := range h.attempts(env.ID, epID) {
 		if a.Delivered || a.StatusCode != nil || a.Error == nil || !strings.Contains(*a.Error, "address not allowed") {
 			t.Fatalf("attempt %+v, want refused before connecting", a)
@@ -335,11 +314,11 @@ func TestOneSlowEndpointDoesNotStarveOthers(t *testing.T) {
 	for range 40 {
 		h.publish("payments.confirmed", "m_slow")
 	}
-	h.eventually(5*time.Second, "slow endpoint saturated", func() bool { return len(slow.got()) == h.cfg.EndpointConcurrency })
+	testkit.Eventually(t, 5*time.Second, "slow endpoint saturated", func() bool { return len(slow.got()) == h.cfg.EndpointConcurrency })
 	for range 20 {
 		h.publish("payments.confirmed", "m_fast")
 	}
-	h.eventually(5*time.Second, "fast endpoint served while the slow one hangs", func() bool { return len(fast.got()) == 20 })
+	testkit.Eventually(t, 5*time.Second, "fast endpoint served while the slow one hangs", func() bool { return len(fast.got()) == 20 })
 	if n := len(slow.got()); n != h.cfg.EndpointConcurrency {
 		t.Fatalf("slow endpoint has %d concurrent requests, want the per-endpoint limit %d", n, h.cfg.EndpointConcurrency)
 	}
@@ -356,7 +335,7 @@ func TestRotatedSecretSignsWithBothUntilExpiry(t *testing.T) {
 	}
 	h.start()
 	env := h.publish("payments.confirmed", "m_1")
-	h.eventually(10*time.Second, "delivery", func() bool { return len(rc.got()) == 1 })
+	testkit.Eventually(t, 10*time.Second, "delivery", func() bool { return len(rc.got()) == 1 })
 	req := rc.got()[0]
 	sigs := strings.Fields(req.header.Get("webhook-signature"))
 	if len(sigs) != 2 {

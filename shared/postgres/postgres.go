@@ -141,19 +141,13 @@ func Migrate(ctx context.Context, db *sqlx.DB, log *slog.Logger) (int, error) {
 		if applied[m.Version] {
 			continue
 		}
-		tx, err := conn.BeginTxx(ctx, nil)
-		if err != nil {
-			return n, fmt.Errorf("migrate %s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			tx.Rollback()
-			return n, fmt.Errorf("migrate %s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
-			tx.Rollback()
-			return n, fmt.Errorf("migrate %s: %w", m.Name, err)
-		}
-		if err := tx.Commit(); err != nil {
+		if err := InTx(ctx, conn, func(tx *sqlx.Tx) error {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+			return err
+		}); err != nil {
 			return n, fmt.Errorf("migrate %s: %w", m.Name, err)
 		}
 		log.Info("migration applied", "version", m.Version, "name", m.Name)

@@ -10,14 +10,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
 
 // Store implements rest.Store on Postgres.
@@ -32,20 +33,21 @@ func New(db *sqlx.DB) *Store { return &Store{db: db} }
 
 // CreateMerchant inserts the merchant and its first API key together.
 func (s *Store) CreateMerchant(ctx context.Context, id, name string, key rest.APIKey) (time.Time, error) {
-	tx, err := s.db.BeginTxx(ctx, nil)
+	var created time.Time
+	err := sharedpg.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
+		if err := tx.GetContext(ctx, &created, `INSERT INTO merchants (id, name) VALUES ($1, $2) RETURNING created_at`, id, name); err != nil {
+			return fmt.Errorf("insert merchant: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)`,
+			key.ID, id, key.Hash, key.Prefix); err != nil {
+			return fmt.Errorf("insert api key: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer tx.Rollback()
-	var created time.Time
-	if err := tx.GetContext(ctx, &created, `INSERT INTO merchants (id, name) VALUES ($1, $2) RETURNING created_at`, id, name); err != nil {
-		return time.Time{}, fmt.Errorf("insert merchant: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)`,
-		key.ID, id, key.Hash, key.Prefix); err != nil {
-		return time.Time{}, fmt.Errorf("insert api key: %w", err)
-	}
-	return created, tx.Commit()
+	return created, nil
 }
 
 // AddAPIKey inserts another key for an existing merchant.
@@ -88,58 +90,39 @@ func (s *Store) MerchantByKeyHash(ctx context.Context, hash []byte) (string, err
 }
 
 const paymentCols = `id, merchant_id, status, chain_id, token, token_contract, decimals, address, address_index,
-	amount_base_units::text AS amount_base_units, received_base_units::text AS received_base_units,
-	confirmed_base_units::text AS confirmed_base_units, metadata, idempotency_key, request_hash,
+	amount_base_units, received_base_units, confirmed_base_units, metadata, idempotency_key, request_hash,
 	expires_at, created_at, updated_at`
 
 type paymentRow struct {
-	ID             string    `db:"id"`
-	MerchantID     string    `db:"merchant_id"`
-	Status         string    `db:"status"`
-	ChainID        int64     `db:"chain_id"`
-	Token          string    `db:"token"`
-	TokenContract  *string   `db:"token_contract"`
-	Decimals       int       `db:"decimals"`
-	Address        string    `db:"address"`
-	AddressIndex   int64     `db:"address_index"`
-	Amount         string    `db:"amount_base_units"`
-	Received       string    `db:"received_base_units"`
-	Confirmed      string    `db:"confirmed_base_units"`
-	Metadata       []byte    `db:"metadata"`
-	IdempotencyKey *string   `db:"idempotency_key"`
-	RequestHash    []byte    `db:"request_hash"`
-	ExpiresAt      time.Time `db:"expires_at"`
-	CreatedAt      time.Time `db:"created_at"`
-	UpdatedAt      time.Time `db:"updated_at"`
+	ID             string           `db:"id"`
+	MerchantID     string           `db:"merchant_id"`
+	Status         string           `db:"status"`
+	ChainID        int64            `db:"chain_id"`
+	Token          string           `db:"token"`
+	TokenContract  *string          `db:"token_contract"`
+	Decimals       int              `db:"decimals"`
+	Address        string           `db:"address"`
+	AddressIndex   int64            `db:"address_index"`
+	Amount         sharedpg.Numeric `db:"amount_base_units"`
+	Received       sharedpg.Numeric `db:"received_base_units"`
+	Confirmed      sharedpg.Numeric `db:"confirmed_base_units"`
+	Metadata       []byte           `db:"metadata"`
+	IdempotencyKey *string          `db:"idempotency_key"`
+	RequestHash    []byte           `db:"request_hash"`
+	ExpiresAt      time.Time        `db:"expires_at"`
+	CreatedAt      time.Time        `db:"created_at"`
+	UpdatedAt      time.Time        `db:"updated_at"`
 }
 
-func (r paymentRow) payment() (rest.Payment, error) {
-	p := rest.Payment{
+func (r paymentRow) payment() rest.Payment {
+	return rest.Payment{
 		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
 		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
+		Amount: r.Amount.Int(), Received: r.Received.Int(), Confirmed: r.Confirmed.Int(),
 		Metadata: json.RawMessage(r.Metadata), IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
 		ExpiresAt: r.ExpiresAt.UTC(), CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
 		Transfers: []rest.Transfer{},
 	}
-	var err error
-	if p.Amount, err = parseNumeric(r.Amount); err != nil {
-		return p, fmt.Errorf("payment %s amount: %w", r.ID, err)
-	}
-	if p.Received, err = parseNumeric(r.Received); err != nil {
-		return p, fmt.Errorf("payment %s received: %w", r.ID, err)
-	}
-	if p.Confirmed, err = parseNumeric(r.Confirmed); err != nil {
-		return p, fmt.Errorf("payment %s confirmed: %w", r.ID, err)
-	}
-	return p, nil
-}
-
-func parseNumeric(s string) (*big.Int, error) {
-	v, ok := new(big.Int).SetString(s, 10)
-	if !ok {
-		return nil, fmt.Errorf("numeric %q is not an integer", s)
-	}
-	return v, nil
 }
 
 // NextAddressIndex takes the next BIP-32 child index. A sequence never hands out a value twice,
@@ -152,7 +135,9 @@ func (s *Store) NextAddressIndex(ctx context.Context) (int64, error) {
 	return i, nil
 }
 
-// CreatePayment inserts the payment and its payments.created event in one transaction.
+// CreatePayment inserts the payment and its payments.created event in one transaction. Not
+// sharedpg.InTx: when the idempotency key raced, the transaction is rolled back here, with a
+// failed rollback reported, before the winner's payment is read.
 func (s *Store) CreatePayment(ctx context.Context, p rest.Payment, msg outbox.Message) (rest.Payment, bool, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
@@ -167,7 +152,7 @@ func (s *Store) CreatePayment(ctx context.Context, p rest.Payment, msg outbox.Me
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11, $12, $13, $14, $15, $15)
 		ON CONFLICT (merchant_id, idempotency_key) DO NOTHING`,
 		p.ID, p.MerchantID, p.Status, p.ChainID, p.Token, p.TokenContract, p.Decimals, p.Address, p.AddressIndex,
-		p.Amount.String(), []byte(p.Metadata), p.IdempotencyKey, p.RequestHash, p.ExpiresAt, p.CreatedAt)
+		sharedpg.NewNumeric(p.Amount), []byte(p.Metadata), p.IdempotencyKey, p.RequestHash, p.ExpiresAt, p.CreatedAt)
 	if err != nil {
 		return rest.Payment{}, false, fmt.Errorf("insert payment: %w", err)
 	}
@@ -211,11 +196,7 @@ func (s *Store) onePayment(ctx context.Context, where string, args ...any) (rest
 	if err != nil {
 		return rest.Payment{}, fmt.Errorf("payment: %w", err)
 	}
-	p, err := row.payment()
-	if err != nil {
-		return rest.Payment{}, err
-	}
-	ps := []rest.Payment{p}
+	ps := []rest.Payment{row.payment()}
 	if err := s.attachTransfers(ctx, ps); err != nil {
 		return rest.Payment{}, err
 	}
@@ -235,13 +216,9 @@ func (s *Store) Payments(ctx context.Context, merchantID, status string, page re
 	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
 		return nil, fmt.Errorf("list payments: %w", err)
 	}
-	out := make([]rest.Payment, 0, len(rows))
-	for _, r := range rows {
-		p, err := r.payment()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
+	out := make([]rest.Payment, len(rows))
+	for i, r := range rows {
+		out[i] = r.payment()
 	}
 	return out, s.attachTransfers(ctx, out)
 }
@@ -257,31 +234,27 @@ func (s *Store) attachTransfers(ctx context.Context, ps []rest.Payment) error {
 		at[p.ID] = i
 	}
 	var rows []struct {
-		PaymentID     string     `db:"payment_id"`
-		TxHash        string     `db:"tx_hash"`
-		LogIndex      int64      `db:"log_index"`
-		TokenContract *string    `db:"token_contract"`
-		Value         string     `db:"value_base_units"`
-		BlockNumber   int64      `db:"block_number"`
-		BlockHash     string     `db:"block_hash"`
-		Status        string     `db:"status"`
-		DetectedAt    time.Time  `db:"detected_at"`
-		ConfirmedAt   *time.Time `db:"confirmed_at"`
-		ReorgedAt     *time.Time `db:"reorged_at"`
+		PaymentID     string           `db:"payment_id"`
+		TxHash        string           `db:"tx_hash"`
+		LogIndex      int64            `db:"log_index"`
+		TokenContract *string          `db:"token_contract"`
+		Value         sharedpg.Numeric `db:"value_base_units"`
+		BlockNumber   int64            `db:"block_number"`
+		BlockHash     string           `db:"block_hash"`
+		Status        string           `db:"status"`
+		DetectedAt    time.Time        `db:"detected_at"`
+		ConfirmedAt   *time.Time       `db:"confirmed_at"`
+		ReorgedAt     *time.Time       `db:"reorged_at"`
 	}
 	if err := s.db.SelectContext(ctx, &rows, `SELECT payment_id, tx_hash, log_index, token_contract,
-		value_base_units::text AS value_base_units, block_number, block_hash, status, detected_at, confirmed_at, reorged_at
+		value_base_units, block_number, block_hash, status, detected_at, confirmed_at, reorged_at
 		FROM payment_transfers WHERE payment_id = ANY($1) ORDER BY block_number, tx_hash, log_index`, pq.Array(ids)); err != nil {
 		return fmt.Errorf("payment transfers: %w", err)
 	}
 	for _, r := range rows {
-		v, err := parseNumeric(r.Value)
-		if err != nil {
-			return fmt.Errorf("transfer %s/%d: %w", r.TxHash, r.LogIndex, err)
-		}
 		i := at[r.PaymentID]
 		ps[i].Transfers = append(ps[i].Transfers, rest.Transfer{
-			PaymentID: r.PaymentID, TxHash: r.TxHash, LogIndex: r.LogIndex, TokenContract: r.TokenContract, Value: v,
+			PaymentID: r.PaymentID, TxHash: r.TxHash, LogIndex: r.LogIndex, TokenContract: r.TokenContract, Value: r.Value.Int(),
 			BlockNumber: r.BlockNumber, BlockHash: r.BlockHash, Status: r.Status, DetectedAt: r.DetectedAt.UTC(),
 			ConfirmedAt: utcPtr(r.ConfirmedAt), ReorgedAt: utcPtr(r.ReorgedAt),
 		})
@@ -530,13 +503,7 @@ func (s *Store) DeadLetter(ctx context.Context, merchantID, id string) (rest.Dea
 	return row.deadLetter()
 }
 
-// MarkReplayed moves replay_count from seen to seen+1.
+// MarkReplayed moves replay_count from seen to seen+1 (rest.ErrReplayRaced if it moved).
 func (s *Store) MarkReplayed(ctx context.Context, id string, seen int) (int, error) {
-	var n int
-	err := s.db.GetContext(ctx, &n, `UPDATE webhook_dead_letters SET replay_count = replay_count + 1,
-		last_replayed_at = now() WHERE id = $1 AND replay_count = $2 RETURNING replay_count`, id, seen)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, rest.ErrReplayRaced
-	}
-	return n, err
+	return deadletter.MarkReplayed(ctx, s.db, id, seen)
 }

@@ -1,23 +1,13 @@
 package rest
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
 )
-
-// HeaderReplayOf marks a WEBHOOKS message republished from a dead letter (the same header the
-// webhook sender's replay sets).
-const HeaderReplayOf = "Ctrip-Replay-Of"
-
-const publishTimeout = 5 * time.Second
 
 type deadLetterResponse struct {
 	ID             string          `json:"id"`
@@ -42,7 +32,7 @@ func deadLetterJSON(dl DeadLetter) deadLetterResponse {
 	out := deadLetterResponse{
 		ID: dl.ID, Object: "dead_letter", EndpointID: dl.EndpointID, EventID: dl.EventID, EventType: dl.EventType,
 		PaymentID: dl.PaymentID, Reason: dl.Reason, Deliveries: dl.Deliveries, LastError: dl.LastError,
-		OriginStream: dl.OriginStream, OriginSeq: dl.OriginSeq, Replayable: replayable(dl),
+		OriginStream: dl.OriginStream, OriginSeq: dl.OriginSeq, Replayable: letter(dl).Replayable(),
 		ReplayCount: dl.ReplayCount, LastReplayedAt: dl.LastReplayedAt, CreatedAt: dl.CreatedAt,
 	}
 	if json.Valid(dl.Body) {
@@ -51,9 +41,11 @@ func deadLetterJSON(dl DeadLetter) deadLetterResponse {
 	return out
 }
 
-// replayable: the dead letter still has the original message (it had not aged out of WEBHOOKS
-// when the dead-letter processor copied it).
-func replayable(dl DeadLetter) bool { return dl.OriginSubject != "" && len(dl.Body) > 0 }
+// letter is what a replay needs of dl.
+func letter(dl DeadLetter) deadletter.Letter {
+	return deadletter.Letter{ID: dl.ID, OriginStream: dl.OriginStream, OriginSeq: uint64(dl.OriginSeq),
+		OriginSubject: dl.OriginSubject, Headers: dl.Headers, Body: dl.Body, ReplayCount: dl.ReplayCount}
+}
 
 func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	if e := onlyParams(r, "limit", "cursor"); e != nil {
@@ -65,7 +57,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, mercha
 	}
 	dls, err := h.cfg.Store.DeadLetters(r.Context(), merchantID, page.fetch())
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	dls, next := trimPage(dls, page.Limit, func(d DeadLetter) cursor { return cursor{At: &d.CreatedAt, ID: d.ID} })
 	data := make([]deadLetterResponse, len(dls))
@@ -78,11 +70,8 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, mercha
 
 func (h *Handler) getDeadLetter(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	dl, err := h.cfg.Store.DeadLetter(r.Context(), merchantID, r.PathValue("id"))
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	writeJSON(w, http.StatusOK, deadLetterJSON(dl))
 	return nil
@@ -96,56 +85,32 @@ type replayResponse struct {
 	Sequence    uint64 `json:"stream_seq"`
 }
 
-// replayDeadLetter republishes the original body to its WEBHOOKS subject, as the webhook
-// sender's replay does: the body — and so the webhook-id the merchant sees — is unchanged; the
-// Nats-Msg-Id is "<original>.replay<k>", new for every replay so the duplicate window does not
-// swallow it, and the same for a retry after a failure to count it, so that one is dropped.
+// replayDeadLetter republishes the merchant's dead letter with deadletter.Replay: the body — and
+// so the webhook-id the merchant sees — is unchanged, the Nats-Msg-Id is "<original>.replay<k>".
 func (h *Handler) replayDeadLetter(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	dl, err := h.cfg.Store.DeadLetter(r.Context(), merchantID, r.PathValue("id"))
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
-	if !replayable(dl) {
-		return &apiError{Status: http.StatusConflict, Code: "original_lost",
-			Message: "the original message had left the WEBHOOKS stream before it was dead-lettered; there is nothing to replay"}
+	l := letter(dl)
+	if !l.Replayable() {
+		return h.storeError(r, deadletter.ErrOriginalLost)
 	}
-	m := nats.NewMsg(dl.OriginSubject)
-	m.Data = dl.Body
-	for _, k := range []string{event.HeaderEventType, "traceparent", "tracestate"} {
-		if v, ok := dl.Headers[k]; ok {
-			m.Header.Set(k, v)
-		}
-	}
-	base := dl.Headers[event.HeaderMsgID]
-	if base == "" {
-		base = dl.OriginStream + "." + strconv.FormatInt(dl.OriginSeq, 10)
-	}
-	msgID := base + ".replay" + strconv.Itoa(dl.ReplayCount+1)
-	m.Header.Set(event.HeaderMsgID, msgID)
-	m.Header.Set(HeaderReplayOf, dl.ID)
-	pctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
-	ack, err := h.cfg.JS.PublishMsg(pctx, m)
-	cancel()
-	if err != nil {
+	done, err := deadletter.Replay(r.Context(), h.cfg.JS, h.cfg.Store, l)
+	if errors.Is(err, deadletter.ErrNotPublished) {
 		h.cfg.Log.ErrorContext(r.Context(), "replay publish failed", "dead_letter_id", dl.ID, "err", err)
 		// Whatever the publish error, nothing was counted and the same request can be retried.
 		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: retryAfterUnavailable,
 			Message: "could not publish the replay; retry the same request in a few seconds"}
 	}
-	n, err := h.cfg.Store.MarkReplayed(r.Context(), dl.ID, dl.ReplayCount)
-	if errors.Is(err, ErrReplayRaced) {
-		// A concurrent replay took this number; its message (same Nats-Msg-Id) is the one sent.
-		return &apiError{Status: http.StatusConflict, Code: "replay_conflict",
-			Message: "this dead letter was replayed by a concurrent request; check replay_count and retry if needed"}
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		// ErrReplayRaced is a 409: a concurrent replay took this number, and its message (same
+		// Nats-Msg-Id) is the one the stream kept.
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "dead letter replayed", "merchant_id", merchantID, "dead_letter_id", dl.ID,
-		"endpoint_id", dl.EndpointID, "replay_count", n, "stream_seq", ack.Sequence)
-	writeJSON(w, http.StatusAccepted, replayResponse{ID: dl.ID, ReplayCount: n, MsgID: msgID, Stream: ack.Stream, Sequence: ack.Sequence})
+		"endpoint_id", dl.EndpointID, "replay_count", done.ReplayCount, "stream_seq", done.Ack.Sequence)
+	writeJSON(w, http.StatusAccepted, replayResponse{ID: dl.ID, ReplayCount: done.ReplayCount, MsgID: done.MsgID,
+		Stream: done.Ack.Stream, Sequence: done.Ack.Sequence})
 	return nil
 }

@@ -127,7 +127,7 @@ func (h *Handler) createEndpoint(w http.ResponseWriter, r *http.Request, merchan
 		LegacySignature: req.LegacySignature != nil && *req.LegacySignature}
 	stored, err := h.cfg.Store.CreateEndpoint(r.Context(), ep, secret)
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "endpoint created", "merchant_id", merchantID, "endpoint_id", ep.ID)
 	writeJSON(w, http.StatusCreated, endpointJSON(stored, secret))
@@ -140,7 +140,7 @@ func (h *Handler) listEndpoints(w http.ResponseWriter, r *http.Request, merchant
 	}
 	eps, err := h.cfg.Store.ListEndpoints(r.Context(), merchantID)
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	data := make([]endpointResponse, len(eps))
 	for i, ep := range eps {
@@ -152,11 +152,8 @@ func (h *Handler) listEndpoints(w http.ResponseWriter, r *http.Request, merchant
 
 func (h *Handler) getEndpoint(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	ep, err := h.cfg.Store.Endpoint(r.Context(), merchantID, r.PathValue("id"))
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	writeJSON(w, http.StatusOK, endpointJSON(ep, ""))
 	return nil
@@ -188,11 +185,8 @@ func (h *Handler) updateEndpoint(w http.ResponseWriter, r *http.Request, merchan
 		patch.EventTypes = &types
 	}
 	ep, err := h.cfg.Store.UpdateEndpoint(r.Context(), merchantID, r.PathValue("id"), patch)
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "endpoint updated", "merchant_id", merchantID, "endpoint_id", ep.ID, "enabled", ep.Enabled)
 	writeJSON(w, http.StatusOK, endpointJSON(ep, ""))
@@ -202,11 +196,8 @@ func (h *Handler) updateEndpoint(w http.ResponseWriter, r *http.Request, merchan
 func (h *Handler) deleteEndpoint(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	id := r.PathValue("id")
 	err := h.cfg.Store.DeleteEndpoint(r.Context(), merchantID, id)
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "endpoint deleted", "merchant_id", merchantID, "endpoint_id", id)
 	w.WriteHeader(http.StatusNoContent)
@@ -251,11 +242,8 @@ func (h *Handler) rotateSecret(w http.ResponseWriter, r *http.Request, merchantI
 		return h.internalError(r, err)
 	}
 	ep, err := h.cfg.Store.RotateSecret(r.Context(), merchantID, r.PathValue("id"), secret, grace)
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "endpoint secret rotated", "merchant_id", merchantID, "endpoint_id", ep.ID, "grace", grace.String())
 	writeJSON(w, http.StatusOK, endpointJSON(ep, secret))

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -79,7 +78,7 @@ func (h *Handler) createMerchant(w http.ResponseWriter, r *http.Request, _ strin
 	id := event.NewID("mch")
 	created, err := h.cfg.Store.CreateMerchant(r.Context(), id, name, stored)
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "merchant created", "merchant_id", id, "api_key_prefix", stored.Prefix)
 	writeJSON(w, http.StatusCreated, merchantResponse{ID: id, Name: name, APIKey: key, APIKeyID: stored.ID,
@@ -99,11 +98,8 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request, _ string)
 		return h.internalError(r, err)
 	}
 	created, err := h.cfg.Store.AddAPIKey(r.Context(), merchantID, stored)
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "api key issued", "merchant_id", merchantID, "api_key_id", stored.ID, "api_key_prefix", stored.Prefix)
 	writeJSON(w, http.StatusCreated, apiKeyResponse{ID: stored.ID, MerchantID: merchantID, APIKey: key, Prefix: stored.Prefix, CreatedAt: created.UTC()})
@@ -113,11 +109,8 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request, _ string)
 func (h *Handler) revokeAPIKey(w http.ResponseWriter, r *http.Request, _ string) *apiError {
 	merchantID, keyID := r.PathValue("id"), r.PathValue("key_id")
 	err := h.cfg.Store.RevokeAPIKey(r.Context(), merchantID, keyID)
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	h.cfg.Log.InfoContext(r.Context(), "api key revoked", "merchant_id", merchantID, "api_key_id", keyID)
 	w.WriteHeader(http.StatusNoContent)

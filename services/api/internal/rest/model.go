@@ -11,15 +11,18 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
 // ErrNotFound is returned by the store for a missing row — or one that belongs to another
 // merchant, which the API must not tell apart.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = fault.NotFound("not_found", errors.New("not found"))
 
-// ErrReplayRaced means a concurrent replay of the same dead letter bumped its counter first.
-var ErrReplayRaced = errors.New("dead letter replayed concurrently")
+// ErrReplayRaced means a concurrent replay of the same dead letter bumped its counter first: a
+// conflict (409 replay_conflict).
+var ErrReplayRaced = deadletter.ErrReplayRaced
 
 // Payment is a row of payments with, when loaded by id or listed, its transfers.
 type Payment struct {

@@ -407,7 +407,7 @@ func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchant
 			return h.replayPayment(w, existing, np)
 		}
 		if !errors.Is(err, ErrNotFound) {
-			return h.internalError(r, err)
+			return h.storeError(r, err)
 		}
 	}
 
@@ -433,7 +433,7 @@ func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchant
 	}
 	stored, created, err := h.cfg.Store.CreatePayment(r.Context(), p, msg)
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	if !created {
 		// A concurrent request with the same key committed first; this one wrote nothing.
@@ -552,11 +552,8 @@ func (h *Handler) paymentJSON(p Payment) paymentResponse {
 
 func (h *Handler) getPayment(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	p, err := h.cfg.Store.Payment(r.Context(), merchantID, r.PathValue("id"))
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound
-	}
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	writeJSON(w, http.StatusOK, h.paymentJSON(p))
 	return nil
@@ -576,7 +573,7 @@ func (h *Handler) listPayments(w http.ResponseWriter, r *http.Request, merchantI
 	}
 	ps, err := h.cfg.Store.Payments(r.Context(), merchantID, status, page.fetch())
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	ps, next := trimPage(ps, page.Limit, func(p Payment) cursor { return cursor{At: &p.CreatedAt, ID: p.ID} })
 	data := make([]paymentResponse, len(ps))
@@ -610,14 +607,12 @@ func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request, merchan
 		return e
 	}
 	id := r.PathValue("id")
-	if _, err := h.cfg.Store.Payment(r.Context(), merchantID, id); errors.Is(err, ErrNotFound) {
-		return errNotFound
-	} else if err != nil {
-		return h.internalError(r, err)
+	if _, err := h.cfg.Store.Payment(r.Context(), merchantID, id); err != nil {
+		return h.storeError(r, err)
 	}
 	as, err := h.cfg.Store.Attempts(r.Context(), merchantID, id, page.fetch())
 	if err != nil {
-		return h.internalError(r, err)
+		return h.storeError(r, err)
 	}
 	as, next := trimPage(as, page.Limit, func(a Attempt) cursor { return cursor{Seq: a.ID} })
 	data := make([]attemptResponse, len(as))

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/safehttp"
 )
 
@@ -132,7 +133,7 @@ func (h *Handler) merchant(pattern string, f handlerFunc) {
 			return
 		}
 		if err != nil {
-			h.internal(w, r, err)
+			writeError(w, h.storeError(r, err))
 			return
 		}
 		h.serve(w, r, merchantID, f)
@@ -158,13 +159,36 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, merchantID strin
 	}
 }
 
-// internal logs err and answers 500 without its detail.
-func (h *Handler) internal(w http.ResponseWriter, r *http.Request, err error) {
-	writeError(w, h.internalError(r, err))
+// storeError is the one mapping from an error of the store (or of a replay) to the answer, by
+// its fault kind: nil → nil; not found → 404 errNotFound; conflict → 409 and invalid → 400, with
+// the error's code and detail (an error of those kinds is written for the client); anything
+// else → internalError.
+func (h *Handler) storeError(r *http.Request, err error) *apiError {
+	if err == nil {
+		return nil
+	}
+	e, _ := fault.As(err)
+	switch fault.KindOf(err) {
+	case fault.KindNotFound:
+		return errNotFound
+	case fault.KindConflict:
+		return &apiError{Status: http.StatusConflict, Code: e.Code, Message: faultDetail(e)}
+	case fault.KindInvalid:
+		return &apiError{Status: http.StatusBadRequest, Code: e.Code, Message: faultDetail(e)}
+	}
+	return h.internalError(r, err)
+}
+
+// faultDetail is the message of a 4xx answered from a fault: its detail without the code.
+func faultDetail(e *fault.Error) string {
+	if e.Err == nil {
+		return e.Code
+	}
+	return e.Err.Error()
 }
 
 // internalError logs err and returns what to answer: 503 with Retry-After when Postgres or NATS
-// is unreachable (the request itself was fine), 500 otherwise.
+// is unreachable (the request itself was fine), 500 otherwise, without the error's detail.
 func (h *Handler) internalError(r *http.Request, err error) *apiError {
 	down := unavailable(err)
 	h.cfg.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", r.Pattern, "unavailable", down, "err", err)

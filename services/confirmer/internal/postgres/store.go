@@ -16,6 +16,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
 
 // Store implements the confirmer's PaymentStore and TransferFinder.
@@ -30,34 +31,34 @@ var (
 func New(db *sqlx.DB) *Store { return &Store{db: db} }
 
 type paymentRow struct {
-	ID            string    `db:"id"`
-	MerchantID    string    `db:"merchant_id"`
-	Status        string    `db:"status"`
-	ChainID       int64     `db:"chain_id"`
-	Token         string    `db:"token"`
-	TokenContract *string   `db:"token_contract"`
-	Decimals      int       `db:"decimals"`
-	Address       string    `db:"address"`
-	Amount        string    `db:"amount_base_units"`
-	Received      string    `db:"received_base_units"`
-	Confirmed     string    `db:"confirmed_base_units"`
-	Metadata      []byte    `db:"metadata"`
-	ExpiresAt     time.Time `db:"expires_at"`
-	TraceContext  []byte    `db:"trace_context"`
+	ID            string           `db:"id"`
+	MerchantID    string           `db:"merchant_id"`
+	Status        string           `db:"status"`
+	ChainID       int64            `db:"chain_id"`
+	Token         string           `db:"token"`
+	TokenContract *string          `db:"token_contract"`
+	Decimals      int              `db:"decimals"`
+	Address       string           `db:"address"`
+	Amount        sharedpg.Numeric `db:"amount_base_units"`
+	Received      sharedpg.Numeric `db:"received_base_units"`
+	Confirmed     sharedpg.Numeric `db:"confirmed_base_units"`
+	Metadata      []byte           `db:"metadata"`
+	ExpiresAt     time.Time        `db:"expires_at"`
+	TraceContext  []byte           `db:"trace_context"`
 }
 
 type transferRow struct {
-	ChainID       int64   `db:"chain_id"`
-	TxHash        string  `db:"tx_hash"`
-	LogIndex      int64   `db:"log_index"`
-	PaymentID     string  `db:"payment_id"`
-	TokenContract *string `db:"token_contract"`
-	Value         string  `db:"value_base_units"`
-	BlockNumber   int64   `db:"block_number"`
-	BlockHash     string  `db:"block_hash"`
-	Status        string  `db:"status"`
-	ReorgReported bool    `db:"reorg_reported"`
-	Address       string  `db:"address"`
+	ChainID       int64            `db:"chain_id"`
+	TxHash        string           `db:"tx_hash"`
+	LogIndex      int64            `db:"log_index"`
+	PaymentID     string           `db:"payment_id"`
+	TokenContract *string          `db:"token_contract"`
+	Value         sharedpg.Numeric `db:"value_base_units"`
+	BlockNumber   int64            `db:"block_number"`
+	BlockHash     string           `db:"block_hash"`
+	Status        string           `db:"status"`
+	ReorgReported bool             `db:"reorg_reported"`
+	Address       string           `db:"address"`
 }
 
 const transferColumns = `t.chain_id, t.tx_hash, t.log_index, t.payment_id, t.token_contract, t.value_base_units,
@@ -65,51 +66,52 @@ const transferColumns = `t.chain_id, t.tx_hash, t.log_index, t.payment_id, t.tok
 
 // UpdatePayment implements confirm.PaymentStore.
 func (s *Store) UpdatePayment(ctx context.Context, paymentID string, decide func(*confirm.PaymentState) (confirm.Changes, error)) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return sharedpg.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
+		st, err := load(ctx, tx, paymentID)
+		if err != nil {
+			return err
+		}
+		ch, err := decide(st)
+		if err != nil {
+			return err
+		}
+		if ch.IsZero() {
+			return sharedpg.ErrRollback // nothing written; the row lock goes with the transaction
+		}
+		return write(ctx, tx, paymentID, ch)
+	})
+}
 
+// load reads the payment under a row lock, with its transfers and how often it was confirmed.
+func load(ctx context.Context, tx *sqlx.Tx, paymentID string) (*confirm.PaymentState, error) {
 	var pr paymentRow
-	err = tx.GetContext(ctx, &pr, `SELECT id, merchant_id, status, chain_id, token, token_contract, decimals, address,
+	err := tx.GetContext(ctx, &pr, `SELECT id, merchant_id, status, chain_id, token, token_contract, decimals, address,
 		amount_base_units, received_base_units, confirmed_base_units, metadata, expires_at, trace_context
 		FROM payments WHERE id = $1 FOR UPDATE`, paymentID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return confirm.ErrUnknownPayment
+		return nil, confirm.ErrUnknownPayment
 	}
 	if err != nil {
-		return fmt.Errorf("load payment %s: %w", paymentID, err)
+		return nil, fmt.Errorf("load payment %s: %w", paymentID, err)
 	}
 	st := &confirm.PaymentState{}
 	if st.Payment, err = pr.payment(); err != nil {
-		return err
+		return nil, err
 	}
 	var rows []transferRow
 	if err := tx.SelectContext(ctx, &rows, `SELECT `+transferColumns+`
 		FROM payment_transfers t JOIN payments p ON p.id = t.payment_id
 		WHERE t.payment_id = $1 ORDER BY t.block_number, t.tx_hash, t.log_index`, paymentID); err != nil {
-		return fmt.Errorf("load transfers of %s: %w", paymentID, err)
+		return nil, fmt.Errorf("load transfers of %s: %w", paymentID, err)
 	}
 	if st.Transfers, err = transfers(rows); err != nil {
-		return err
+		return nil, err
 	}
 	if err := tx.GetContext(ctx, &st.TimesConfirmed, `SELECT count(*) FROM payment_status_changes
 		WHERE payment_id = $1 AND to_status = 'confirmed'`, paymentID); err != nil {
-		return fmt.Errorf("count confirmations of %s: %w", paymentID, err)
+		return nil, fmt.Errorf("count confirmations of %s: %w", paymentID, err)
 	}
-
-	ch, err := decide(st)
-	if err != nil || ch.IsZero() {
-		return err
-	}
-	if err := write(ctx, tx, paymentID, ch); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit payment %s: %w", paymentID, err)
-	}
-	return nil
+	return st, nil
 }
 
 // write applies ch; every statement is guarded by the state ch was decided on.
@@ -124,7 +126,7 @@ func write(ctx context.Context, tx *sqlx.Tx, paymentID string, ch confirm.Change
 				block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, detected_at = now(),
 				confirmed_at = NULL, reorged_at = NULL, reorg_reported_at = NULL
 			WHERE payment_transfers.status = 'reorged' AND payment_transfers.payment_id = EXCLUDED.payment_id`,
-			r.ChainID, r.TxHash, r.LogIndex, r.PaymentID, r.TokenContract, r.Value.String(), blockParam(r.BlockNumber), r.BlockHash)
+			r.ChainID, r.TxHash, r.LogIndex, r.PaymentID, r.TokenContract, sharedpg.NewNumeric(r.Value), blockParam(r.BlockNumber), r.BlockHash)
 		if err := one(res, err, "record transfer %s:%d", r.TxHash, r.LogIndex); err != nil {
 			return err
 		}
@@ -232,23 +234,14 @@ func (s *Store) DueForExpiry(ctx context.Context, limit int) ([]string, error) {
 func (r paymentRow) payment() (confirm.Payment, error) {
 	p := confirm.Payment{
 		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
-		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, Metadata: r.Metadata,
-		ExpiresAt: r.ExpiresAt,
+		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address,
+		Amount: r.Amount.Int(), Received: r.Received.Int(), Confirmed: r.Confirmed.Int(),
+		Metadata: r.Metadata, ExpiresAt: r.ExpiresAt,
 	}
 	if len(r.TraceContext) > 0 {
 		if err := json.Unmarshal(r.TraceContext, &p.TraceContext); err != nil {
 			return p, fmt.Errorf("payment %s trace context: %w", r.ID, err)
 		}
-	}
-	var err error
-	if p.Amount, err = parseNumeric(r.Amount); err != nil {
-		return p, fmt.Errorf("payment %s amount: %w", r.ID, err)
-	}
-	if p.Received, err = parseNumeric(r.Received); err != nil {
-		return p, fmt.Errorf("payment %s received: %w", r.ID, err)
-	}
-	if p.Confirmed, err = parseNumeric(r.Confirmed); err != nil {
-		return p, fmt.Errorf("payment %s confirmed: %w", r.ID, err)
 	}
 	return p, nil
 }
@@ -256,16 +249,12 @@ func (r paymentRow) payment() (confirm.Payment, error) {
 func transfers(rows []transferRow) ([]confirm.Transfer, error) {
 	out := make([]confirm.Transfer, 0, len(rows))
 	for _, r := range rows {
-		v, err := parseNumeric(r.Value)
-		if err != nil {
-			return nil, fmt.Errorf("transfer %s:%d value: %w", r.TxHash, r.LogIndex, err)
-		}
 		if r.BlockNumber < 0 {
 			return nil, fmt.Errorf("transfer %s:%d: negative block number %d", r.TxHash, r.LogIndex, r.BlockNumber)
 		}
 		out = append(out, confirm.Transfer{
 			TransferKey: confirm.TransferKey{ChainID: r.ChainID, TxHash: r.TxHash, LogIndex: r.LogIndex},
-			PaymentID:   r.PaymentID, TokenContract: r.TokenContract, Value: v,
+			PaymentID:   r.PaymentID, TokenContract: r.TokenContract, Value: r.Value.Int(),
 			BlockNumber: uint64(r.BlockNumber), BlockHash: r.BlockHash, Status: r.Status,
 			ReorgReported: r.ReorgReported, Address: r.Address,
 		})
@@ -273,20 +262,12 @@ func transfers(rows []transferRow) ([]confirm.Transfer, error) {
 	return out, nil
 }
 
-func parseNumeric(s string) (*big.Int, error) {
-	v, ok := new(big.Int).SetString(s, 10)
-	if !ok {
-		return nil, fmt.Errorf("not an integer: %q", s)
-	}
-	return v, nil
-}
-
 // numeric is a big.Int as a numeric(78,0) parameter, NULL for nil.
 func numeric(v *big.Int) any {
 	if v == nil {
 		return nil
 	}
-	return v.String()
+	return sharedpg.NewNumeric(v)
 }
 
 // blockParam is a block number as a bigint parameter; numbers beyond bigint (no real chain

@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
 
 // Store implements scan.Store on *sqlx.DB.
@@ -69,7 +70,7 @@ func (s *Store) CommitBlocks(ctx context.Context, chainID int64, prev *scan.Bloc
 		return nil
 	}
 	last := blocks[len(blocks)-1]
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+	return sharedpg.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
 		if err := moveCursor(ctx, tx, chainID, prev, last); err != nil {
 			return err
 		}
@@ -88,7 +89,7 @@ func (s *Store) CommitBlocks(ctx context.Context, chainID int64, prev *scan.Bloc
 
 // Rewind forgets the blocks above ancestor and moves the cursor from prev back to it.
 func (s *Store) Rewind(ctx context.Context, chainID int64, prev scan.Block, ancestor scan.Block) error {
-	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+	return sharedpg.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
 		if err := moveCursor(ctx, tx, chainID, &prev, ancestor); err != nil {
 			return err
 		}
@@ -141,18 +142,6 @@ func upsertBlocks(ctx context.Context, tx *sqlx.Tx, chainID int64, blocks ...sca
 		return fmt.Errorf("record blocks %d..%d: %w", blocks[0].Number, blocks[len(blocks)-1].Number, err)
 	}
 	return nil
-}
-
-func (s *Store) inTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // Deposits returns the deposit addresses of the chain's payments, of any status: value that

@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
 
 // Store implements the webhook package's store interfaces on *sqlx.DB.
@@ -128,40 +129,30 @@ func (s *Store) RecordAttempts(ctx context.Context, as []webhook.Attempt) (err e
 }
 
 // copyAttempts writes rows with one COPY in one transaction.
-func (s *Store) copyAttempts(ctx context.Context, as []webhook.Attempt) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("record %d attempts: %w", len(as), err)
-	}
-	defer func() {
+func (s *Store) copyAttempts(ctx context.Context, as []webhook.Attempt) error {
+	err := sharedpg.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, pq.CopyIn("webhook_attempts", attemptCols...))
 		if err != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("record %d attempts: %w", len(as), err)
+			return err
 		}
-	}()
-	stmt, err := tx.PrepareContext(ctx, pq.CopyIn("webhook_attempts", attemptCols...))
-	if err != nil {
-		return err
-	}
-	for _, a := range as {
-		if _, err = stmt.ExecContext(ctx, attemptValues(a)...); err != nil {
+		for _, a := range as {
+			if _, err := stmt.ExecContext(ctx, attemptValues(a)...); err != nil {
+				_ = stmt.Close()
+				return err
+			}
+		}
+		if _, err := stmt.ExecContext(ctx); err != nil {
 			_ = stmt.Close()
 			return err
 		}
+		return stmt.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("record %d attempts: %w", len(as), err)
 	}
-	if _, err = stmt.ExecContext(ctx); err != nil {
-		_ = stmt.Close()
-		return err
-	}
-	if err = stmt.Close(); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return nil
 }
 
-// storable makes s fit a text column: invalid UTF-8 and NUL bytes (which Postgres text cannot
-// hold) become U+FFFD. A merchant's response body is whatever it sent, and one bad body must
-// not fail the whole batch of attempt rows it is written with.
 // maxInsertRows is the largest batch RecordAttempts writes with a plain INSERT.
 const maxInsertRows = 8
 
@@ -220,6 +211,9 @@ func attemptValues(a webhook.Attempt) []any {
 		a.Delivered}
 }
 
+// storable makes s fit a text column: invalid UTF-8 and NUL bytes (which Postgres text cannot
+// hold) become U+FFFD. A merchant's response body is whatever it sent, and one bad body must
+// not fail the whole batch of attempt rows it is written with.
 func storable(s string) string {
 	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
 		return s
@@ -274,11 +268,6 @@ func (s *Store) SaveDeadLetter(ctx context.Context, dl webhook.DeadLetter) (webh
 	return s.deadLetterWhere(ctx, `origin_stream = $1 AND origin_seq = $2`, dl.OriginStream, int64(dl.OriginSeq))
 }
 
-// DeadLetter returns one dead letter by id.
-func (s *Store) DeadLetter(ctx context.Context, id string) (webhook.DeadLetter, error) {
-	return s.deadLetterWhere(ctx, `id = $1`, id)
-}
-
 func (s *Store) deadLetterWhere(ctx context.Context, where string, args ...any) (webhook.DeadLetter, error) {
 	var row struct {
 		webhook.DeadLetter
@@ -302,15 +291,4 @@ func (s *Store) MarkDeadLetterPublished(ctx context.Context, id string, dlqSeq u
 	_, err := s.db.ExecContext(ctx, `UPDATE webhook_dead_letters SET published_at = now(), dlq_seq = $2
 		WHERE id = $1 AND published_at IS NULL`, id, int64(dlqSeq))
 	return err
-}
-
-// MarkReplayed bumps the replay counter and returns its new value.
-func (s *Store) MarkReplayed(ctx context.Context, id string) (int, error) {
-	var n int
-	err := s.db.GetContext(ctx, &n, `UPDATE webhook_dead_letters SET replay_count = replay_count + 1,
-		last_replayed_at = now() WHERE id = $1 RETURNING replay_count`, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, webhook.ErrNotFound
-	}
-	return n, err
 }

@@ -82,14 +82,13 @@ type DeliveryRecorder interface {
 	RecordAttempt(ctx context.Context, a Attempt) error
 }
 
-// DeadLetterStore is what the dead-letter stage and replay need from Postgres.
+// DeadLetterStore is what the dead-letter stage needs from Postgres (a replay goes through
+// shared/deadletter).
 type DeadLetterStore interface {
 	// SaveDeadLetter inserts dl unless a row for the same origin exists; it returns the stored row.
 	SaveDeadLetter(ctx context.Context, dl DeadLetter) (DeadLetter, error)
 	MarkDeadLetterPublished(ctx context.Context, id string, dlqSeq uint64) error
 	LastAttemptError(ctx context.Context, eventID, endpointID string) (string, error)
-	DeadLetter(ctx context.Context, id string) (DeadLetter, error)
-	MarkReplayed(ctx context.Context, id string) (int, error)
 }
 
 // eventBody is the part of the envelope the sender reads: the fan-out needs the merchant, the
