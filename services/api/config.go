@@ -22,10 +22,9 @@ type Config struct {
 	PaymentExpiry time.Duration `env:"PAYMENT_EXPIRY, default=30m"`
 	ChainsFile    string        `env:"CHAINS_FILE"`
 
-	// The same variables, with the same meaning, as the webhook sender's: an endpoint URL the
-	// sender would refuse is refused at registration.
-	AllowPrivateNetworks bool `env:"WEBHOOK_ALLOW_PRIVATE_NETWORKS, default=false"`
-	AllowHTTP            bool `env:"WEBHOOK_ALLOW_HTTP, default=false"`
+	// The webhook sender's URL policy (WEBHOOK_ALLOW_HTTP, WEBHOOK_ALLOW_PRIVATE_NETWORKS): an
+	// endpoint URL the sender would refuse is refused at registration.
+	safehttp.Policy
 
 	// OutboxInterval is how often the relay looks for unpublished events when not woken.
 	OutboxInterval time.Duration `env:"OUTBOX_INTERVAL, default=500ms"`
@@ -33,11 +32,6 @@ type Config struct {
 
 // minAdminToken is the shortest ADMIN_TOKEN accepted: it guards merchant creation.
 const minAdminToken = 16
-
-// Policy is the webhook URL policy.
-func (c Config) Policy() safehttp.Policy {
-	return safehttp.Policy{AllowHTTP: c.AllowHTTP, AllowPrivateNetworks: c.AllowPrivateNetworks}
-}
 
 // Validate names the first unusable variable. Messages never repeat a secret's value.
 func (c Config) Validate() error {

@@ -343,7 +343,7 @@ func (h *harness) serveHandler(log *slog.Logger) *httptest.Server {
 	}
 	handler, err := rest.New(rest.Config{
 		Store: postgres.New(h.db), Chains: cf, Wallet: d, JS: h.js, AdminToken: h.cfg.AdminToken,
-		DefaultTTL: h.cfg.PaymentExpiry, URLPolicy: h.cfg.Policy(), Log: log,
+		DefaultTTL: h.cfg.PaymentExpiry, URLPolicy: h.cfg.Policy, Log: log,
 	})
 	if err != nil {
 		h.t.Fatal(err)

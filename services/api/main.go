@@ -24,10 +24,7 @@ import (
 
 const serviceName = "api"
 
-func main() {
-	var cfg Config
-	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
-}
+func main() { service.Main(serviceName, run) }
 
 func run(ctx context.Context, cfg Config) (err error) {
 	deriver, err := wallet.ParseXPub(cfg.WalletXPub)
@@ -50,7 +47,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 
 	handler, err := rest.New(rest.Config{
 		Store: postgres.New(db), Chains: chainsFile, Wallet: deriver, JS: js,
-		AdminToken: cfg.AdminToken, DefaultTTL: cfg.PaymentExpiry, URLPolicy: cfg.Policy(),
+		AdminToken: cfg.AdminToken, DefaultTTL: cfg.PaymentExpiry, URLPolicy: cfg.Policy,
 		Log: log, Tracer: tel.Tracer, Meter: tel.Meter,
 		OutboxWake: wake,
 	})

@@ -35,10 +35,7 @@ const (
 	handlerTimeout = 5 * time.Minute
 )
 
-func main() {
-	var cfg Config
-	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
-}
+func main() { service.Main(serviceName, run) }
 
 func run(ctx context.Context, cfg Config) (err error) {
 	chainsFile, err := chains.Load(cfg.ChainsFile)

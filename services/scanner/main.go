@@ -44,10 +44,7 @@ const serviceName = "scanner"
 // retryMin is the first wait after a failed call; it doubles up to SCAN_RETRY_MAX.
 const retryMin = 100 * time.Millisecond
 
-func main() {
-	var cfg Config
-	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
-}
+func main() { service.Main(serviceName, run) }
 
 func run(ctx context.Context, cfg Config) (err error) {
 	chainsFile, err := chains.Load(cfg.ChainsFile)

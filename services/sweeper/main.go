@@ -29,10 +29,7 @@ const (
 	consumerName = "sweeper"
 )
 
-func main() {
-	var cfg Config
-	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
-}
+func main() { service.Main(serviceName, run) }
 
 func run(ctx context.Context, cfg Config) (err error) {
 	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)

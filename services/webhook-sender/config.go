@@ -20,14 +20,14 @@ type Config struct {
 	WebhookURL    string `env:"WEBHOOK_URL"`
 	WebhookSecret string `env:"WEBHOOK_SECRET"`
 
-	Backoff              Schedule      `env:"WEBHOOK_BACKOFF, default=5s,5m,30m,2h,5h,10h,10h"`
-	Timeout              time.Duration `env:"WEBHOOK_TIMEOUT, default=10s"`
-	Concurrency          int           `env:"WEBHOOK_CONCURRENCY, default=64"`
-	EndpointConcurrency  int           `env:"WEBHOOK_ENDPOINT_CONCURRENCY, default=16"`
-	FanoutConcurrency    int           `env:"WEBHOOK_FANOUT_CONCURRENCY, default=4"`
-	MaxRetryAfter        time.Duration `env:"WEBHOOK_MAX_RETRY_AFTER, default=1h"`
-	AllowPrivateNetworks bool          `env:"WEBHOOK_ALLOW_PRIVATE_NETWORKS, default=false"`
-	AllowHTTP            bool          `env:"WEBHOOK_ALLOW_HTTP, default=false"`
+	Backoff             Schedule      `env:"WEBHOOK_BACKOFF, default=5s,5m,30m,2h,5h,10h,10h"`
+	Timeout             time.Duration `env:"WEBHOOK_TIMEOUT, default=10s"`
+	Concurrency         int           `env:"WEBHOOK_CONCURRENCY, default=64"`
+	EndpointConcurrency int           `env:"WEBHOOK_ENDPOINT_CONCURRENCY, default=16"`
+	FanoutConcurrency   int           `env:"WEBHOOK_FANOUT_CONCURRENCY, default=4"`
+	MaxRetryAfter       time.Duration `env:"WEBHOOK_MAX_RETRY_AFTER, default=1h"`
+	// The URL policy (WEBHOOK_ALLOW_HTTP, WEBHOOK_ALLOW_PRIVATE_NETWORKS), shared with the api.
+	safehttp.Policy
 }
 
 // Schedule is a comma-separated list of durations: the BackOff of the webhook-sender consumer.
@@ -53,11 +53,6 @@ func (s Schedule) String() string {
 		parts[i] = d.String()
 	}
 	return strings.Join(parts, ",")
-}
-
-// Policy is the outbound URL policy.
-func (c Config) Policy() safehttp.Policy {
-	return safehttp.Policy{AllowHTTP: c.AllowHTTP, AllowPrivateNetworks: c.AllowPrivateNetworks}
 }
 
 // Validate names the first unusable variable.
@@ -92,7 +87,7 @@ func (c Config) Validate() error {
 		return bad("WEBHOOK_MAX_RETRY_AFTER", "must not be negative")
 	}
 	if c.WebhookURL != "" {
-		if err := safehttp.ValidateURL(c.WebhookURL, c.Policy()); err != nil {
+		if err := safehttp.ValidateURL(c.WebhookURL, c.Policy); err != nil {
 			hint := ""
 			if errors.Is(err, safehttp.ErrSchemeNotAllowed) {
 				hint = " (set WEBHOOK_ALLOW_HTTP=true for a plain-http receiver)"

@@ -21,6 +21,18 @@ func TestConfigDefaultsAreTheContract(t *testing.T) {
 	}
 }
 
+// The URL policy is read from the same variables as the api's (both embed safehttp.Policy).
+func TestConfigReadsTheURLPolicy(t *testing.T) {
+	var cfg Config
+	if err := testkit.LoadConfig(&cfg, map[string]string{"WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+		"WEBHOOK_URL": "http://127.0.0.1:9/hook", "WEBHOOK_SECRET": "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.AllowHTTP || !cfg.AllowPrivateNetworks {
+		t.Fatalf("policy %+v, want both allowed", cfg.Policy)
+	}
+}
+
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	for name, tc := range map[string]struct {
 		env     map[string]string

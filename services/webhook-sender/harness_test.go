@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/safehttp"
 	"github.com/ctrip-pay/pipeline/shared/signature"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
@@ -58,7 +59,7 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, backoff ...time.Duration)
 	h.cfg = Config{
 		Base:    testkit.BaseConfig(h.nats.URL(), h.dsn),
 		Backoff: backoff, Timeout: 2 * time.Second, Concurrency: 8, EndpointConcurrency: 4,
-		FanoutConcurrency: 4, MaxRetryAfter: 5 * time.Second, AllowHTTP: true, AllowPrivateNetworks: true,
+		FanoutConcurrency: 4, MaxRetryAfter: 5 * time.Second, Policy: safehttp.Policy{AllowHTTP: true, AllowPrivateNetworks: true},
 	}
 	return h
 }

@@ -38,10 +38,7 @@ const stageTimeout = 30 * time.Second
 // DefaultEndpointID is the endpoint made from WEBHOOK_URL / WEBHOOK_SECRET.
 const DefaultEndpointID = "ep_default"
 
-func main() {
-	var cfg Config
-	service.Main(serviceName, &cfg, func(ctx context.Context) error { return run(ctx, cfg) })
-}
+func main() { service.Main(serviceName, run) }
 
 func run(ctx context.Context, cfg Config) error {
 	deps, err := service.Open(ctx, serviceName, cfg.Base, func(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
@@ -95,7 +92,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	deliverer, err := webhook.NewDeliverer(webhook.DelivererConfig{
 		Store: store, Recorder: recorder, JS: js,
-		Client:   safehttp.NewClient(cfg.Policy(), cfg.Timeout, cfg.EndpointConcurrency),
+		Client:   safehttp.NewClient(cfg.Policy, cfg.Timeout, cfg.EndpointConcurrency),
 		Schedule: schedule, MaxDeliver: maxDeliver, MaxRetryAfter: cfg.MaxRetryAfter,
 		Concurrency: cfg.Concurrency, EndpointConcurrency: cfg.EndpointConcurrency,
 		Tracer: tel.Tracer, Meter: tel.Meter, Log: log,

@@ -61,14 +61,17 @@ var (
 )
 
 // Policy controls what destinations are acceptable. The zero value is the
-// strict production policy: https only, public addresses only.
+// strict production policy: https only, public addresses only. The api and the
+// webhook sender embed it in their configs, so both read the same variables
+// with the same meaning: a URL the sender would refuse is refused at
+// registration.
 type Policy struct {
 	// AllowHTTP permits plain-http URLs, e.g. for local development.
-	AllowHTTP bool
+	AllowHTTP bool `env:"WEBHOOK_ALLOW_HTTP, default=false"`
 	// AllowPrivateNetworks disables all address checks. It exists for tests
 	// and local development against servers on loopback; enabling it in
 	// production re-opens SSRF entirely.
-	AllowPrivateNetworks bool
+	AllowPrivateNetworks bool `env:"WEBHOOK_ALLOW_PRIVATE_NETWORKS, default=false"`
 }
 
 // ValidateURL reports whether raw is an acceptable webhook destination under

@@ -28,8 +28,10 @@ import (
 )
 
 // Main runs a binary: `<bin> migrate` applies migrations (it needs only the base variables);
-// otherwise cfg is loaded from the environment and run is called until SIGINT/SIGTERM.
-func Main(name string, cfg config.Validator, run func(context.Context) error) {
+// otherwise its config C is loaded from the environment and validated, and run is called until
+// SIGINT/SIGTERM. Tests call run with a config they build.
+func Main[C config.Validator](name string, run func(context.Context, C) error) {
+	var cfg C
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
@@ -38,11 +40,11 @@ func Main(name string, cfg config.Validator, run func(context.Context) error) {
 		if err = config.LoadFrom(ctx, &base, envconfig.OsLookuper()); err == nil {
 			err = postgres.MigrateURL(ctx, base.DatabaseURL, logging.New(os.Stdout, base.LogLevel, name))
 		}
-	} else if err = config.Load(ctx, cfg); err != nil {
+	} else if err = config.Load(ctx, any(&cfg).(config.Validator)); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	} else {
-		err = run(ctx)
+		err = run(ctx, cfg)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
