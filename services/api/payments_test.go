@@ -105,6 +105,18 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
+// wantOneCreatedEach waits for payments.created of n payments and fails for a payment with more
+// than one, or (ids set) one that ids does not list.
+func (h *harness) wantOneCreatedEach(n int, ids map[string]bool) {
+	h.t.Helper()
+	testkit.Eventually(h.t, 10*time.Second, fmt.Sprintf("payments.created of %d payments", n), func() bool { return len(h.createdEvents()) == n })
+	for id, evs := range h.createdEvents() {
+		if len(evs) != 1 || (ids != nil && !ids[id]) {
+			h.t.Errorf("payment %s: %d payments.created events", id, len(evs))
+		}
+	}
+}
+
 // createdEvent finds the payments.created event of a payment on PAYMENTS.
 func (h *harness) createdEvents() map[string][]event.Envelope {
 	h.t.Helper()
@@ -274,12 +286,7 @@ func TestConcurrentPaymentsGetDistinctDerivedAddresses(t *testing.T) {
 	if a != strings.ToLower("0x9858EfFD232B4033E47d90003D41EC34EcaEda94") {
 		t.Errorf("index 0 address %s", a)
 	}
-	testkit.Eventually(t, 10*time.Second, "50 payments.created events", func() bool { return len(h.createdEvents()) == n })
-	for id, evs := range h.createdEvents() {
-		if len(evs) != 1 || !ids[id] {
-			t.Errorf("payment %s: %d events", id, len(evs))
-		}
-	}
+	h.wantOneCreatedEach(n, ids)
 }
 
 func TestIdempotencyKey(t *testing.T) {
@@ -345,12 +352,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM outbox WHERE subject = 'payments.created'`); n != 3 {
 		t.Fatalf("%d outbox events, want 3", n)
 	}
-	testkit.Eventually(t, 5*time.Second, "3 events", func() bool { return len(h.createdEvents()) == 3 })
-	for id, evs := range h.createdEvents() {
-		if len(evs) != 1 {
-			t.Errorf("payment %s: %d payments.created events", id, len(evs))
-		}
-	}
+	h.wantOneCreatedEach(3, nil)
 }
 
 func TestListPayments(t *testing.T) {

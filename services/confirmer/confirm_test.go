@@ -534,19 +534,7 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 
 	failed := h.payment(eth(10), time.Hour, nil)
 	trFailed := h.payFailing(failed, eth(10))
-	h.detect(trFailed)
-	h.waitStatus(failed.ID, "detected")
-	h.chain.Commit()
-	h.head(h.tip())
-	testkit.Eventually(t, 10*time.Second, "failed transfer rejected", func() bool { return h.transferStatus(trFailed) == "failed" })
-	h.waitStatus(failed.ID, "pending")
-	var received string
-	if err := h.db.Get(&received, `SELECT received_base_units::text FROM payments WHERE id = $1`, failed.ID); err != nil {
-		t.Fatal(err)
-	}
-	if received != "0" {
-		t.Fatalf("received %s after the transfer failed, want 0", received)
-	}
+	h.detectFailed(failed, trFailed)
 
 	ancestor := min(trBack.BlockNumber, trFailed.BlockNumber) - 1
 	h.reorg(event.ChainReorg{CommonAncestorNumber: ancestor, CommonAncestorHash: h.headerHash(ancestor),
@@ -572,6 +560,25 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 	}
 }
 
+// detectFailed detects a failed transfer and lets the next head reject it: the transfer is
+// failed and its payment back to pending with nothing received.
+func (h *harness) detectFailed(p payment, tr transfer) {
+	h.t.Helper()
+	h.detect(tr)
+	h.waitStatus(p.ID, "detected")
+	h.chain.Commit()
+	h.head(h.tip())
+	testkit.Eventually(h.t, 10*time.Second, "the head finds the transfer failed", func() bool { return h.transferStatus(tr) == "failed" })
+	h.waitStatus(p.ID, "pending")
+	var received string
+	if err := h.db.Get(&received, `SELECT received_base_units::text FROM payments WHERE id = $1`, p.ID); err != nil {
+		h.t.Fatal(err)
+	}
+	if received != "0" {
+		h.t.Fatalf("received %s after the transfer failed, want 0", received)
+	}
+}
+
 // A failed transfer is its own status, not a reorg: it never counts, stays in the payment's
 // transfers, and no payments.reorged names it — neither when the head finds it failed nor when
 // its block later leaves the chain (then it is reorged quietly, so that a detection in another
@@ -583,12 +590,7 @@ func TestFailedTransferIsFailedNotReorged(t *testing.T) {
 	tr := h.payFailing(p, eth(10))
 	ancestor := tr.BlockNumber - 1
 	ancestorHash := h.headerHash(ancestor)
-	h.detect(tr)
-	h.waitStatus(p.ID, "detected")
-	h.chain.Commit()
-	h.head(h.tip())
-	testkit.Eventually(t, 10*time.Second, "the head finds the transfer failed", func() bool { return h.transferStatus(tr) == "failed" })
-	h.waitStatus(p.ID, "pending")
+	h.detectFailed(p, tr)
 
 	orphaned := h.chain.Reorg(int(h.tip()-ancestor), func() {})
 	h.chain.Mine(1)
