@@ -1,14 +1,15 @@
 // Package deadletter replays a dead-lettered webhook delivery, once for every caller (the api's
 // POST /v1/dead-letters/{id}/replay, operators' tools): it republishes the original WEBHOOKS
 // message kept in webhook_dead_letters and counts the replay there. As shared/outbox keeps the
-// outbox table's SQL, this package keeps the SQL of a replay on webhook_dead_letters; the
-// webhook sender writes the rows, and each caller loads them its own way (the api only a
-// merchant's own).
+// outbox table's SQL, this package keeps the SQL of a replay on webhook_dead_letters and the
+// table's row, Letter; the webhook sender writes the rows, and each caller loads them its own way
+// (the api only a merchant's own) into a Letter.
 package deadletter
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,15 +48,65 @@ var (
 // can be retried (it has the same Nats-Msg-Id).
 var ErrNotPublished = errors.New("not published")
 
-// Letter is what a replay needs of a row of webhook_dead_letters.
+// Letter is a row of webhook_dead_letters, every column of it: the webhook sender writes it, the
+// api shows it to the merchant, a replay republishes it.
 type Letter struct {
-	ID            string
-	OriginStream  string
-	OriginSeq     uint64
-	OriginSubject string            // "" when the original was lost
-	Headers       map[string]string // the original message's headers
-	Body          []byte            // the original body: the webhook the merchant gets
-	ReplayCount   int               // replays counted so far
+	ID             string     `db:"id"`
+	OriginStream   string     `db:"origin_stream"`
+	OriginSeq      uint64     `db:"origin_seq"`
+	OriginSubject  string     `db:"origin_subject"` // "" when the original was lost
+	EndpointID     string     `db:"endpoint_id"`
+	EventID        *string    `db:"event_id"`
+	EventType      *string    `db:"event_type"`
+	PaymentID      *string    `db:"payment_id"`
+	MerchantID     *string    `db:"merchant_id"` // from the event: who owns it when the endpoint is unknown
+	Reason         string     `db:"reason"`
+	Deliveries     int        `db:"deliveries"`
+	LastError      *string    `db:"last_error"`
+	Headers        Headers    `db:"headers"` // the original message's headers
+	Body           []byte     `db:"body"`    // the original body: the webhook the merchant gets
+	DLQSeq         *uint64    `db:"dlq_seq"` // the copy on dlq.webhooks.<endpoint_id>, once published
+	PublishedAt    *time.Time `db:"published_at"`
+	ReplayCount    int        `db:"replay_count"` // replays counted so far
+	LastReplayedAt *time.Time `db:"last_replayed_at"`
+	CreatedAt      time.Time  `db:"created_at"`
+}
+
+// Columns selects every column of webhook_dead_letters, in Letter's order, for a scan into a
+// Letter.
+const Columns = `id, origin_stream, origin_seq, origin_subject, endpoint_id, event_id, event_type, payment_id,
+	merchant_id, reason, deliveries, last_error, headers, body, dlq_seq, published_at, replay_count,
+	last_replayed_at, created_at`
+
+// Headers is the headers column: a JSON object of header name to value, decoded on scan and
+// encoded as a query argument.
+type Headers map[string]string
+
+// Scan decodes the JSON object of the headers column.
+func (h *Headers) Scan(src any) error {
+	var b []byte
+	switch v := src.(type) {
+	case nil:
+		*h = nil
+		return nil
+	case []byte:
+		b = v
+	case string:
+		b = []byte(v)
+	default:
+		return fmt.Errorf("dead letter headers: cannot scan %T", src)
+	}
+	m := map[string]string(nil)
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("dead letter headers: %w", err)
+	}
+	*h = m
+	return nil
+}
+
+// Value encodes the headers as the JSON object the column holds.
+func (h Headers) Value() (driver.Value, error) {
+	return json.Marshal(map[string]string(h))
 }
 
 // Replayable reports whether the letter still has the original message (it had not aged out of
@@ -150,27 +201,13 @@ func MarkReplayed(ctx context.Context, q sqlx.QueryerContext, id string, seen in
 // Load reads dead letter id, whoever's it is (ErrNotFound if there is none): for operators'
 // tools. A merchant's call loads only the merchant's own.
 func Load(ctx context.Context, q sqlx.QueryerContext, id string) (Letter, error) {
-	var row struct {
-		ID            string `db:"id"`
-		OriginStream  string `db:"origin_stream"`
-		OriginSeq     uint64 `db:"origin_seq"`
-		OriginSubject string `db:"origin_subject"`
-		Headers       []byte `db:"headers"`
-		Body          []byte `db:"body"`
-		ReplayCount   int    `db:"replay_count"`
-	}
-	err := sqlx.GetContext(ctx, q, &row, `SELECT id, origin_stream, origin_seq, origin_subject, headers, body,
-		replay_count FROM webhook_dead_letters WHERE id = $1`, id)
+	var l Letter
+	err := sqlx.GetContext(ctx, q, &l, `SELECT `+Columns+` FROM webhook_dead_letters WHERE id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Letter{}, fmt.Errorf("dead letter %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return Letter{}, fmt.Errorf("dead letter %s: %w", id, err)
-	}
-	l := Letter{ID: row.ID, OriginStream: row.OriginStream, OriginSeq: row.OriginSeq, OriginSubject: row.OriginSubject,
-		Body: row.Body, ReplayCount: row.ReplayCount}
-	if err := json.Unmarshal(row.Headers, &l.Headers); err != nil {
-		return Letter{}, fmt.Errorf("dead letter %s headers: %w", id, err)
 	}
 	return l, nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -158,6 +159,52 @@ func insertLetter(t *testing.T, db *sqlx.DB, id string, seq int, subject string,
 		id, seq, subject, `{"Nats-Msg-Id":"evt_1.ep_1","Ctrip-Event-Type":"payment.confirmed","traceparent":"`+traceparent+`"}`, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Letter is the whole row: Columns selects every column of the table, each lands in its own
+// field, and the headers go in as the JSON object they come out as.
+func TestLetterIsTheWholeRow(t *testing.T) {
+	ctx := context.Background()
+	db, _ := testkit.MustDB(t)
+	var columns int
+	if err := db.Get(&columns, `SELECT count(*) FROM information_schema.columns WHERE table_name = 'webhook_dead_letters'`); err != nil {
+		t.Fatal(err)
+	}
+	if n := reflect.TypeFor[deadletter.Letter]().NumField(); n != columns {
+		t.Fatalf("Letter has %d fields, webhook_dead_letters %d columns", n, columns)
+	}
+	str := func(s string) *string { return &s }
+	seq := uint64(12)
+	at := time.Date(2026, 11, 28, 20, 14, 26, 123456000, time.UTC)
+	want := deadletter.Letter{ID: "dl_1", OriginStream: "WEBHOOKS", OriginSeq: 7, OriginSubject: "webhooks.deliver.ep_1",
+		EndpointID: "ep_1", EventID: str("evt_1"), EventType: str("payment.confirmed"), PaymentID: str("pay_1"),
+		MerchantID: str("mch_1"), Reason: "max_deliveries", Deliveries: 4, LastError: str("HTTP 500"),
+		Headers: deadletter.Headers{event.HeaderMsgID: "evt_1.ep_1", "traceparent": traceparent}, Body: []byte(`{"id":"evt_1"}`),
+		DLQSeq: &seq, PublishedAt: &at, ReplayCount: 2, LastReplayedAt: &at, CreatedAt: at}
+	_, err := db.Exec(`INSERT INTO webhook_dead_letters (`+deadletter.Columns+`)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)`,
+		want.ID, want.OriginStream, int64(want.OriginSeq), want.OriginSubject, want.EndpointID, want.EventID, want.EventType,
+		want.PaymentID, want.MerchantID, want.Reason, want.Deliveries, want.LastError, want.Headers, want.Body,
+		int64(*want.DLQSeq), want.PublishedAt, want.ReplayCount, want.LastReplayedAt, want.CreatedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := deadletter.Load(ctx, db, "dl_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	utc := func(t *time.Time) *time.Time { u := t.UTC(); return &u }
+	got.PublishedAt, got.LastReplayedAt, got.CreatedAt = utc(got.PublishedAt), utc(got.LastReplayedAt), got.CreatedAt.UTC()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("loaded\n%+v\nwant\n%+v", got, want)
+	}
+	var stored string
+	if err := db.Get(&stored, `SELECT headers::text FROM webhook_dead_letters WHERE id = 'dl_1'`); err != nil {
+		t.Fatal(err)
+	}
+	if stored != `{"Nats-Msg-Id": "evt_1.ep_1", "traceparent": "`+traceparent+`"}` {
+		t.Fatalf("headers stored as %s", stored)
 	}
 }
 

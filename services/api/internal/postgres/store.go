@@ -430,77 +430,44 @@ func (s *Store) RotateSecret(ctx context.Context, merchantID, id, secret string,
 const deadLetterOwned = `(EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.merchant_id = $1)
 	OR (d.merchant_id = $1 AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id)))`
 
-const deadLetterCols = `d.id, d.origin_stream, d.origin_seq, d.origin_subject, d.endpoint_id, d.event_id, d.event_type,
-	d.payment_id, d.reason, d.deliveries, d.last_error, d.headers, d.body, d.replay_count, d.last_replayed_at, d.created_at`
-
-type deadLetterRow struct {
-	ID             string     `db:"id"`
-	OriginStream   string     `db:"origin_stream"`
-	OriginSeq      int64      `db:"origin_seq"`
-	OriginSubject  string     `db:"origin_subject"`
-	EndpointID     string     `db:"endpoint_id"`
-	EventID        *string    `db:"event_id"`
-	EventType      *string    `db:"event_type"`
-	PaymentID      *string    `db:"payment_id"`
-	Reason         string     `db:"reason"`
-	Deliveries     int        `db:"deliveries"`
-	LastError      *string    `db:"last_error"`
-	Headers        []byte     `db:"headers"`
-	Body           []byte     `db:"body"`
-	ReplayCount    int        `db:"replay_count"`
-	LastReplayedAt *time.Time `db:"last_replayed_at"`
-	CreatedAt      time.Time  `db:"created_at"`
-}
-
-func (r deadLetterRow) deadLetter() (rest.DeadLetter, error) {
-	dl := rest.DeadLetter{
-		ID: r.ID, OriginStream: r.OriginStream, OriginSeq: r.OriginSeq, OriginSubject: r.OriginSubject,
-		EndpointID: r.EndpointID, EventID: r.EventID, EventType: r.EventType, PaymentID: r.PaymentID,
-		Reason: r.Reason, Deliveries: r.Deliveries, LastError: r.LastError, Body: r.Body,
-		ReplayCount: r.ReplayCount, LastReplayedAt: utcPtr(r.LastReplayedAt), CreatedAt: r.CreatedAt.UTC(),
-	}
-	if err := json.Unmarshal(r.Headers, &dl.Headers); err != nil {
-		return dl, fmt.Errorf("dead letter %s headers: %w", r.ID, err)
-	}
-	return dl, nil
-}
-
 // DeadLetters lists the merchant's dead letters, newest first.
-func (s *Store) DeadLetters(ctx context.Context, merchantID string, page rest.Page) ([]rest.DeadLetter, error) {
-	q := `SELECT ` + deadLetterCols + ` FROM webhook_dead_letters d WHERE ` + deadLetterOwned
+func (s *Store) DeadLetters(ctx context.Context, merchantID string, page rest.Page) ([]deadletter.Letter, error) {
+	q := `SELECT ` + deadletter.Columns + ` FROM webhook_dead_letters d WHERE ` + deadLetterOwned
 	args := []any{merchantID, page.Limit}
 	if page.AfterAt != nil {
 		q += ` AND (d.created_at, d.id) < ($3, $4)`
 		args = append(args, *page.AfterAt, page.AfterID)
 	}
 	q += ` ORDER BY d.created_at DESC, d.id DESC LIMIT $2`
-	var rows []deadLetterRow
-	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
+	var dls []deadletter.Letter
+	if err := s.db.SelectContext(ctx, &dls, q, args...); err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
-	out := make([]rest.DeadLetter, 0, len(rows))
-	for _, r := range rows {
-		dl, err := r.deadLetter()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, dl)
+	for i := range dls {
+		inUTC(&dls[i])
 	}
-	return out, nil
+	return dls, nil
 }
 
 // DeadLetter returns one of the merchant's dead letters.
-func (s *Store) DeadLetter(ctx context.Context, merchantID, id string) (rest.DeadLetter, error) {
-	var row deadLetterRow
-	err := s.db.GetContext(ctx, &row, `SELECT `+deadLetterCols+` FROM webhook_dead_letters d
+func (s *Store) DeadLetter(ctx context.Context, merchantID, id string) (deadletter.Letter, error) {
+	var dl deadletter.Letter
+	err := s.db.GetContext(ctx, &dl, `SELECT `+deadletter.Columns+` FROM webhook_dead_letters d
 		WHERE d.id = $2 AND `+deadLetterOwned, merchantID, id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return rest.DeadLetter{}, rest.ErrNotFound
+		return deadletter.Letter{}, rest.ErrNotFound
 	}
 	if err != nil {
-		return rest.DeadLetter{}, fmt.Errorf("dead letter: %w", err)
+		return deadletter.Letter{}, fmt.Errorf("dead letter: %w", err)
 	}
-	return row.deadLetter()
+	inUTC(&dl)
+	return dl, nil
+}
+
+// inUTC puts dl's times in UTC, as the api answers every time.
+func inUTC(dl *deadletter.Letter) {
+	dl.CreatedAt = dl.CreatedAt.UTC()
+	dl.PublishedAt, dl.LastReplayedAt = utcPtr(dl.PublishedAt), utcPtr(dl.LastReplayedAt)
 }
 
 // MarkReplayed moves replay_count from seen to seen+1 (rest.ErrReplayRaced if it moved).

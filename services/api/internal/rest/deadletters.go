@@ -28,23 +28,17 @@ type deadLetterResponse struct {
 	CreatedAt      time.Time       `json:"created_at"`
 }
 
-func deadLetterJSON(dl DeadLetter) deadLetterResponse {
+func deadLetterJSON(dl deadletter.Letter) deadLetterResponse {
 	out := deadLetterResponse{
 		ID: dl.ID, Object: "dead_letter", EndpointID: dl.EndpointID, EventID: dl.EventID, EventType: dl.EventType,
 		PaymentID: dl.PaymentID, Reason: dl.Reason, Deliveries: dl.Deliveries, LastError: dl.LastError,
-		OriginStream: dl.OriginStream, OriginSeq: dl.OriginSeq, Replayable: letter(dl).Replayable(),
+		OriginStream: dl.OriginStream, OriginSeq: int64(dl.OriginSeq), Replayable: dl.Replayable(),
 		ReplayCount: dl.ReplayCount, LastReplayedAt: dl.LastReplayedAt, CreatedAt: dl.CreatedAt,
 	}
 	if json.Valid(dl.Body) {
 		out.Event = dl.Body
 	}
 	return out
-}
-
-// letter is what a replay needs of dl.
-func letter(dl DeadLetter) deadletter.Letter {
-	return deadletter.Letter{ID: dl.ID, OriginStream: dl.OriginStream, OriginSeq: uint64(dl.OriginSeq),
-		OriginSubject: dl.OriginSubject, Headers: dl.Headers, Body: dl.Body, ReplayCount: dl.ReplayCount}
 }
 
 func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
@@ -59,7 +53,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, mercha
 	if err != nil {
 		return h.storeError(r, err)
 	}
-	dls, next := trimPage(dls, page.Limit, func(d DeadLetter) cursor { return cursor{At: &d.CreatedAt, ID: d.ID} })
+	dls, next := trimPage(dls, page.Limit, func(d deadletter.Letter) cursor { return cursor{At: &d.CreatedAt, ID: d.ID} })
 	data := make([]deadLetterResponse, len(dls))
 	for i, dl := range dls {
 		data[i] = deadLetterJSON(dl)
@@ -92,11 +86,10 @@ func (h *Handler) replayDeadLetter(w http.ResponseWriter, r *http.Request, merch
 	if err != nil {
 		return h.storeError(r, err)
 	}
-	l := letter(dl)
-	if !l.Replayable() {
+	if !dl.Replayable() {
 		return h.storeError(r, deadletter.ErrOriginalLost)
 	}
-	done, err := deadletter.Replay(r.Context(), h.cfg.JS, h.cfg.Store, l)
+	done, err := deadletter.Replay(r.Context(), h.cfg.JS, h.cfg.Store, dl)
 	if errors.Is(err, deadletter.ErrNotPublished) {
 		h.cfg.Log.ErrorContext(r.Context(), "replay publish failed", "dead_letter_id", dl.ID, "err", err)
 		// Whatever the publish error, nothing was counted and the same request can be retried.

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -164,7 +165,7 @@ func TestUnavailableClassifiesRealErrors(t *testing.T) {
 type fakeStore struct {
 	Store
 	authErr    error
-	deadLetter DeadLetter
+	deadLetter deadletter.Letter
 	marked     bool
 }
 
@@ -172,7 +173,7 @@ func (f *fakeStore) MerchantByKeyHash(context.Context, []byte) (string, error) {
 	return "mch_1", f.authErr
 }
 
-func (f *fakeStore) DeadLetter(context.Context, string, string) (DeadLetter, error) {
+func (f *fakeStore) DeadLetter(context.Context, string, string) (deadletter.Letter, error) {
 	return f.deadLetter, nil
 }
 
@@ -270,7 +271,7 @@ func TestReplayPublishFailureIs503(t *testing.T) {
 		{"connection closed", closed}, {"no responders", noResponders}, {"timeout", timeout}, {"no stream", noStream},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := &fakeStore{deadLetter: DeadLetter{ID: "dl_1", OriginSubject: "webhooks.x", Body: []byte(`{}`)}}
+			store := &fakeStore{deadLetter: deadletter.Letter{ID: "dl_1", OriginSubject: "webhooks.x", Body: []byte(`{}`)}}
 			srv := testServer(t, store, fakePublisher{err: tc.err})
 			a := get(t, "POST", srv.URL+"/v1/dead-letters/dl_1/replay")
 			if a.status != 503 || a.code != "unavailable" || a.retryAfter != "5" || !strings.Contains(a.message, "retry") {

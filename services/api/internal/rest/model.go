@@ -101,26 +101,6 @@ type Attempt struct {
 	AttemptedAt  time.Time
 }
 
-// DeadLetter is a row of webhook_dead_letters.
-type DeadLetter struct {
-	ID             string
-	OriginStream   string
-	OriginSeq      int64
-	OriginSubject  string
-	EndpointID     string
-	EventID        *string
-	EventType      *string
-	PaymentID      *string
-	Reason         string
-	Deliveries     int
-	LastError      *string
-	Headers        map[string]string
-	Body           []byte
-	ReplayCount    int
-	LastReplayedAt *time.Time
-	CreatedAt      time.Time
-}
-
 // Page is a keyset position: the (created_at, id) — or, for attempts, the id — of the last row
 // of the previous page.
 type Page struct {
@@ -173,8 +153,8 @@ type Endpoints interface {
 
 // DeadLetters is what dead-letter inspection and replay need.
 type DeadLetters interface {
-	DeadLetters(ctx context.Context, merchantID string, page Page) ([]DeadLetter, error)
-	DeadLetter(ctx context.Context, merchantID, id string) (DeadLetter, error)
+	DeadLetters(ctx context.Context, merchantID string, page Page) ([]deadletter.Letter, error)
+	DeadLetter(ctx context.Context, merchantID, id string) (deadletter.Letter, error)
 	// MarkReplayed bumps replay_count from seen to seen+1; ErrReplayRaced if it moved.
 	MarkReplayed(ctx context.Context, id string, seen int) (int, error)
 }

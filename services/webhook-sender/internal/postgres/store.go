@@ -5,7 +5,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
 	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
 
@@ -246,44 +246,31 @@ func (s *Store) LastAttemptError(ctx context.Context, eventID, endpointID string
 	return e.String, err
 }
 
-const deadLetterCols = `id, origin_stream, origin_seq, origin_subject, endpoint_id, event_id, event_type,
-	payment_id, merchant_id, reason, deliveries, last_error, body, dlq_seq, published_at, replay_count`
-
 // SaveDeadLetter inserts the dead letter once per (origin_stream, origin_seq).
-func (s *Store) SaveDeadLetter(ctx context.Context, dl webhook.DeadLetter) (webhook.DeadLetter, error) {
-	hdr, err := json.Marshal(dl.Headers)
-	if err != nil {
-		return dl, err
-	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO webhook_dead_letters
+func (s *Store) SaveDeadLetter(ctx context.Context, dl deadletter.Letter) (deadletter.Letter, error) {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO webhook_dead_letters
 		(id, origin_stream, origin_seq, origin_subject, endpoint_id, event_id, event_type, payment_id,
 		 merchant_id, reason, deliveries, last_error, headers, body)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
 		ON CONFLICT (origin_stream, origin_seq) DO NOTHING`,
 		dl.ID, dl.OriginStream, int64(dl.OriginSeq), dl.OriginSubject, dl.EndpointID, dl.EventID, dl.EventType,
-		dl.PaymentID, dl.MerchantID, dl.Reason, dl.Deliveries, dl.LastError, hdr, dl.Body)
+		dl.PaymentID, dl.MerchantID, dl.Reason, dl.Deliveries, dl.LastError, dl.Headers, dl.Body)
 	if err != nil {
 		return dl, fmt.Errorf("save dead letter: %w", err)
 	}
 	return s.deadLetterWhere(ctx, `origin_stream = $1 AND origin_seq = $2`, dl.OriginStream, int64(dl.OriginSeq))
 }
 
-func (s *Store) deadLetterWhere(ctx context.Context, where string, args ...any) (webhook.DeadLetter, error) {
-	var row struct {
-		webhook.DeadLetter
-		Hdr []byte `db:"headers"`
-	}
-	err := s.db.GetContext(ctx, &row, `SELECT `+deadLetterCols+`, headers FROM webhook_dead_letters WHERE `+where, args...)
+func (s *Store) deadLetterWhere(ctx context.Context, where string, args ...any) (deadletter.Letter, error) {
+	var dl deadletter.Letter
+	err := s.db.GetContext(ctx, &dl, `SELECT `+deadletter.Columns+` FROM webhook_dead_letters WHERE `+where, args...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return webhook.DeadLetter{}, webhook.ErrNotFound
+		return deadletter.Letter{}, webhook.ErrNotFound
 	}
 	if err != nil {
-		return webhook.DeadLetter{}, fmt.Errorf("dead letter: %w", err)
+		return deadletter.Letter{}, fmt.Errorf("dead letter: %w", err)
 	}
-	if err := json.Unmarshal(row.Hdr, &row.DeadLetter.Headers); err != nil {
-		return webhook.DeadLetter{}, fmt.Errorf("dead letter headers: %w", err)
-	}
-	return row.DeadLetter, nil
+	return dl, nil
 }
 
 // MarkDeadLetterPublished records that the copy on dlq.webhooks.* exists.

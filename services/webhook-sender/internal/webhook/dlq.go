@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
@@ -111,9 +112,9 @@ func (p *DLQProcessor) process(ctx context.Context, subject string, data []byte)
 		return fault.Invalid(ReasonPoison, fmt.Errorf("unexpected advisory subject %s", subject))
 	}
 
-	dl := DeadLetter{
+	dl := deadletter.Letter{
 		ID: event.NewID("dl"), OriginStream: adv.Stream, OriginSeq: adv.StreamSeq,
-		Reason: reason, Deliveries: adv.Deliveries, Headers: map[string]string{},
+		Reason: reason, Deliveries: adv.Deliveries, Headers: deadletter.Headers{},
 	}
 	orig, err := p.Origin.GetMsg(ctx, adv.StreamSeq)
 	switch {

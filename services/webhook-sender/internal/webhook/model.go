@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/ctrip-pay/pipeline/shared/deadletter"
 )
 
 // Endpoint is a merchant's webhook destination.
@@ -42,27 +44,6 @@ type Attempt struct {
 	Delivered    bool
 }
 
-// DeadLetter is an exhausted or terminated delivery, copied out of WEBHOOKS.
-type DeadLetter struct {
-	ID            string            `db:"id"`
-	OriginStream  string            `db:"origin_stream"`
-	OriginSeq     uint64            `db:"origin_seq"`
-	OriginSubject string            `db:"origin_subject"`
-	EndpointID    string            `db:"endpoint_id"`
-	EventID       *string           `db:"event_id"`
-	EventType     *string           `db:"event_type"`
-	PaymentID     *string           `db:"payment_id"`
-	MerchantID    *string           `db:"merchant_id"`
-	Reason        string            `db:"reason"`
-	Deliveries    int               `db:"deliveries"`
-	LastError     *string           `db:"last_error"`
-	Headers       map[string]string `db:"-"`
-	Body          []byte            `db:"body"`
-	DLQSeq        *uint64           `db:"dlq_seq"`
-	PublishedAt   *time.Time        `db:"published_at"`
-	ReplayCount   int               `db:"replay_count"`
-}
-
 // ErrNotFound is returned by stores for a missing row.
 var ErrNotFound = errors.New("not found")
 
@@ -86,7 +67,7 @@ type DeliveryRecorder interface {
 // shared/deadletter).
 type DeadLetterStore interface {
 	// SaveDeadLetter inserts dl unless a row for the same origin exists; it returns the stored row.
-	SaveDeadLetter(ctx context.Context, dl DeadLetter) (DeadLetter, error)
+	SaveDeadLetter(ctx context.Context, dl deadletter.Letter) (deadletter.Letter, error)
 	MarkDeadLetterPublished(ctx context.Context, id string, dlqSeq uint64) error
 	LastAttemptError(ctx context.Context, eventID, endpointID string) (string, error)
 }
