@@ -28,17 +28,20 @@ func StartLoop(ctx context.Context, cons jetstream.Consumer, workers, buffer int
 	if err != nil {
 		return nil, err
 	}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for msg := range msgs {
-				rt.handle(ctx, msg, h)
-				release(msg)
-			}
-		}()
-	}
+	l.spawn(workers, func() {
+		for msg := range msgs {
+			rt.handle(ctx, msg, h)
+			release(msg)
+		}
+	})
 	return l, nil
+}
+
+// spawn runs n copies of work, waited for by Stop.
+func (l *Loop) spawn(n int, work func()) {
+	for range n {
+		l.wg.Go(work)
+	}
 }
 
 // StartBatchLoop is StartLoop for handlers that work on several messages at once (publishing
@@ -52,32 +55,28 @@ func StartBatchLoop(ctx context.Context, cons jetstream.Consumer, workers, maxBa
 	if err != nil {
 		return nil, err
 	}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			batch := make([]jetstream.Msg, 0, maxBatch)
-			for first := range msgs {
-				batch = append(batch[:0], first)
-			fill:
-				for len(batch) < maxBatch {
-					select {
-					case msg, ok := <-msgs:
-						if !ok {
-							break fill
-						}
-						batch = append(batch, msg)
-					default:
+	l.spawn(workers, func() {
+		batch := make([]jetstream.Msg, 0, maxBatch)
+		for first := range msgs {
+			batch = append(batch[:0], first)
+		fill:
+			for len(batch) < maxBatch {
+				select {
+				case msg, ok := <-msgs:
+					if !ok {
 						break fill
 					}
-				}
-				rt.handleBatch(ctx, batch, h)
-				for _, msg := range batch {
-					release(msg)
+					batch = append(batch, msg)
+				default:
+					break fill
 				}
 			}
-		}()
-	}
+			rt.handleBatch(ctx, batch, h)
+			for _, msg := range batch {
+				release(msg)
+			}
+		}
+	})
 	return l, nil
 }
 

@@ -44,26 +44,33 @@ func (c *Confirmer) HandleChainMsg(ctx context.Context, msg jetstream.Msg) error
 	}
 	switch parts[2] {
 	case "head":
-		var h event.ChainHead
-		if err := json.Unmarshal(msg.Data(), &h); err != nil {
-			return fault.Invalid(ReasonInvalidEvent, err)
-		}
-		if h.ChainID != chainID {
-			return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("chain %d head on subject %s", h.ChainID, msg.Subject()))
+		h, err := decodeChainMsg[event.ChainHead](msg, chainID, func(h event.ChainHead) int64 { return h.ChainID })
+		if err != nil {
+			return err
 		}
 		return c.HandleHead(ctx, h)
 	case "reorg":
-		var r event.ChainReorg
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
-			return fault.Invalid(ReasonInvalidEvent, err)
-		}
-		if r.ChainID != chainID {
-			return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("chain %d reorg on subject %s", r.ChainID, msg.Subject()))
+		r, err := decodeChainMsg[event.ChainReorg](msg, chainID, func(r event.ChainReorg) int64 { return r.ChainID })
+		if err != nil {
+			return err
 		}
 		return c.HandleReorg(ctx, r)
 	}
 	c.log.WarnContext(ctx, "ignoring unexpected subject", "subject", msg.Subject())
 	return nil
+}
+
+// decodeChainMsg decodes a CHAIN message whose subject names chainID; a body about another chain
+// is invalid.
+func decodeChainMsg[T any](msg jetstream.Msg, chainID int64, chainOf func(T) int64) (T, error) {
+	var v T
+	if err := json.Unmarshal(msg.Data(), &v); err != nil {
+		return v, fault.Invalid(ReasonInvalidEvent, err)
+	}
+	if got := chainOf(v); got != chainID {
+		return v, fault.Invalid(ReasonInvalidEvent, fmt.Errorf("chain %d message on subject %s", got, msg.Subject()))
+	}
+	return v, nil
 }
 
 // ChainLane keeps the heads and reorgs of one chain in order.
