@@ -258,7 +258,7 @@ replay_record() {
 	if [[ -n $event ]]; then
 		msgid="$event.$ep.replay-$nanos"
 	else
-		# Not an envelope (a poison dead letter): fall back to the origin position, like webhook.Replay.
+		# Not an envelope (a poison dead letter): fall back to the origin position, like shared/deadletter.
 		warn "DLQ #$seq: body has no event id; replaying it anyway (it will likely be dead-lettered again)"
 		msgid="${f[8]:-WEBHOOKS}.${f[9]:-$seq}.replay-$nanos"
 	fi
