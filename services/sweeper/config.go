@@ -33,6 +33,9 @@ type Config struct {
 	ReceiptTimeout time.Duration `env:"SWEEP_RECEIPT_TIMEOUT, default=5m"`
 	PollInterval   time.Duration `env:"SWEEP_POLL_INTERVAL, default=1s"`
 	Concurrency    int           `env:"SWEEP_CONCURRENCY, default=8"`
+	// RepriceAfter: a broadcast sweep transaction without a receipt for this long is replaced
+	// by one with the same nonce and higher fees, up to the chain's max_fee_gwei.
+	RepriceAfter time.Duration `env:"SWEEP_REPRICE_AFTER, default=2m"`
 }
 
 // Validate names the first unusable variable. It reads CHAINS_FILE and derives the wallet, so a
@@ -87,6 +90,9 @@ func (c Config) Validate() error {
 	if c.Concurrency < 1 {
 		return bad("SWEEP_CONCURRENCY", "must be at least 1")
 	}
+	if c.RepriceAfter <= 0 {
+		return bad("SWEEP_REPRICE_AFTER", "must be positive")
+	}
 	return nil
 }
 
@@ -125,6 +131,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("receipt_timeout", c.ReceiptTimeout),
 		slog.Duration("poll_interval", c.PollInterval),
 		slog.Int("concurrency", c.Concurrency),
+		slog.Duration("reprice_after", c.RepriceAfter),
 		slog.Bool("migrate_on_start", c.MigrateOnStart),
 		slog.Bool("streams_provision", c.StreamsProvision),
 	)

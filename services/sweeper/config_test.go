@@ -35,7 +35,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err := testkit.LoadConfig(&cfg, env); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ReceiptTimeout != 5*time.Minute || cfg.PollInterval != time.Second || cfg.Concurrency != 8 || !cfg.StreamsProvision {
+	if cfg.ReceiptTimeout != 5*time.Minute || cfg.PollInterval != time.Second || cfg.Concurrency != 8 || cfg.RepriceAfter != 2*time.Minute || !cfg.StreamsProvision {
 		t.Errorf("defaults %v", cfg)
 	}
 	env = map[string]string{"CHAINS_FILE": writeChains(t, "0x00000000000000000000000000000000000000aa", false), "WALLET_XPRV": testXprv}
@@ -75,6 +75,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"zero receipt timeout":   {base("SWEEP_RECEIPT_TIMEOUT", "0s"), "SWEEP_RECEIPT_TIMEOUT"},
 		"receipt timeout words":  {base("SWEEP_RECEIPT_TIMEOUT", "soon"), "SWEEP_RECEIPT_TIMEOUT"},
 		"zero concurrency":       {base("SWEEP_CONCURRENCY", "0"), "SWEEP_CONCURRENCY"},
+		"zero reprice delay":     {base("SWEEP_REPRICE_AFTER", "0s"), "SWEEP_REPRICE_AFTER"},
+		"negative reprice delay": {base("SWEEP_REPRICE_AFTER", "-1m"), "SWEEP_REPRICE_AFTER"},
 		"log level":              {base("LOG_LEVEL", "loud"), "LOG_LEVEL"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -67,7 +67,7 @@ func newHarness(t *testing.T) *harness {
 		Base:              testkit.BaseConfig(h.nats.URL(), dsn),
 		WalletMnemonic:    abandon,
 		GasTankPrivateKey: hex.EncodeToString(crypto.FromECDSA(h.gasTank.Key)),
-		ReceiptTimeout:    20 * time.Second, PollInterval: 20 * time.Millisecond, Concurrency: 4,
+		ReceiptTimeout:    20 * time.Second, PollInterval: 20 * time.Millisecond, Concurrency: 4, RepriceAfter: time.Minute,
 	}
 	var err error
 	if h.wallet, err = wallet.FromMnemonic(abandon); err != nil {

@@ -69,7 +69,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	store := postgres.New(db)
 	sweeper, err := sweep.New(sweep.Config{
 		Networks: networks, Keys: keys, GasTank: gasTank, Payments: store, Ledger: store,
-		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval,
+		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval, RepriceAfter: cfg.RepriceAfter,
 		OutboxWake: wake, Tracer: tel.Tracer, Log: log,
 	})
 	if err != nil {

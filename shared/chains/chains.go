@@ -4,6 +4,7 @@ package chains
 
 import (
 	"fmt"
+	"math/big"
 	"os"
 	"regexp"
 	"strings"
@@ -27,6 +28,63 @@ type Chain struct {
 	Native        Token   `yaml:"native"`
 	Treasury      string  `yaml:"treasury"`
 	Tokens        []Token `yaml:"tokens"`
+	// MaxFeeGwei bounds the fee cap (max fee per gas) of every transaction the sweeper signs on
+	// the chain, re-priced replacements included. Optional: nil means no bound (the fee then
+	// follows the base fee, and a stuck sweep's replacements rise by the node's minimum step).
+	MaxFeeGwei *Gwei `yaml:"max_fee_gwei"`
+}
+
+// Gwei is a positive amount per gas written in gwei, with up to 9 decimals (1 wei = 0.000000001
+// gwei): 500, 1.5, "0.25".
+type Gwei struct {
+	wei *big.Int
+}
+
+var gweiRE = regexp.MustCompile(`^[0-9]+(\.[0-9]{1,9})?$`)
+
+// ParseGwei reads a decimal amount of gwei.
+func ParseGwei(s string) (*Gwei, error) {
+	if !gweiRE.MatchString(s) {
+		return nil, fmt.Errorf("%q is not an amount of gwei (digits, at most 9 decimals)", s)
+	}
+	whole, frac, _ := strings.Cut(s, ".")
+	wei, _ := new(big.Int).SetString(whole+frac+strings.Repeat("0", 9-len(frac)), 10)
+	if wei.Sign() <= 0 {
+		return nil, fmt.Errorf("%q gwei: must be positive", s)
+	}
+	return &Gwei{wei: wei}, nil
+}
+
+// UnmarshalYAML reads a YAML or JSON number or string.
+func (g *Gwei) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: max_fee_gwei must be a number", n.Line)
+	}
+	v, err := ParseGwei(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: max_fee_gwei: %w", n.Line, err)
+	}
+	*g = *v
+	return nil
+}
+
+// Wei is the amount in wei (a copy).
+func (g *Gwei) Wei() *big.Int { return new(big.Int).Set(g.wei) }
+
+func (g *Gwei) String() string {
+	q, r := new(big.Int).QuoRem(g.wei, big.NewInt(1e9), new(big.Int))
+	if r.Sign() == 0 {
+		return q.String()
+	}
+	return strings.TrimRight(fmt.Sprintf("%s.%09d", q, r), "0")
+}
+
+// MaxFeeWei is MaxFeeGwei in wei, nil when the chain sets no bound.
+func (c Chain) MaxFeeWei() *big.Int {
+	if c.MaxFeeGwei == nil {
+		return nil
+	}
+	return c.MaxFeeGwei.Wei()
 }
 
 // Token is the native coin (Contract empty) or an ERC-20.

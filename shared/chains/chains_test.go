@@ -56,3 +56,40 @@ func TestParseRejects(t *testing.T) {
 		}
 	}
 }
+
+// max_fee_gwei is optional (no bound), a positive decimal of gwei down to the wei, in YAML or JSON.
+func TestMaxFeeGwei(t *testing.T) {
+	f, err := Parse([]byte(sample))
+	if err != nil || f.Chains[0].MaxFeeWei() != nil {
+		t.Fatalf("unset max_fee_gwei: %v, bound %v", err, f.Chains[0].MaxFeeWei())
+	}
+	for doc, wantWei := range map[string]string{
+		"max_fee_gwei: 500":             "500000000000",
+		"max_fee_gwei: 1.5":             "1500000000",
+		`max_fee_gwei: "0.000000001"`:   "1",
+		"max_fee_gwei: 0.25":            "250000000",
+		"max_fee_gwei: 123456789012345": "123456789012345000000000",
+	} {
+		f, err := Parse([]byte(strings.Replace(sample, "confirmations: 3", "confirmations: 3\n    "+doc, 1)))
+		if err != nil {
+			t.Errorf("%s: %v", doc, err)
+			continue
+		}
+		if got := f.Chains[0].MaxFeeWei(); got == nil || got.String() != wantWei {
+			t.Errorf("%s: %v wei, want %s", doc, got, wantWei)
+		}
+	}
+	j, err := Parse([]byte(`{"chains":[{"id":1,"name":"ethereum","rpc_url":"https://rpc","confirmations":12,"native":{"symbol":"ETH"},"max_fee_gwei":300}]}`))
+	if err != nil || j.Chains[0].MaxFeeGwei.String() != "300" {
+		t.Fatalf("json: %v %+v", err, j)
+	}
+	if g, _ := ParseGwei("2.50"); g.String() != "2.5" {
+		t.Errorf("String %s", g)
+	}
+	for _, bad := range []string{"0", "0.0", "-1", "1e3", "0.0000000001", "lots", "[1]", "1.", ".5"} {
+		doc := strings.Replace(sample, "confirmations: 3", "confirmations: 3\n    max_fee_gwei: "+bad, 1)
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("max_fee_gwei %s accepted", bad)
+		}
+	}
+}

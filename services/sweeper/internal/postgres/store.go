@@ -135,36 +135,38 @@ func (s *Store) ReportFailure(ctx context.Context, evt outbox.Message) error {
 }
 
 type sweepRow struct {
-	ID        string           `db:"id"`
-	PaymentID string           `db:"payment_id"`
-	Kind      string           `db:"kind"`
-	ChainID   int64            `db:"chain_id"`
-	From      string           `db:"from_address"`
-	To        string           `db:"to_address"`
-	Nonce     int64            `db:"nonce"`
-	Value     sharedpg.Numeric `db:"value_base_units"`
-	TxHash    string           `db:"tx_hash"`
-	Raw       []byte           `db:"raw_tx"`
-	Status    string           `db:"status"`
-	Error     sql.NullString   `db:"error"`
+	ID          string           `db:"id"`
+	PaymentID   string           `db:"payment_id"`
+	Kind        string           `db:"kind"`
+	Seq         int              `db:"seq"`
+	BroadcastAt sql.NullTime     `db:"broadcast_at"`
+	ChainID     int64            `db:"chain_id"`
+	From        string           `db:"from_address"`
+	To          string           `db:"to_address"`
+	Nonce       int64            `db:"nonce"`
+	Value       sharedpg.Numeric `db:"value_base_units"`
+	TxHash      string           `db:"tx_hash"`
+	Raw         []byte           `db:"raw_tx"`
+	Status      string           `db:"status"`
+	Error       sql.NullString   `db:"error"`
 }
 
-// Sweeps returns the payment's recorded transactions in the order they are sent: the gas
-// top-up before the token transfer.
+// Sweeps returns every recorded version of the payment's transactions in the order they are
+// sent: gas top-ups before the token transfer, each kind in Seq order.
 func (s *Store) Sweeps(ctx context.Context, paymentID string) ([]sweep.Tx, error) {
 	var rows []sweepRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT id, payment_id, kind, chain_id, from_address, to_address, nonce,
-		value_base_units, tx_hash, raw_tx, status, error
+	if err := s.db.SelectContext(ctx, &rows, `SELECT id, payment_id, kind, seq, chain_id, from_address, to_address, nonce,
+		value_base_units, tx_hash, raw_tx, status, error, broadcast_at
 		FROM sweeps WHERE payment_id = $1
-		ORDER BY CASE kind WHEN 'gas_topup' THEN 0 ELSE 1 END`, paymentID); err != nil {
+		ORDER BY CASE kind WHEN 'gas_topup' THEN 0 ELSE 1 END, seq`, paymentID); err != nil {
 		return nil, fmt.Errorf("load sweeps of %s: %w", paymentID, err)
 	}
 	out := make([]sweep.Tx, 0, len(rows))
 	for _, r := range rows {
 		out = append(out, sweep.Tx{
-			ID: r.ID, PaymentID: r.PaymentID, Kind: r.Kind, ChainID: r.ChainID,
+			ID: r.ID, PaymentID: r.PaymentID, Kind: r.Kind, Seq: r.Seq, ChainID: r.ChainID,
 			From: common.HexToAddress(r.From), To: common.HexToAddress(r.To), Nonce: uint64(r.Nonce), Value: r.Value.Int(),
-			Hash: common.HexToHash(r.TxHash), Raw: r.Raw, Status: r.Status, Error: r.Error.String,
+			Hash: common.HexToHash(r.TxHash), Raw: r.Raw, Status: r.Status, Error: r.Error.String, BroadcastAt: r.BroadcastAt.Time,
 		})
 	}
 	return out, nil
@@ -191,16 +193,34 @@ func (s *Store) Record(ctx context.Context, paymentID string, chainID int64, dra
 	return out, nil
 }
 
-// recordDraft allocates the next nonce of d's sender, signs d with it and inserts the sweep.
+// recordDraft allocates the next nonce of d's sender (or, for a replacement, takes the nonce of
+// the version it replaces and marks that one replaced), signs d with it and inserts the sweep.
 func recordDraft(ctx context.Context, tx *sqlx.Tx, paymentID string, chainID int64, d sweep.Draft) (sweep.Tx, error) {
 	from := strings.ToLower(d.From.Hex())
 	var nonce int64
-	// next = max(stored next, the node's pending nonce): the node's count lags right
-	// after a send (and behind load balancers), the stored one lags after a transaction
-	// sent by anyone else.
-	if err := tx.GetContext(ctx, &nonce, `INSERT INTO tx_nonces (chain_id, address, next_nonce) VALUES ($1, $2, $3)
+	if r := d.Replaces; r != nil {
+		if r.From != d.From || r.Kind != d.Kind {
+			return sweep.Tx{}, fmt.Errorf("a %s from %s cannot replace the %s %s from %s", d.Kind, from, r.Kind, r.Hash.Hex(), r.From.Hex())
+		}
+		// Guarded: a version that another handler replaced or settled first is not replaced
+		// again (the caller reloads).
+		res, err := tx.ExecContext(ctx, `UPDATE sweeps SET status = 'replaced', updated_at = now()
+			WHERE id = $1 AND payment_id = $2 AND status IN ('signed', 'broadcast')`, r.ID, paymentID)
+		if err != nil {
+			return sweep.Tx{}, fmt.Errorf("mark %s replaced: %w", r.Hash.Hex(), err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return sweep.Tx{}, err
+		} else if n == 0 {
+			return sweep.Tx{}, sweep.ErrAlreadyRecorded
+		}
+		nonce = int64(r.Nonce)
+	} else if err := tx.GetContext(ctx, &nonce, `INSERT INTO tx_nonces (chain_id, address, next_nonce) VALUES ($1, $2, $3)
 		ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = GREATEST(tx_nonces.next_nonce, EXCLUDED.next_nonce)
 		RETURNING next_nonce`, chainID, from, int64(d.PendingNonce)); err != nil {
+		// next = max(stored next, the node's pending nonce): the node's count lags right
+		// after a send (and behind load balancers), the stored one lags after a transaction
+		// sent by anyone else.
 		return sweep.Tx{}, fmt.Errorf("allocate nonce for %s: %w", from, err)
 	}
 	signed, err := d.Sign(uint64(nonce))
@@ -211,18 +231,24 @@ func recordDraft(ctx context.Context, tx *sqlx.Tx, paymentID string, chainID int
 	if err != nil {
 		return sweep.Tx{}, err
 	}
+	if signed.Nonce() != uint64(nonce) {
+		return sweep.Tx{}, fmt.Errorf("sign %s: signed nonce %d, allocated %d", d.Kind, signed.Nonce(), nonce)
+	}
 	t := sweep.Tx{
-		ID: event.NewID("swp"), PaymentID: paymentID, Kind: d.Kind, ChainID: chainID, From: d.From, To: d.To,
+		ID: event.NewID("swp"), PaymentID: paymentID, Kind: d.Kind, Seq: d.Seq, ChainID: chainID, From: d.From, To: d.To,
 		Nonce: uint64(nonce), Value: d.Value, Hash: signed.Hash(), Raw: raw, Status: sweep.StatusSigned,
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO sweeps (id, payment_id, kind, chain_id, from_address, to_address,
-		nonce, value_base_units, tx_hash, raw_tx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		t.ID, paymentID, t.Kind, chainID, from, strings.ToLower(t.To.Hex()), nonce, sharedpg.NewNumeric(t.Value), t.Hash.Hex(), raw); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sweeps (id, payment_id, kind, seq, chain_id, from_address, to_address,
+		nonce, value_base_units, tx_hash, raw_tx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		t.ID, paymentID, t.Kind, t.Seq, chainID, from, strings.ToLower(t.To.Hex()), nonce, sharedpg.NewNumeric(t.Value), t.Hash.Hex(), raw); err != nil {
 		var pqErr *pq.Error
 		if errors.As(err, &pqErr) && pqErr.Code == "23505" { // unique_violation
 			return sweep.Tx{}, sweep.ErrAlreadyRecorded
 		}
 		return sweep.Tx{}, fmt.Errorf("record %s sweep of %s: %w", d.Kind, paymentID, err)
+	}
+	if d.Replaces != nil {
+		return t, nil
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE tx_nonces SET next_nonce = $3 WHERE chain_id = $1 AND address = $2`,
 		chainID, from, nonce+1); err != nil {
@@ -231,11 +257,25 @@ func recordDraft(ctx context.Context, tx *sqlx.Tx, paymentID string, chainID int
 	return t, nil
 }
 
-// SetStatus updates a recorded transaction's status.
+// SetStatus updates a recorded version's status; broadcast_at keeps the first broadcast. A
+// mined or reverted version used its nonce: in the same transaction the other versions of the
+// nonce become 'replaced' (signed before it) or 'dropped' (after it), first, so that the
+// one-used-version-per-nonce index holds throughout.
 func (s *Store) SetStatus(ctx context.Context, id, status, errText string) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE sweeps SET status = $2, error = NULLIF($3, ''), updated_at = now() WHERE id = $1`,
-		id, status, errText); err != nil {
-		return fmt.Errorf("sweep %s status: %w", id, err)
-	}
-	return nil
+	return sharedpg.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
+		if status == sweep.StatusMined || status == sweep.StatusFailed {
+			if _, err := tx.ExecContext(ctx, `UPDATE sweeps o SET status = CASE WHEN o.seq < w.seq THEN 'replaced' ELSE 'dropped' END,
+				updated_at = now()
+				FROM sweeps w WHERE w.id = $1 AND o.id <> w.id AND o.payment_id = w.payment_id AND o.kind = w.kind
+				AND o.from_address = w.from_address AND o.nonce = w.nonce`, id); err != nil {
+				return fmt.Errorf("sweep %s: settle the other versions: %w", id, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE sweeps SET status = $2, error = NULLIF($3, ''), updated_at = now(),
+			broadcast_at = CASE WHEN $2 = 'broadcast' THEN COALESCE(broadcast_at, now()) ELSE broadcast_at END
+			WHERE id = $1`, id, status, errText); err != nil {
+			return fmt.Errorf("sweep %s status: %w", id, err)
+		}
+		return nil
+	})
 }

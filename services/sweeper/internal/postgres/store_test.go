@@ -113,3 +113,97 @@ func TestRecordAllocatesNonces(t *testing.T) {
 		t.Fatalf("recorded %+v decodes to nonce %d hash %s (%v)", txs[0], tx.Nonce(), tx.Hash(), err)
 	}
 }
+
+// A replacement takes the nonce of the version it replaces (allocating none) and marks it
+// replaced; a stale replacement is refused; a mined version marks the earlier ones replaced
+// and the later ones dropped, and no nonce is ever used by two mined versions.
+func TestReplacementsKeepTheNonce(t *testing.T) {
+	db, _ := testkit.MustDB(t)
+	if _, err := db.Exec(`INSERT INTO merchants (id, name) VALUES ('mer_1', 'm')`); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.New(db)
+	ctx := context.Background()
+	key, _ := crypto.GenerateKey()
+	sender := crypto.PubkeyToAddress(key.PublicKey)
+	signer := types.LatestSignerForChainID(big.NewInt(1337))
+	to := common.Address{0xaa}
+	draft := func(seq int, feeCap int64, replaces *sweep.Tx) sweep.Draft {
+		return sweep.Draft{Kind: sweep.TxNative, Seq: seq, From: sender, To: to, Value: big.NewInt(1), Replaces: replaces,
+			Sign: func(n uint64) (*types.Transaction, error) {
+				return types.SignNewTx(key, signer, &types.DynamicFeeTx{ChainID: big.NewInt(1337), Nonce: n, Gas: 21000,
+					GasTipCap: big.NewInt(1), GasFeeCap: big.NewInt(feeCap), To: &to, Value: big.NewInt(1)})
+			}}
+	}
+	record := func(paymentID string, d sweep.Draft) (sweep.Tx, error) {
+		txs, err := store.Record(ctx, paymentID, 1337, []sweep.Draft{d})
+		if err != nil {
+			return sweep.Tx{}, err
+		}
+		return txs[0], nil
+	}
+	pay := insertPayment(t, db, 1)
+	v0, err := record(pay, draft(0, 10, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetStatus(ctx, v0.ID, sweep.StatusBroadcast, ""); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := record(pay, draft(1, 11, &v0))
+	if err != nil || v1.Nonce != v0.Nonce || v1.Seq != 1 {
+		t.Fatalf("replacement %+v (%v), want nonce %d seq 1", v1, err, v0.Nonce)
+	}
+	// Replacing v0 again (a handler that had not seen v1) or recording seq 1 twice is refused.
+	if _, err := record(pay, draft(2, 12, &v0)); !errors.Is(err, sweep.ErrAlreadyRecorded) {
+		t.Errorf("second replacement of v0: %v, want ErrAlreadyRecorded", err)
+	}
+	if _, err := record(pay, draft(1, 13, &v1)); !errors.Is(err, sweep.ErrAlreadyRecorded) {
+		t.Errorf("seq 1 again: %v, want ErrAlreadyRecorded", err)
+	}
+	v2, err := record(pay, draft(2, 14, &v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replacements allocated no nonce: the sender's next transaction takes v0's + 1.
+	other, err := record(insertPayment(t, db, 2), draft(0, 10, nil))
+	if err != nil || other.Nonce != v0.Nonce+1 {
+		t.Fatalf("next nonce %d (%v), want %d", other.Nonce, err, v0.Nonce+1)
+	}
+
+	status := func() []string {
+		txs, err := store.Sweeps(ctx, pay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, tx := range txs {
+			out = append(out, fmt.Sprintf("%d:%s", tx.Seq, tx.Status))
+		}
+		return out
+	}
+	if got := status(); !slices.Equal(got, []string{"0:replaced", "1:replaced", "2:signed"}) {
+		t.Fatalf("before settling %v", got)
+	}
+	txs, _ := store.Sweeps(ctx, pay)
+	if txs[0].BroadcastAt.IsZero() || !txs[2].BroadcastAt.IsZero() {
+		t.Errorf("broadcast_at %v / %v, want set for the broadcast version only", txs[0].BroadcastAt, txs[2].BroadcastAt)
+	}
+	// The middle version is mined: v0 was replaced, v2 dropped.
+	if err := store.SetStatus(ctx, v1.ID, sweep.StatusMined, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); !slices.Equal(got, []string{"0:replaced", "1:mined", "2:dropped"}) {
+		t.Fatalf("after v1 mined %v", got)
+	}
+	// After a reorg v2 is mined instead: v1 steps back, and the nonce is still used once.
+	if err := store.SetStatus(ctx, v2.ID, sweep.StatusMined, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := status(); !slices.Equal(got, []string{"0:replaced", "1:replaced", "2:mined"}) {
+		t.Fatalf("after v2 mined %v", got)
+	}
+	if _, err := db.Exec(`UPDATE sweeps SET status = 'mined' WHERE id = $1`, v0.ID); err == nil {
+		t.Error("two mined versions of one nonce accepted")
+	}
+}

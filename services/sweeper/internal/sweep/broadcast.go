@@ -8,62 +8,146 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum"
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 )
 
-// push broadcasts a recorded transaction — the same raw bytes however often it is called —
-// and waits for its receipt. A reverted transaction is a failure; no receipt within
-// ReceiptTimeout is an error (transient: the next delivery re-broadcasts and waits again).
-func (j *job) push(ctx context.Context, tx Tx) (mined, error) {
-	c := j.net.Client
-	switch tx.Status {
-	case StatusFailed:
-		return mined{tx: tx}, revertFailure(tx)
-	case StatusMined:
-		r, err := c.TransactionReceipt(ctx, tx.Hash)
-		if err == nil {
-			return j.settled(ctx, tx, r)
-		}
-		if !errors.Is(err, ethereum.NotFound) {
-			return mined{}, fmt.Errorf("receipt %s: %w", tx.Hash.Hex(), err)
-		}
-		j.log.WarnContext(ctx, "mined sweep transaction lost its receipt (reorg?), re-broadcasting", "tx_hash", tx.Hash.Hex())
-	}
+// repricer records a replacement for latest, the waiting latest version of a transaction
+// (through j.record), or records nothing when no replacement is possible or useful now (the
+// sweep goes on waiting). An error ends this delivery: a *failure the sweep, anything else is
+// transient, and the next delivery re-broadcasts the latest version and re-prices at once.
+type repricer func(ctx context.Context, latest Tx) error
 
+// land gets one transaction mined, in whichever of its recorded versions vs (one nonce of one
+// sender, in Seq order) the chain takes. It broadcasts the latest version — the same raw bytes
+// however often it is called — and waits for a receipt of any version; when the latest has
+// waited RepriceAfter since its broadcast, reprice records a replacement, which is broadcast in
+// turn. before, if set, runs before every broadcast (a token transfer's gas top-ups). A
+// reverted transaction is a failure; no receipt within ReceiptTimeout is an error (transient:
+// the next delivery re-broadcasts the latest version and waits again).
+func (j *job) land(ctx context.Context, vs []Tx, reprice repricer, before func(context.Context) error) (mined, error) {
+	for _, v := range vs {
+		switch v.Status {
+		case StatusFailed:
+			return mined{tx: v, others: without(vs, v)}, revertFailure(v)
+		case StatusMined:
+			r, err := j.net.Client.TransactionReceipt(ctx, v.Hash)
+			if err == nil {
+				return j.settled(ctx, v, vs, r)
+			}
+			if !errors.Is(err, ethereum.NotFound) {
+				return mined{}, fmt.Errorf("receipt %s: %w", v.Hash.Hex(), err)
+			}
+			j.log.WarnContext(ctx, "mined sweep transaction lost its receipt (reorg?), re-broadcasting", "tx_hash", v.Hash.Hex())
+		}
+	}
+	latest := vs[len(vs)-1]
+	if m, done, err := j.broadcast(ctx, &latest, vs, before); done || err != nil {
+		return m, err
+	}
+	repriceAt := latest.BroadcastAt.Add(j.s.RepriceAfter)
+	deadline := time.Now().Add(j.s.ReceiptTimeout)
+	t := time.NewTicker(j.s.PollInterval)
+	defer t.Stop()
+	for {
+		v, r, lastErr := j.anyReceipt(ctx, vs)
+		if r != nil {
+			return j.settled(ctx, v, vs, r)
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			return mined{}, fmt.Errorf("%s transaction %s: no receipt after %v: %w", latest.Kind, latest.Hash.Hex(), j.s.ReceiptTimeout, lastErr)
+		}
+		if !now.Before(repriceAt) {
+			repriceAt = now.Add(j.s.RepriceAfter)
+			// Another handler may have re-priced meanwhile: then its version is the latest.
+			recorded, err := j.reload(ctx)
+			if err != nil {
+				return mined{}, err
+			}
+			if cur := versions(recorded, latest); cur[len(cur)-1].Seq == latest.Seq {
+				if err := reprice(ctx, latest); err != nil {
+					return mined{}, err
+				}
+			}
+			if cur := versions(j.recorded, latest); cur[len(cur)-1].Seq != latest.Seq {
+				vs, latest = cur, cur[len(cur)-1]
+				if m, done, err := j.broadcast(ctx, &latest, vs, before); done || err != nil {
+					return m, err
+				}
+				repriceAt = latest.BroadcastAt.Add(j.s.RepriceAfter)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return mined{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// broadcast sends latest, a version of the transaction vs, after running before (if set).
+// done reports that instead a version was found mined: m is it.
+func (j *job) broadcast(ctx context.Context, latest *Tx, vs []Tx, before func(context.Context) error) (m mined, done bool, err error) {
+	if before != nil {
+		if err := before(ctx); err != nil {
+			return mined{}, false, err
+		}
+	}
 	var signed types.Transaction
-	if err := signed.UnmarshalBinary(tx.Raw); err != nil {
-		return mined{}, fmt.Errorf("recorded transaction %s: %w", tx.Hash.Hex(), err)
+	if err := signed.UnmarshalBinary(latest.Raw); err != nil {
+		return mined{}, false, fmt.Errorf("recorded transaction %s: %w", latest.Hash.Hex(), err)
 	}
-	if signed.Hash() != tx.Hash {
-		return mined{}, fmt.Errorf("recorded transaction %s decodes to %s", tx.Hash.Hex(), signed.Hash().Hex())
+	if signed.Hash() != latest.Hash {
+		return mined{}, false, fmt.Errorf("recorded transaction %s decodes to %s", latest.Hash.Hex(), signed.Hash().Hex())
 	}
-	err := j.send(ctx, &signed)
+	err = j.send(ctx, &signed)
 	switch {
 	case err == nil, isAlreadyKnown(err):
+	case isReplacementUnderpriced(err):
+		// The node holds an earlier version and wants a larger raise than ours (a stricter
+		// client than geth): that version may still be mined, and the next re-pricing raises
+		// from this one.
+		j.log.WarnContext(ctx, "node keeps an earlier version of the sweep transaction", "kind", latest.Kind,
+			"tx_hash", latest.Hash.Hex(), "nonce", latest.Nonce, "err", err)
 	case isNonceTooLow(err):
-		// Either this very transaction was mined (a crash after broadcast) or another one used
-		// the nonce; only a receipt for our hash tells which.
-		r, rerr := c.TransactionReceipt(ctx, tx.Hash)
-		if rerr == nil {
-			return j.settled(ctx, tx, r)
+		// Either a version of this transaction was mined (a crash after broadcast, or an
+		// earlier version won over its replacement) or another one used the nonce; only a
+		// receipt for one of our hashes tells which.
+		v, r, rerr := j.anyReceipt(ctx, vs)
+		if r != nil {
+			m, err := j.settled(ctx, v, vs, r)
+			return m, true, err
 		}
-		return mined{}, fmt.Errorf("%s transaction %s: nonce %d of %s is used and this transaction has no receipt (%v): %w",
-			tx.Kind, tx.Hash.Hex(), tx.Nonce, tx.From.Hex(), rerr, err)
+		return mined{}, false, fmt.Errorf("%s transaction %s: nonce %d of %s is used and no version of it has a receipt (%v): %w",
+			latest.Kind, latest.Hash.Hex(), latest.Nonce, latest.From.Hex(), rerr, err)
 	default:
-		return mined{}, fmt.Errorf("broadcast %s transaction %s: %w", tx.Kind, tx.Hash.Hex(), err)
+		return mined{}, false, fmt.Errorf("broadcast %s transaction %s: %w", latest.Kind, latest.Hash.Hex(), err)
 	}
-	if tx.Status == StatusSigned {
-		if err := j.s.Ledger.SetStatus(ctx, tx.ID, StatusBroadcast, ""); err != nil {
-			return mined{}, err
+	if latest.Status == StatusSigned {
+		if err := j.s.Ledger.SetStatus(ctx, latest.ID, StatusBroadcast, ""); err != nil {
+			return mined{}, false, err
 		}
+		latest.Status = StatusBroadcast
 	}
-	j.log.InfoContext(ctx, "sweep transaction broadcast", "kind", tx.Kind, "tx_hash", tx.Hash.Hex(), "nonce", tx.Nonce)
-	r, err := j.waitReceipt(ctx, tx.Hash)
-	if err != nil {
-		return mined{}, fmt.Errorf("%s transaction %s: %w", tx.Kind, tx.Hash.Hex(), err)
+	if latest.BroadcastAt.IsZero() {
+		latest.BroadcastAt = time.Now()
 	}
-	return j.settled(ctx, tx, r)
+	j.log.InfoContext(ctx, "sweep transaction broadcast", "kind", latest.Kind, "seq", latest.Seq, "tx_hash", latest.Hash.Hex(), "nonce", latest.Nonce)
+	return mined{}, false, nil
+}
+
+// anyReceipt returns the first version of vs (latest first) that has a receipt, or a nil
+// receipt and the last error seen (ethereum.NotFound when the node simply has none).
+func (j *job) anyReceipt(ctx context.Context, vs []Tx) (Tx, *types.Receipt, error) {
+	var lastErr error = ethereum.NotFound
+	for i := len(vs) - 1; i >= 0; i-- {
+		r, err := j.net.Client.TransactionReceipt(ctx, vs[i].Hash)
+		if err == nil {
+			return vs[i], r, nil
+		}
+		lastErr = err
+	}
+	return Tx{}, nil, lastErr
 }
 
 // send submits tx, retrying "insufficient funds" for a while: right after the gas top-up is
@@ -84,14 +168,16 @@ func (j *job) send(ctx context.Context, tx *types.Transaction) error {
 	}
 }
 
-// settled records the receipt's outcome.
-func (j *job) settled(ctx context.Context, tx Tx, r *types.Receipt) (mined, error) {
+// settled records the receipt's outcome for tx, a version of the transaction vs: the ledger
+// marks the other versions replaced or dropped.
+func (j *job) settled(ctx context.Context, tx Tx, vs []Tx, r *types.Receipt) (mined, error) {
+	others := without(vs, tx)
 	if r.Status != types.ReceiptStatusSuccessful {
 		tx.Status, tx.Error = StatusFailed, fmt.Sprintf("reverted in block %d", r.BlockNumber)
 		if err := j.s.Ledger.SetStatus(ctx, tx.ID, tx.Status, tx.Error); err != nil {
 			return mined{}, err
 		}
-		return mined{tx: tx, receipt: r}, revertFailure(tx)
+		return mined{tx: tx, receipt: r, others: others}, revertFailure(tx)
 	}
 	if tx.Status != StatusMined {
 		if err := j.s.Ledger.SetStatus(ctx, tx.ID, StatusMined, ""); err != nil {
@@ -99,42 +185,27 @@ func (j *job) settled(ctx context.Context, tx Tx, r *types.Receipt) (mined, erro
 		}
 		tx.Status = StatusMined
 	}
-	j.log.InfoContext(ctx, "sweep transaction mined", "kind", tx.Kind, "tx_hash", tx.Hash.Hex(),
-		"block", r.BlockNumber.Uint64(), "gas_used", r.GasUsed)
-	return mined{tx: tx, receipt: r}, nil
+	j.log.InfoContext(ctx, "sweep transaction mined", "kind", tx.Kind, "seq", tx.Seq, "tx_hash", tx.Hash.Hex(),
+		"block", r.BlockNumber.Uint64(), "gas_used", r.GasUsed, "versions", len(vs))
+	return mined{tx: tx, receipt: r, others: others}, nil
+}
+
+func without(vs []Tx, tx Tx) []Tx {
+	var out []Tx
+	for _, v := range vs {
+		if v.ID != tx.ID {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func revertFailure(tx Tx) error {
 	return fail(tx.Kind+"_reverted", "%s transaction %s reverted (%s)", tx.Kind, tx.Hash.Hex(), tx.Error)
 }
 
-// waitReceipt polls for the receipt until ReceiptTimeout. RPC errors while polling are retried
-// until then.
-func (j *job) waitReceipt(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
-	timeout := j.s.ReceiptTimeout
-	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(j.s.PollInterval)
-	defer t.Stop()
-	var lastErr error = ethereum.NotFound
-	for {
-		r, err := j.net.Client.TransactionReceipt(ctx, hash)
-		if err == nil {
-			return r, nil
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("no receipt after %v: %w", timeout, lastErr)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
 // Node errors arrive as JSON-RPC messages; these are geth's texts (txpool.ErrAlreadyKnown,
-// core.ErrNonceTooLow), which other clients share.
+// core.ErrNonceTooLow, txpool.ErrReplaceUnderpriced), which other clients share.
 func isAlreadyKnown(err error) bool {
 	m := strings.ToLower(err.Error())
 	return strings.Contains(m, "already known") || strings.Contains(m, "known transaction")
@@ -142,6 +213,10 @@ func isAlreadyKnown(err error) bool {
 
 func isNonceTooLow(err error) bool {
 	return strings.Contains(strings.ToLower(err.Error()), "nonce too low")
+}
+
+func isReplacementUnderpriced(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "replacement transaction underpriced")
 }
 
 func isInsufficientFunds(err error) bool {

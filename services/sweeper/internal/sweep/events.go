@@ -23,9 +23,13 @@ type SweepTransaction struct {
 	BlockHash         string `json:"block_hash"`
 	GasUsed           uint64 `json:"gas_used"`
 	EffectiveGasPrice string `json:"effective_gas_price"`
+	// ReplacedTxHashes are the other signed versions of this transaction (same nonce, other
+	// fees), none of which was mined: set only for a re-priced transaction.
+	ReplacedTxHashes []string `json:"replaced_tx_hashes,omitempty"`
 }
 
-// Swept is the data of payments.swept.
+// Swept is the data of payments.swept. SweepTransactions are the mined transactions: the
+// version of each that the chain took.
 type Swept struct {
 	event.Payment
 	Treasury          string             `json:"treasury"`
@@ -59,6 +63,9 @@ func sweepTransactions(ms []mined) []SweepTransaction {
 		st := SweepTransaction{
 			Kind: m.tx.Kind, TxHash: m.tx.Hash.Hex(), From: strings.ToLower(m.tx.From.Hex()), To: strings.ToLower(m.tx.To.Hex()),
 			Nonce: m.tx.Nonce, ValueBaseUnits: m.tx.Value.String(),
+		}
+		for _, o := range m.others {
+			st.ReplacedTxHashes = append(st.ReplacedTxHashes, o.Hash.Hex())
 		}
 		if r := m.receipt; r != nil {
 			st.BlockNumber, st.BlockHash, st.GasUsed = r.BlockNumber.Uint64(), r.BlockHash.Hex(), r.GasUsed
@@ -102,6 +109,24 @@ func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mi
 	}
 	if err := s.Payments.ReportFailure(ctx, evt); err != nil {
 		return fault.Transient(err)
+	}
+	s.OutboxWake()
+	return nil
+}
+
+// reportMaxFee tells operators, once per waiting version, that latest cannot be re-priced within
+// the chain's max_fee_gwei: payments.sweep_failed with reason max_fee_reached, the payment
+// staying 'confirmed'. The sweep itself goes on waiting for a receipt (the base fee may fall)
+// and ends in payments.swept as usual if one comes.
+func (s *Sweeper) reportMaxFee(ctx context.Context, j *job, latest Tx, detail string) error {
+	data := SweepFailed{Payment: j.paymentData(j.p.Status), Reason: ReasonMaxFeeReached + ": " + detail,
+		SweepTransactions: sweepTransactions([]mined{{tx: latest}})}
+	evt, err := outbox.NewMessage(ctx, event.SubjectSweepFailed, j.p.ID+".sweep_failed."+ReasonMaxFeeReached+"."+latest.Hash.Hex(), data)
+	if err != nil {
+		return err
+	}
+	if err := s.Payments.ReportFailure(ctx, evt); err != nil {
+		return err
 	}
 	s.OutboxWake()
 	return nil

@@ -12,17 +12,17 @@ import (
 
 // sweepNative sends the deposit address's whole balance minus the exact fee to the treasury.
 func (j *job) sweepNative(ctx context.Context) ([]mined, error) {
-	tx := find(j.recorded, TxNative)
-	if tx == nil {
-		txs, err := j.signNative(ctx)
+	txs := ofKind(j.recorded, TxNative)
+	if len(txs) == 0 {
+		recorded, err := j.signNative(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if tx = find(txs, TxNative); tx == nil {
+		if txs = ofKind(recorded, TxNative); len(txs) == 0 {
 			return nil, errors.New("native sweep was not recorded")
 		}
 	}
-	m, err := j.push(ctx, *tx)
+	m, err := j.land(ctx, txs, j.repriceNative, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +59,9 @@ func (j *job) signNative(ctx context.Context) ([]Tx, error) {
 			return nil, fmt.Errorf("estimate gas: %w", err)
 		}
 	}
-	fee := new(big.Int).Mul(new(big.Int).SetUint64(gas), feeCap)
-	value := new(big.Int).Sub(balance, fee)
-	if value.Sign() <= 0 {
-		return nil, fail("dust", "balance %s wei does not cover the fee of %d gas at %s wei", balance, gas, feeCap)
+	value, err := nativeValue(balance, gas, feeCap)
+	if err != nil {
+		return nil, err
 	}
 	nonce, err := c.PendingNonceAt(ctx, j.deposit)
 	if err != nil {
@@ -74,4 +73,43 @@ func (j *job) signNative(ctx context.Context) ([]Tx, error) {
 			return types.SignNewTx(j.key, j.signer, dynamicFeeTx(j.p.ChainID, n, gas, tip, feeCap, j.treasury, value, nil))
 		},
 	}})
+}
+
+// nativeValue is balance − gas × feeCap, or the dust failure when that leaves nothing.
+func nativeValue(balance *big.Int, gas uint64, feeCap *big.Int) (*big.Int, error) {
+	fee := new(big.Int).Mul(new(big.Int).SetUint64(gas), feeCap)
+	value := new(big.Int).Sub(balance, fee)
+	if value.Sign() <= 0 {
+		return nil, fail("dust", "balance %s wei does not cover the fee of %d gas at %s wei", balance, gas, feeCap)
+	}
+	return value, nil
+}
+
+// repriceNative replaces the waiting native transfer latest: the same nonce, gas and
+// recipient, higher fees, and value = balance − gas × the new fee cap.
+func (j *job) repriceNative(ctx context.Context, latest Tx) error {
+	old, at, err := j.stillWaiting(ctx, latest)
+	if old == nil || err != nil {
+		return err
+	}
+	tip, feeCap, err := j.replacementFees(ctx, latest, old)
+	if feeCap == nil || err != nil {
+		return err
+	}
+	balance, err := j.net.Client.BalanceAt(ctx, j.deposit, at)
+	if err != nil {
+		return fmt.Errorf("balance of %s: %w", j.deposit.Hex(), err)
+	}
+	value, err := nativeValue(balance, old.Gas(), feeCap)
+	if err != nil {
+		return err
+	}
+	to := *old.To()
+	_, err = j.record(ctx, []Draft{{
+		Kind: TxNative, Seq: nextSeq(j.recorded, TxNative), From: j.deposit, To: to, Value: value, Replaces: &latest,
+		Sign: func(n uint64) (*types.Transaction, error) {
+			return types.SignNewTx(j.key, j.signer, dynamicFeeTx(j.p.ChainID, n, old.Gas(), tip, feeCap, to, value, nil))
+		},
+	}})
+	return err
 }

@@ -3,6 +3,11 @@
 // with a gas top-up from the gas tank first. Every transaction is signed and recorded before it
 // is broadcast, so a crash or a redelivery re-broadcasts the recorded transaction instead of
 // signing a second one: a payment is never swept twice and its funds are never stranded.
+//
+// A transaction that has no receipt RepriceAfter after its broadcast is re-priced (reprice.go):
+// a replacement with the same nonce and higher fees, recorded before broadcast like the first.
+// Every version stays in the ledger; whichever is mined wins, and the others are marked
+// replaced (earlier versions) or dropped (later ones).
 package sweep
 
 import (
@@ -13,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +36,9 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
-// Transaction kinds (sweeps.kind): at most one of each per payment.
+// Transaction kinds (sweeps.kind). A payment has one native transfer or one token transfer (in
+// as many versions as it was re-priced), and gas top-ups: the first, its versions, and one more
+// for each re-priced token transfer that needs more gas.
 const (
 	TxNative   = "native"
 	TxGasTopup = "gas_topup"
@@ -43,6 +51,11 @@ const (
 	StatusBroadcast = "broadcast"
 	StatusMined     = "mined"
 	StatusFailed    = "failed"
+	// StatusReplaced: a later version with the same nonce was signed, or was mined. Until the
+	// nonce is used this version may still be mined, and then it wins.
+	StatusReplaced = "replaced"
+	// StatusDropped: an earlier version with the same nonce was mined; this one never will be.
+	StatusDropped = "dropped"
 )
 
 // nativeTransferGas is the intrinsic gas of a plain value transfer to an account without code.
@@ -57,8 +70,9 @@ const (
 // ErrNotFound is returned by a store for an unknown payment.
 var ErrNotFound = errors.New("not found")
 
-// ErrAlreadyRecorded is returned by Ledger.Record when another handler recorded a transaction
-// of the same kind for the payment first; the caller reloads and uses that one.
+// ErrAlreadyRecorded is returned by Ledger.Record when another handler recorded a draft's step
+// (its kind and Seq) for the payment first, or settled the transaction a draft replaces; the
+// caller reloads and uses what is recorded.
 var ErrAlreadyRecorded = errors.New("sweep transaction already recorded")
 
 // Payment is the payments row the sweeper works from, with its transfers for the event.
@@ -79,31 +93,41 @@ type Payment struct {
 	Transfers         []event.Transaction
 }
 
-// Tx is one recorded sweep transaction (a sweeps row). For a token transfer To is the
-// treasury and Value the token amount; the transaction itself is addressed to the contract.
+// Tx is one recorded sweep transaction (a sweeps row): one signed version. For a token
+// transfer To is the treasury and Value the token amount; the transaction itself is addressed
+// to the contract. Versions of one transaction share Kind, From and Nonce.
 type Tx struct {
-	ID        string
-	PaymentID string
-	Kind      string
-	ChainID   int64
-	From      common.Address
-	To        common.Address
-	Nonce     uint64
-	Value     *big.Int
-	Hash      common.Hash
-	Raw       []byte
-	Status    string
-	Error     string
+	ID          string
+	PaymentID   string
+	Kind        string
+	Seq         int // its place among the payment's transactions of Kind, from 0
+	ChainID     int64
+	From        common.Address
+	To          common.Address
+	Nonce       uint64
+	Value       *big.Int
+	Hash        common.Hash
+	Raw         []byte
+	Status      string
+	Error       string
+	BroadcastAt time.Time // first broadcast; zero while only signed
 }
 
 // Draft is a transaction to be signed once its nonce is allocated.
 type Draft struct {
-	Kind         string
+	Kind string
+	// Seq is the draft's place among the payment's transactions of Kind: 0 for the first,
+	// one more for each replacement or further top-up. Two handlers recording the same step
+	// collide on it (ErrAlreadyRecorded).
+	Seq          int
 	From         common.Address
 	To           common.Address
 	Value        *big.Int
 	PendingNonce uint64 // the node's pending nonce for From; the store's record may be ahead
-	Sign         func(nonce uint64) (*types.Transaction, error)
+	// Replaces is the version this draft re-prices: the draft is signed with its nonce
+	// (nothing is allocated) and it becomes StatusReplaced. Nil: a new transaction.
+	Replaces *Tx
+	Sign     func(nonce uint64) (*types.Transaction, error)
 }
 
 // Payments reads payments and records the sweep's outcome.
@@ -120,9 +144,13 @@ type Payments interface {
 type Ledger interface {
 	Sweeps(ctx context.Context, paymentID string) ([]Tx, error)
 	// Record allocates each draft's nonce (the larger of the stored next nonce and
-	// PendingNonce), signs and inserts it, all in one DB transaction. It returns
-	// ErrAlreadyRecorded if the payment already has a transaction of a draft's kind.
+	// PendingNonce; a replacement's is the one it replaces), signs and inserts it, all in one
+	// DB transaction. It returns ErrAlreadyRecorded if the payment already has a draft's kind
+	// and Seq, or the transaction a draft replaces is no longer signed or broadcast.
 	Record(ctx context.Context, paymentID string, chainID int64, drafts []Draft) ([]Tx, error)
+	// SetStatus updates a recorded version's status. StatusBroadcast also sets BroadcastAt
+	// the first time. StatusMined and StatusFailed (its nonce is used) mark the other versions
+	// of the nonce replaced (earlier) or dropped (later) in the same DB transaction.
 	SetStatus(ctx context.Context, id, status, errText string) error
 }
 
@@ -134,6 +162,7 @@ type Client interface {
 	BalanceAt(ctx context.Context, account common.Address, blockNumber *big.Int) (*big.Int, error)
 	CodeAt(ctx context.Context, account common.Address, blockNumber *big.Int) ([]byte, error)
 	HeaderByNumber(ctx context.Context, number *big.Int) (*types.Header, error)
+	NonceAt(ctx context.Context, account common.Address, blockNumber *big.Int) (uint64, error)
 	PendingNonceAt(ctx context.Context, account common.Address) (uint64, error)
 	SuggestGasTipCap(ctx context.Context) (*big.Int, error)
 	TransactionReceipt(ctx context.Context, txHash common.Hash) (*types.Receipt, error)
@@ -160,7 +189,10 @@ type Config struct {
 
 	ReceiptTimeout time.Duration // how long one delivery waits for a receipt; default 5m
 	PollInterval   time.Duration // receipt polling; default 1s
-	OutboxWake     func()        // called after an event is written to the outbox (wakes the relay); optional
+	// RepriceAfter is how long a broadcast transaction may wait for a receipt before it is
+	// replaced by one with higher fees (bounded by the chain's max_fee_gwei); default 2m.
+	RepriceAfter time.Duration
+	OutboxWake   func() // called after an event is written to the outbox (wakes the relay); optional
 
 	Tracer trace.Tracer // default: no spans
 	Log    *slog.Logger
@@ -170,6 +202,7 @@ type Config struct {
 const (
 	DefaultReceiptTimeout = 5 * time.Minute
 	DefaultPollInterval   = time.Second
+	DefaultRepriceAfter   = 2 * time.Minute
 )
 
 // Validate reports what a Sweeper cannot run without.
@@ -177,8 +210,8 @@ func (c Config) Validate() error {
 	if c.Networks == nil || c.Keys == nil || c.Payments == nil || c.Ledger == nil || c.Log == nil {
 		return errors.New("sweep: Networks, Keys, Payments, Ledger and Log are required")
 	}
-	if c.ReceiptTimeout < 0 || c.PollInterval < 0 {
-		return errors.New("sweep: ReceiptTimeout and PollInterval must not be negative")
+	if c.ReceiptTimeout < 0 || c.PollInterval < 0 || c.RepriceAfter < 0 {
+		return errors.New("sweep: ReceiptTimeout, PollInterval and RepriceAfter must not be negative")
 	}
 	return nil
 }
@@ -198,6 +231,9 @@ func New(cfg Config) (*Sweeper, error) {
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.RepriceAfter == 0 {
+		cfg.RepriceAfter = DefaultRepriceAfter
 	}
 	if cfg.OutboxWake == nil {
 		cfg.OutboxWake = func() {}
@@ -292,12 +328,16 @@ type job struct {
 	deposit  common.Address
 	treasury common.Address
 	signer   types.Signer
+	maxFee   *big.Int // the chain's max_fee_gwei in wei; nil: no bound
+
+	topups []mined // gas top-ups landed so far, in order
 }
 
-// mined is a sweep transaction with its receipt.
+// mined is a sweep transaction with its receipt, and the other versions of its nonce.
 type mined struct {
 	tx      Tx
 	receipt *types.Receipt
+	others  []Tx
 }
 
 func (j *job) run(ctx context.Context) ([]mined, error) {
@@ -324,15 +364,15 @@ func (j *job) run(ctx context.Context) ([]mined, error) {
 		return nil, fail("wallet_mismatch", "wallet key %d is for %s, not the deposit address %s", j.p.AddressIndex, j.deposit.Hex(), j.p.Address)
 	}
 	j.signer = types.LatestSignerForChainID(big.NewInt(j.p.ChainID))
+	j.maxFee = net.Chain.MaxFeeWei()
 	if j.p.TokenContract == nil {
 		return j.sweepNative(ctx)
 	}
 	return j.sweepToken(ctx)
 }
 
-// fees returns the EIP-1559 tip and fee cap: the node's suggested tip, and twice the current
-// base fee plus the tip, so the transaction stays includable through several full blocks.
-func (j *job) fees(ctx context.Context) (tip, feeCap *big.Int, err error) {
+// market returns the node's suggested tip and the head's base fee.
+func (j *job) market(ctx context.Context) (tip, baseFee *big.Int, err error) {
 	tip, err = j.net.Client.SuggestGasTipCap(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("suggest gas tip: %w", err)
@@ -344,32 +384,108 @@ func (j *job) fees(ctx context.Context) (tip, feeCap *big.Int, err error) {
 	if head.BaseFee == nil {
 		return nil, nil, fail("no_eip1559", "chain %d has no base fee (pre-London)", j.p.ChainID)
 	}
-	feeCap = new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), tip)
+	return tip, head.BaseFee, nil
+}
+
+// fees returns the EIP-1559 tip and fee cap of a new transaction: the node's suggested tip,
+// and twice the current base fee plus the tip, so the transaction stays includable through
+// several full blocks — both bounded by the chain's max_fee_gwei.
+func (j *job) fees(ctx context.Context) (tip, feeCap *big.Int, err error) {
+	tip, baseFee, err := j.market(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	feeCap = marketFeeCap(baseFee, tip)
+	if j.maxFee != nil && feeCap.Cmp(j.maxFee) > 0 {
+		j.log.WarnContext(ctx, "fee cap bounded by max_fee_gwei", "fee_cap", feeCap.String(), "max_fee", j.maxFee.String(),
+			"base_fee", baseFee.String())
+		feeCap = new(big.Int).Set(j.maxFee)
+	}
+	if tip.Cmp(feeCap) > 0 {
+		tip = new(big.Int).Set(feeCap)
+	}
 	return tip, feeCap, nil
 }
 
 // record signs and records drafts, or — if a concurrent handler won the race — returns what
-// that handler recorded.
+// that handler recorded. Either way j.recorded is the ledger afterwards.
 func (j *job) record(ctx context.Context, drafts []Draft) ([]Tx, error) {
 	txs, err := j.s.Ledger.Record(ctx, j.p.ID, j.p.ChainID, drafts)
 	if errors.Is(err, ErrAlreadyRecorded) {
 		j.log.InfoContext(ctx, "sweep recorded concurrently, using that one")
-		return j.s.Ledger.Sweeps(ctx, j.p.ID)
+		return j.reload(ctx)
+	}
+	if err != nil {
+		return nil, err
 	}
 	for _, tx := range txs {
-		j.log.InfoContext(ctx, "sweep transaction recorded", "kind", tx.Kind, "tx_hash", tx.Hash.Hex(),
+		j.log.InfoContext(ctx, "sweep transaction recorded", "kind", tx.Kind, "seq", tx.Seq, "tx_hash", tx.Hash.Hex(),
 			"from", tx.From.Hex(), "nonce", tx.Nonce, "value", tx.Value.String())
 	}
-	return txs, err
+	return j.reload(ctx)
 }
 
-func find(txs []Tx, kind string) *Tx {
-	for i := range txs {
-		if txs[i].Kind == kind {
-			return &txs[i]
+// reload reads the payment's ledger into j.recorded.
+func (j *job) reload(ctx context.Context) ([]Tx, error) {
+	txs, err := j.s.Ledger.Sweeps(ctx, j.p.ID)
+	if err != nil {
+		return nil, err
+	}
+	j.recorded = txs
+	return txs, nil
+}
+
+// ofKind returns the recorded transactions of kind, in Seq order.
+func ofKind(txs []Tx, kind string) []Tx {
+	var out []Tx
+	for _, tx := range txs {
+		if tx.Kind == kind {
+			out = append(out, tx)
 		}
 	}
-	return nil
+	slices.SortFunc(out, func(a, b Tx) int { return a.Seq - b.Seq })
+	return out
+}
+
+// versions returns the recorded versions of tx's transaction (same kind, sender and nonce),
+// in Seq order: the last is the latest, with the highest fees.
+func versions(txs []Tx, tx Tx) []Tx {
+	var out []Tx
+	for _, v := range ofKind(txs, tx.Kind) {
+		if v.From == tx.From && v.Nonce == tx.Nonce {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// byNonce splits transactions of one kind into their transactions' versions, in the order the
+// transactions were first recorded.
+func byNonce(txs []Tx) [][]Tx {
+	type sender struct {
+		from  common.Address
+		nonce uint64
+	}
+	var out [][]Tx
+	seen := map[sender]bool{}
+	for _, tx := range txs {
+		if k := (sender{tx.From, tx.Nonce}); !seen[k] {
+			seen[k] = true
+			out = append(out, versions(txs, tx))
+		}
+	}
+	return out
+}
+
+// nextSeq is the Seq of the payment's next transaction of kind.
+func nextSeq(txs []Tx, kind string) int {
+	n := 0
+	for _, tx := range txs {
+		if tx.Kind == kind && tx.Seq >= n {
+			n = tx.Seq + 1
+		}
+	}
+	return n
 }
 
 func dynamicFeeTx(chainID int64, nonce, gas uint64, tip, feeCap *big.Int, to common.Address, value *big.Int, data []byte) *types.DynamicFeeTx {
