@@ -93,3 +93,14 @@ func TestMaxFeeGwei(t *testing.T) {
 		}
 	}
 }
+
+// The CHAINS_FILE the Kubernetes deployment ships is a valid one.
+func TestDeployedExampleParses(t *testing.T) {
+	f, err := Load("../../deploy/k8s/chains.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Chains) == 0 || f.Chains[0].MaxFeeWei() == nil || f.Chains[0].MaxFeeWei().String() != "200000000000" {
+		t.Fatalf("parsed %+v, want the example's max_fee_gwei 200 = 200000000000 wei", f.Chains)
+	}
+}
