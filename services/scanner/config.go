@@ -21,9 +21,14 @@ type Config struct {
 	// StartBlock is where a chain with no cursor starts (a block number); unset: its head
 	// minus its confirmations, floored at 0.
 	StartBlock string `env:"SCAN_START_BLOCK"`
-	// Prefetch is how many blocks are fetched ahead, concurrently, while earlier ones are
-	// processed: with a remote RPC, latency and not bandwidth bounds a sequential backfill.
+	// Prefetch is how many block requests (each a JSON-RPC batch of RPCBatch blocks) are
+	// fetched ahead, concurrently, while earlier blocks are processed: with a remote RPC,
+	// latency and not bandwidth bounds a sequential backfill.
 	Prefetch int `env:"SCAN_PREFETCH, default=4"`
+	// RPCBatch is how many blocks one JSON-RPC batch request fetches (and at most how many
+	// eth_getBlockReceipts one batch holds). Public RPC providers cap batch sizes; 1 sends one
+	// request per block, 0 means scan.DefaultRPCBatch.
+	RPCBatch int `env:"SCAN_RPC_BATCH, default=25"`
 	// RPCTimeout bounds one RPC, database or JetStream call; RetryMax caps the exponential
 	// backoff between retries of a failed one.
 	RPCTimeout time.Duration `env:"SCAN_RPC_TIMEOUT, default=20s"`
@@ -60,6 +65,8 @@ func (c Config) Validate() error {
 		return bad("SCAN_BATCH_BLOCKS", "must be between 1 and 10000")
 	case c.Prefetch < 1 || c.Prefetch > 64:
 		return bad("SCAN_PREFETCH", "must be between 1 and 64")
+	case c.RPCBatch < 0 || c.RPCBatch > 1000:
+		return bad("SCAN_RPC_BATCH", "must be between 1 and 1000")
 	case c.RPCTimeout <= 0:
 		return bad("SCAN_RPC_TIMEOUT", "must be positive")
 	case c.RetryMax < retryMin:

@@ -4,17 +4,19 @@
 //
 // How it behaves, per chain (one goroutine each; see internal/scan):
 //   - Each poll reads the head, refreshes the deposit addresses (payments of any status,
-//     incrementally by created_at), and processes blocks cursor+1 .. min(head, cursor +
-//     SCAN_BATCH_BLOCKS): one eth_getLogs for the configured tokens' Transfer events over the
-//     range, and each block (with its receipts when a transaction pays a native deposit
-//     address) fetched SCAN_PREFETCH ahead, concurrently, then processed strictly in order.
+//     read incrementally by address_index into memory), and processes blocks cursor+1 ..
+//     min(head, cursor + SCAN_BATCH_BLOCKS): one eth_getLogs for the configured tokens'
+//     Transfer events over the range, and the blocks fetched in JSON-RPC batch requests of
+//     SCAN_RPC_BATCH blocks (with a second batch for the receipts of those where a transaction
+//     pays a native deposit address), SCAN_PREFETCH requests ahead, concurrently, then
+//     processed strictly in order.
 //   - Every block's parent hash is checked against the previous block; on a mismatch (or, while
 //     idle, a cursor block that is no longer canonical) it walks back over chain_blocks to the
 //     common ancestor, publishes chain.<id>.reorg, rewinds the cursor and rescans.
 //   - Transfers are recorded in payment_transfers and published on payments.detected; once
 //     JetStream has acknowledged every event, the blocks and the cursor are committed in one
 //     transaction. Blocks are committed together: at the end of each batch, before a reorg is
-//     handled, and every 500 transfers — a crash replays at most that much, and the replayed
+//     handled, and every 2,000 transfers — a crash replays at most that much, and the replayed
 //     events carry the same Nats-Msg-Id.
 //   - chain.<id>.head is published once per batch, for the last committed block: one message
 //     per block when following the head, one per SCAN_BATCH_BLOCKS during a backfill.
@@ -28,7 +30,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
@@ -68,14 +70,15 @@ func run(ctx context.Context, cfg Config) (err error) {
 	for _, c := range chainsFile.Chains {
 		// For HTTP(S) URLs Dial does not connect: an RPC that is down at start-up is retried
 		// by the scanner like any other failure.
-		client, err := ethclient.DialContext(ctx, c.RPCURL)
+		client, err := rpc.DialContext(ctx, c.RPCURL)
 		if err != nil {
 			return &config.Error{Var: "CHAINS_FILE", Msg: fmt.Sprintf("chain %d: rpc_url: %v", c.ID, err)}
 		}
 		defer client.Close()
 		s, err := scan.New(scan.Config{
-			Chain: c, RPC: client, Store: store, JS: js,
-			Batch: cfg.BatchBlocks, Poll: cfg.PollInterval, StartBlock: startBlock, Prefetch: cfg.Prefetch,
+			Chain: c, RPC: scan.NewRPCClient(client), Store: store, JS: js,
+			Batch: cfg.BatchBlocks, Poll: cfg.PollInterval, StartBlock: startBlock,
+			Prefetch: cfg.Prefetch, RPCBatch: cfg.RPCBatch,
 			Retry: scan.Backoff{Min: retryMin, Max: cfg.RetryMax}, CallTimeout: cfg.RPCTimeout,
 			Tracer: tel.Tracer, Metrics: metrics, Log: log,
 		})

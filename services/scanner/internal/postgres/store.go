@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/jmoiron/sqlx"
@@ -144,22 +143,27 @@ func upsertBlocks(ctx context.Context, tx *sqlx.Tx, chainID int64, blocks ...sca
 	return nil
 }
 
-// Deposits returns the deposit addresses of the chain's payments, of any status: value that
-// arrives after expiry is still recorded and reported.
-func (s *Store) Deposits(ctx context.Context, chainID int64, since time.Time) ([]scan.Deposit, error) {
+// Deposits returns the deposit addresses of the payments, of every chain and any status (value
+// that arrives after expiry is still recorded and reported), whose address_index is above after
+// or one of missing: two ranges of the address_index key, whatever the number of payments.
+func (s *Store) Deposits(ctx context.Context, after int64, missing []int64) ([]scan.Deposit, error) {
+	if missing == nil {
+		missing = []int64{}
+	}
 	var rows []struct {
 		ID            string         `db:"id"`
+		ChainID       int64          `db:"chain_id"`
 		Address       string         `db:"address"`
 		TokenContract sql.NullString `db:"token_contract"`
-		CreatedAt     time.Time      `db:"created_at"`
+		Index         int64          `db:"address_index"`
 	}
-	if err := s.db.SelectContext(ctx, &rows, `SELECT id, address, token_contract, created_at FROM payments
-		WHERE chain_id = $1 AND created_at >= $2`, chainID, since); err != nil {
-		return nil, fmt.Errorf("deposit addresses of chain %d: %w", chainID, err)
+	if err := s.db.SelectContext(ctx, &rows, `SELECT id, chain_id, address, token_contract, address_index FROM payments
+		WHERE address_index > $1 OR address_index = ANY($2::bigint[])`, after, pq.Array(missing)); err != nil {
+		return nil, fmt.Errorf("deposit addresses after index %d: %w", after, err)
 	}
 	out := make([]scan.Deposit, 0, len(rows))
 	for _, r := range rows {
-		d := scan.Deposit{PaymentID: r.ID, Address: common.HexToAddress(r.Address), CreatedAt: r.CreatedAt}
+		d := scan.Deposit{PaymentID: r.ID, ChainID: r.ChainID, Address: common.HexToAddress(r.Address), Index: r.Index}
 		if r.TokenContract.Valid {
 			c := common.HexToAddress(r.TokenContract.String)
 			d.TokenContract = &c
@@ -220,8 +224,10 @@ func (s *Store) RecordTransfers(ctx context.Context, from uint64, ts []scan.Tran
 			p.amount_base_units::text AS amount_base_units, p.metadata, p.expires_at,
 			COALESCE((SELECT sum(t.value_base_units) FROM payment_transfers t
 				WHERE t.payment_id = p.id AND t.status IN ('detected', 'confirmed') AND t.block_number < $2
-				  AND NOT EXISTS (SELECT 1 FROM chain_blocks b
-				                  WHERE b.chain_id = t.chain_id AND b.number = t.block_number AND b.hash <> t.block_hash)
+				  -- Only a block still kept can have been seen replaced: older ones skip the probe.
+				  AND ((t.chain_id = $1 AND t.block_number < (SELECT min(number) FROM chain_blocks WHERE chain_id = $1))
+				       OR NOT EXISTS (SELECT 1 FROM chain_blocks b
+				                      WHERE b.chain_id = t.chain_id AND b.number = t.block_number AND b.hash <> t.block_hash))
 			), 0)::text AS received
 		FROM payments p WHERE p.id = ANY($10::text[])`,
 		ts[0].ChainID, int64(from),

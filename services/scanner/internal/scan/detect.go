@@ -11,6 +11,7 @@ import (
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 )
@@ -19,30 +20,15 @@ import (
 // to, uint256 value).
 var TransferTopic = crypto.Keccak256Hash([]byte("Transfer(address,address,uint256)"))
 
-// tokenLogs returns the Transfer logs of the configured tokens in blocks from..to, by block.
-func (s *Scanner) tokenLogs(ctx context.Context, from, to uint64) (map[uint64][]types.Log, error) {
-	byBlock := map[uint64][]types.Log{}
-	if len(s.tokens) == 0 {
-		return byBlock, nil
+// logsQuery is the eth_getLogs filter for the configured tokens' Transfer logs in blocks
+// from..to.
+func (s *Scanner) logsQuery(from, to uint64) map[string]any {
+	return map[string]any{
+		"fromBlock": hexutil.EncodeUint64(from),
+		"toBlock":   hexutil.EncodeUint64(to),
+		"address":   s.tokens,
+		"topics":    [][]common.Hash{{TransferTopic}},
 	}
-	q := ethereum.FilterQuery{
-		FromBlock: new(big.Int).SetUint64(from),
-		ToBlock:   new(big.Int).SetUint64(to),
-		Addresses: s.tokens,
-		Topics:    [][]common.Hash{{TransferTopic}},
-	}
-	var logs []types.Log
-	err := s.retry(ctx, "filter_logs", func(ctx context.Context) (err error) {
-		logs, err = s.rpc.FilterLogs(ctx, q)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range logs {
-		byBlock[l.BlockNumber] = append(byBlock[l.BlockNumber], l)
-	}
-	return byBlock, nil
 }
 
 // blockLogs makes sure logs are the Transfer logs of blk itself. The range query ran a moment
@@ -118,7 +104,7 @@ func (s *Scanner) nativeCandidates(ctx context.Context, blk *types.Block) []cand
 		if to == nil || tx.Value().Sign() <= 0 {
 			continue
 		}
-		dep, ok := s.deposits[*to]
+		dep, ok := s.deposits.lookup(*to)
 		if !ok {
 			continue
 		}
@@ -137,12 +123,12 @@ func (s *Scanner) nativeTransfers(ctx context.Context, f fetched) ([]Transfer, e
 		return nil, nil
 	}
 	blk := f.block
-	if len(f.receipts) != len(blk.Transactions()) {
-		return nil, fmt.Errorf("block %d: %d receipts for %d transactions: %w", blk.NumberU64(), len(f.receipts), len(blk.Transactions()), errChainMoved)
+	if len(f.receipts) != len(f.candidates) {
+		return nil, fmt.Errorf("block %d: %d receipts for %d candidates: %w", blk.NumberU64(), len(f.receipts), len(f.candidates), errChainMoved)
 	}
 	var out []Transfer
-	for _, c := range f.candidates {
-		r := f.receipts[c.index]
+	for i, c := range f.candidates {
+		r := f.receipts[i]
 		if r.TxHash != c.tx.Hash() || r.BlockHash != blk.Hash() {
 			return nil, fmt.Errorf("block %d: receipt %d is not of this block: %w", blk.NumberU64(), c.index, errChainMoved)
 		}
@@ -169,7 +155,7 @@ func (s *Scanner) tokenTransfer(ctx context.Context, l types.Log) (Transfer, boo
 		return Transfer{}, false
 	}
 	to := common.BytesToAddress(l.Topics[2].Bytes())
-	dep, ok := s.deposits[to]
+	dep, ok := s.deposits.lookup(to)
 	if !ok {
 		return Transfer{}, false
 	}

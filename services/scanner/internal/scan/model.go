@@ -21,12 +21,14 @@ type Block struct {
 	Time   time.Time
 }
 
-// Deposit is a payment's deposit address on the chain. TokenContract is nil for the native coin.
+// Deposit is a payment's deposit address on its chain. TokenContract is nil for the native
+// coin. Index is the payment's address_index, taken from the deposit_address_index sequence.
 type Deposit struct {
 	PaymentID     string
+	ChainID       int64
 	Address       common.Address
 	TokenContract *common.Address
-	CreatedAt     time.Time
+	Index         int64
 }
 
 // NativeLogIndex is the log_index of a native transfer: it has no log, the value is the
@@ -81,10 +83,11 @@ type CursorStore interface {
 	Rewind(ctx context.Context, chainID int64, prev Block, ancestor Block) error
 }
 
-// DepositFinder lists the deposit addresses of a chain's payments of any status.
+// DepositFinder lists the deposit addresses of payments of any status, by address_index.
 type DepositFinder interface {
-	// Deposits returns the payments on chainID created at or after since.
-	Deposits(ctx context.Context, chainID int64, since time.Time) ([]Deposit, error)
+	// Deposits returns the payments, of every chain, whose address_index is above after or
+	// one of missing.
+	Deposits(ctx context.Context, after int64, missing []int64) ([]Deposit, error)
 }
 
 // TransferRecorder stores detected transfers idempotently.

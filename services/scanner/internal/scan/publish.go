@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/core/types"
@@ -179,8 +178,8 @@ type outMsg struct {
 	log                               []any
 }
 
-// publishConcurrency bounds the publishes waiting for their acks at once.
-const publishConcurrency = 32
+// publishWindow bounds the asynchronous publishes waiting for their acks at once.
+const publishWindow = 512
 
 // publish sends one message and waits for the stream's ack, retrying until it comes.
 func (s *Scanner) publish(ctx context.Context, subject, stream, msgID, eventType string, body []byte) error {
@@ -188,52 +187,66 @@ func (s *Scanner) publish(ctx context.Context, subject, stream, msgID, eventType
 }
 
 // publishAll publishes msgs and returns once the stream has acknowledged every one. Messages
-// with the same key go one after another, in order; different keys go concurrently. A failed
-// attempt publishes them all again: those already stored are dropped by the stream's
-// duplicate window (same Nats-Msg-Id).
+// with the same key go one after another, in order: they are published in waves, the n-th
+// message of every key in the n-th, asynchronously, and a wave starts once the stream has
+// acknowledged the one before. A failed attempt publishes them all again: those already
+// stored are dropped by the stream's duplicate window (same Nats-Msg-Id), and no message was
+// sent after a failed one of its key.
 func (s *Scanner) publishAll(ctx context.Context, msgs []outMsg) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	var lanes [][]outMsg
-	laneOf := map[string]int{}
+	var waves [][]outMsg
+	seen := map[string]int{}
 	for _, m := range msgs {
-		i, ok := laneOf[m.key]
-		if !ok {
-			i = len(lanes)
-			laneOf[m.key] = i
-			lanes = append(lanes, nil)
+		n := seen[m.key]
+		seen[m.key] = n + 1
+		if n == len(waves) {
+			waves = append(waves, nil)
 		}
-		lanes[i] = append(lanes[i], m)
+		waves[n] = append(waves[n], m)
 	}
 	return s.retry(ctx, "publish "+msgs[0].subject, func(ctx context.Context) error {
-		errs := make([]error, len(lanes))
-		slots := make(chan struct{}, publishConcurrency)
-		var wg sync.WaitGroup
-		for i, lane := range lanes {
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				for _, om := range lane {
-					if errs[i] = s.publishOne(ctx, om); errs[i] != nil {
-						return
-					}
+		for _, wave := range waves {
+			for len(wave) > 0 {
+				k := min(len(wave), publishWindow)
+				if err := s.publishWave(ctx, wave[:k]); err != nil {
+					return err
 				}
-			})
+				wave = wave[k:]
+			}
 		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return nil
 	})
 }
 
-func (s *Scanner) publishOne(ctx context.Context, om outMsg) error {
-	m := nats.NewMsg(om.subject)
-	m.Data = om.body
-	m.Header.Set(event.HeaderMsgID, om.msgID)
-	m.Header.Set(event.HeaderEventType, om.eventType)
-	natsbus.Inject(om.ctx, m.Header)
-	_, err := s.cfg.JS.PublishMsg(ctx, m, jetstream.WithExpectStream(om.stream))
-	return err
+// publishWave publishes msgs asynchronously and waits for every ack.
+func (s *Scanner) publishWave(ctx context.Context, msgs []outMsg) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var errs []error
+	for _, om := range msgs {
+		m := nats.NewMsg(om.subject)
+		m.Data = om.body
+		m.Header.Set(event.HeaderMsgID, om.msgID)
+		m.Header.Set(event.HeaderEventType, om.eventType)
+		natsbus.Inject(om.ctx, m.Header)
+		f, err := s.cfg.JS.PublishMsgAsync(m, jetstream.WithExpectStream(om.stream))
+		if err != nil {
+			errs = append(errs, err)
+			break // the rest of the wave waits for the retry
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs = append(errs, err)
+		case <-ctx.Done():
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // blockTime is a block's timestamp.

@@ -30,9 +30,11 @@ type Config struct {
 	// StartBlock is the first block of a chain that has no cursor yet; nil means the current
 	// head minus the chain's confirmations (floored at 0).
 	StartBlock *uint64
-	// Prefetch is how many blocks (with their receipts) are fetched ahead, concurrently,
-	// while earlier blocks are processed.
+	// Prefetch is how many requests for blocks (with their receipts) are fetched ahead,
+	// concurrently, while earlier blocks are processed; RPCBatch is how many blocks one
+	// request (a JSON-RPC batch) fetches (0: DefaultRPCBatch).
 	Prefetch int
+	RPCBatch int
 	// Retry is the backoff for failed RPC, database and JetStream calls; CallTimeout bounds
 	// each attempt.
 	Retry       Backoff
@@ -46,9 +48,9 @@ type Config struct {
 	Log     *slog.Logger
 }
 
-// depositOverlap re-reads payments created shortly before the newest one seen: created_at is
-// the inserting transaction's start, which may commit after a later-started one.
-const depositOverlap = 10 * time.Minute
+// DefaultRPCBatch is the blocks per JSON-RPC batch request when Config.RPCBatch is 0: large
+// enough that the requests' fixed costs vanish, small enough for providers that cap batches.
+const DefaultRPCBatch = 25
 
 // Scanner follows one chain. It is not safe for concurrent use: one goroutine per chain.
 type Scanner struct {
@@ -66,15 +68,20 @@ type Scanner struct {
 	cursor   *Block
 	pending  []Block
 	detected []Transfer
+	// inflight is the background detect of the transfers of pending[:dispatched], if one
+	// runs; unsettled counts the transfers of all pending blocks.
+	inflight   *detecting
+	dispatched int
+	unsettled  int
 	// next is the next block to process; started is false until it is known.
 	next    uint64
 	started bool
 	// head is the chain head read at the start of the current poll.
 	head uint64
 
-	// deposits is only written between batches, so the prefetchers may read it.
-	deposits      map[common.Address]Deposit
-	depositsSince time.Time
+	// deposits is only written between polls, before a poll's prefetcher starts, so the
+	// prefetcher's goroutines may read it.
+	deposits *deposits
 }
 
 // New checks cfg and returns a scanner for its chain.
@@ -93,6 +100,9 @@ func New(cfg Config) (*Scanner, error) {
 	if cfg.Prefetch < 1 {
 		cfg.Prefetch = 1
 	}
+	if cfg.RPCBatch < 1 {
+		cfg.RPCBatch = DefaultRPCBatch
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -105,7 +115,7 @@ func New(cfg Config) (*Scanner, error) {
 	s := &Scanner{
 		cfg: cfg, rpc: cfg.RPC, store: cfg.Store, metrics: cfg.Metrics, tracer: cfg.Tracer,
 		log:      cfg.Log.With("chain_id", cfg.Chain.ID, "chain", cfg.Chain.Name),
-		deposits: map[common.Address]Deposit{},
+		deposits: newDeposits(),
 	}
 	for _, t := range cfg.Chain.Tokens {
 		s.tokens = append(s.tokens, common.HexToAddress(t.Contract))
@@ -177,6 +187,7 @@ func (s *Scanner) loadCursor(ctx context.Context) error {
 		return err
 	}
 	s.cursor, s.pending, s.detected, s.started = nil, nil, nil, false
+	s.dispatched, s.unsettled = 0, 0
 	if ok {
 		s.cursor, s.next, s.started = &cur, cur.Number+1, true
 	}
@@ -231,78 +242,66 @@ func (s *Scanner) poll(ctx context.Context) (caughtUp bool, err error) {
 	if s.head < s.next {
 		return true, s.checkTip(ctx)
 	}
-	before := s.cursor
-	err = s.scanRange(ctx, s.next, min(s.head, s.next+s.cfg.Batch-1))
-	if s.cursor != nil && (before == nil || s.cursor.Number > before.Number) {
-		if herr := s.publishHead(ctx, *s.cursor); herr != nil && err == nil {
-			err = herr
+	// One prefetcher for the way to the head, so blocks keep coming while a batch settles.
+	blocks := s.prefetch(ctx, s.next, s.head)
+	defer blocks.stop()
+	for {
+		before := s.cursor
+		to := min(s.head, s.next+s.cfg.Batch-1)
+		reorged, err := s.scanRange(ctx, blocks, s.next, to)
+		if s.cursor != nil && (before == nil || s.cursor.Number > before.Number) {
+			if herr := s.publishHead(ctx, *s.cursor); herr != nil && err == nil {
+				err = herr
+			}
+		}
+		if err != nil || reorged || to == s.head {
+			return err == nil && s.cursor != nil && s.cursor.Number >= s.head, err
 		}
 	}
-	return err == nil && s.cursor != nil && s.cursor.Number >= s.head, err
-}
-
-func (s *Scanner) refreshDeposits(ctx context.Context) error {
-	var deps []Deposit
-	if err := s.retry(ctx, "deposits", func(ctx context.Context) (err error) {
-		deps, err = s.store.Deposits(ctx, s.chainID(), s.depositsSince)
-		return err
-	}); err != nil {
-		return err
-	}
-	newest := s.depositsSince.Add(depositOverlap)
-	for _, d := range deps {
-		s.deposits[d.Address] = d
-		if d.CreatedAt.After(newest) {
-			newest = d.CreatedAt
-		}
-	}
-	s.depositsSince = newest.Add(-depositOverlap)
-	return nil
 }
 
 // maxSettle is how many transfers are held before they are settled: recorded, published and
 // committed with their blocks.
-const maxSettle = 500
+const maxSettle = 2000
 
-// scanRange processes blocks from..to in order. It stops early at a reorg (after rewinding the
-// cursor to the common ancestor) or an error; the next poll resumes after the cursor. Blocks
-// are settled together — their transfers recorded and published, then, once JetStream has
-// acknowledged every event, the blocks committed — at the end of the range, before a reorg is
-// handled, and whenever maxSettle transfers are waiting.
-func (s *Scanner) scanRange(ctx context.Context, from, to uint64) error {
-	logs, err := s.tokenLogs(ctx, from, to)
-	if err != nil {
-		return err
-	}
-	blocks := s.prefetch(ctx, from, to)
-	defer blocks.stop()
+// scanRange processes blocks from..to in order, taking them from blocks. It stops early at a
+// reorg (after rewinding the cursor to the common ancestor; reorged is true then) or an error;
+// the next poll resumes after the cursor. Blocks are settled together — their transfers
+// recorded and published, then, once JetStream has acknowledged every event, the blocks
+// committed — at the end of the range, before a reorg is handled, and whenever maxSettle
+// transfers are waiting.
+func (s *Scanner) scanRange(ctx context.Context, blocks *prefetcher, from, to uint64) (reorged bool, err error) {
 	for n := from; n <= to; n++ {
 		f, err := blocks.next(ctx)
 		if err != nil {
-			return errors.Join(err, s.settle(ctx))
+			return false, errors.Join(err, s.settle(ctx))
+		}
+		if f.block.NumberU64() != n {
+			return false, errors.Join(fmt.Errorf("prefetch: block %d where %d was expected", f.block.NumberU64(), n), s.settle(ctx))
 		}
 		if last := s.last(); last != nil && last.Number+1 == n && f.block.ParentHash() != last.Hash {
 			if err := s.settle(ctx); err != nil {
-				return err
+				return false, err
 			}
-			return s.reorg(ctx, n-1, f.block.Header())
+			return true, s.reorg(ctx, n-1, f.block.Header())
 		}
-		if err := s.processBlock(ctx, f, logs[n]); err != nil {
-			return errors.Join(err, s.settle(ctx))
+		if err := s.processBlock(ctx, f); err != nil {
+			return false, errors.Join(err, s.settle(ctx))
 		}
 		s.next = n + 1
-		if len(s.detected) >= maxSettle {
+		s.detectAhead(ctx)
+		if s.unsettled >= maxSettle {
 			if err := s.settle(ctx); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
-	return s.settle(ctx)
+	return false, s.settle(ctx)
 }
 
 // processBlock finds the transfers in a block and adds both to those waiting to be settled.
-func (s *Scanner) processBlock(ctx context.Context, f fetched, rangeLogs []types.Log) error {
-	logs, err := s.blockLogs(ctx, f.block, rangeLogs)
+func (s *Scanner) processBlock(ctx context.Context, f fetched) error {
+	logs, err := s.blockLogs(ctx, f.block, f.logs)
 	if err != nil {
 		return err
 	}
@@ -312,17 +311,77 @@ func (s *Scanner) processBlock(ctx context.Context, f fetched, rangeLogs []types
 	}
 	s.pending = append(s.pending, Block{Number: f.block.NumberU64(), Hash: f.block.Hash(), Parent: f.block.ParentHash(), Time: blockTime(f.block.Header())})
 	s.detected = append(s.detected, transfers...)
+	s.unsettled += len(transfers)
 	return nil
 }
 
-// settle publishes a payments.detected event for each waiting transfer and, once JetStream has
-// acknowledged all of them, commits the pending blocks and moves the cursor to the last.
+// detecting is a detect running in the background: the transfers of pending blocks from
+// pending[first] (block number from) up to the block processed when it started.
+type detecting struct {
+	first     int
+	from      uint64
+	transfers []Transfer
+	done      chan struct{}
+	err       error
+}
+
+// detectAhead hands the transfers waiting to a background detect unless one is running, so
+// that recording and publishing them overlaps with fetching and processing the next blocks.
+// Detects run one at a time, in block order: each one's totals count the transfers recorded
+// by those before.
+func (s *Scanner) detectAhead(ctx context.Context) {
+	if d := s.inflight; d != nil {
+		select {
+		case <-d.done:
+		default:
+			return
+		}
+		if d.err != nil {
+			return // settle reports it
+		}
+		s.inflight = nil
+	}
+	if len(s.detected) == 0 {
+		s.dispatched = len(s.pending)
+		return
+	}
+	d := &detecting{first: s.dispatched, from: s.pending[s.dispatched].Number, transfers: s.detected, done: make(chan struct{})}
+	s.inflight, s.detected, s.dispatched = d, nil, len(s.pending)
+	go func() {
+		defer close(d.done)
+		d.err = s.detect(ctx, d.from, d.transfers)
+	}()
+}
+
+// awaitDetect waits for the background detect; the transfers of one that failed wait again.
+func (s *Scanner) awaitDetect() error {
+	d := s.inflight
+	if d == nil {
+		return nil
+	}
+	<-d.done
+	s.inflight = nil
+	if d.err != nil {
+		s.detected = append(d.transfers, s.detected...)
+		s.dispatched = d.first
+	}
+	return d.err
+}
+
+// settle publishes a payments.detected event for each waiting transfer (after the background
+// detect, if one runs) and, once JetStream has acknowledged all of them, commits the pending
+// blocks and moves the cursor to the last.
 func (s *Scanner) settle(ctx context.Context) error {
+	if err := s.awaitDetect(); err != nil {
+		return err
+	}
 	if len(s.pending) == 0 {
 		return nil
 	}
-	if err := s.detect(ctx, s.pending[0].Number, s.detected); err != nil {
-		return err
+	if len(s.detected) > 0 {
+		if err := s.detect(ctx, s.pending[s.dispatched].Number, s.detected); err != nil {
+			return err
+		}
 	}
 	err := s.retry(ctx, "commit_blocks", func(ctx context.Context) error {
 		err := s.store.CommitBlocks(ctx, s.chainID(), s.cursor, s.pending, s.cfg.Keep)
@@ -337,6 +396,7 @@ func (s *Scanner) settle(ctx context.Context) error {
 	last := s.pending[len(s.pending)-1]
 	s.metrics.committed(ctx, s.chainID(), len(s.pending), last.Number)
 	s.cursor, s.pending, s.detected = &last, nil, nil
+	s.dispatched, s.unsettled = 0, 0
 	return nil
 }
 

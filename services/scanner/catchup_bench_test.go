@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
+)
+
+// BenchmarkCatchUp measures how fast the scanner catches up after downtime on blocks already
+// mined — JSON-RPC over HTTP, Postgres, JetStream acks — next to the raw batched rate at which
+// the same chain serves those blocks in the same run: per SCAN_BATCH_BLOCKS, one eth_getLogs for
+// the token transfers, and eth_getBlockByNumber with full transactions in JSON-RPC batch
+// requests of SCAN_RPC_BATCH blocks, one request after another, each answer decoded (header
+// and transactions) as the scanner decodes it; the better of two passes counts.
+//
+// The chain holds BENCH_BLOCKS blocks (default 1000) of BENCH_TXS transactions (default 10),
+// half ETH, half USDC transfers, each paying one of 100 open payments in turn (half of them ETH
+// payments, half USDC: 100 partial payments each, one payments.detected event per transfer).
+// BENCH_DEPOSITS (default: all) sets how many of a block's transactions pay a payment; the
+// others pay addresses that are no deposit address. The second case adds 9,900 open payments
+// that are not paid, so the scanner watches 10,000.
+// BENCH_RPC_BATCH, BENCH_PREFETCH and BENCH_BATCH_BLOCKS override the scanner's SCAN_RPC_BATCH,
+// SCAN_PREFETCH and SCAN_BATCH_BLOCKS; BENCH_CPUPROFILE=FILE writes a CPU profile of each
+// case's scanner phase (FILE.open<N>).
+//
+//	go test -run '^$' -bench CatchUp -benchtime 1x ./services/scanner/
+func BenchmarkCatchUp(b *testing.B) {
+	blocks, txs := envInt("BENCH_BLOCKS", 1000), envInt("BENCH_TXS", 10)
+	for _, open := range []int{100, 10_000} {
+		b.Run(fmt.Sprintf("open_payments=%d", open), func(b *testing.B) {
+			for range b.N {
+				r := runCatchUp(b, blocks, txs, open)
+				b.ReportMetric(r.scanner, "blocks/s")
+				b.ReportMetric(r.raw, "raw_blocks/s")
+				b.ReportMetric(r.scanner/r.raw, "ratio")
+				fmt.Printf("catch-up %d blocks × %d transactions (%d paying %d of %d open payments), batch %d blocks, rpc batch %d, prefetch %d:\n",
+					r.blocks, txs, r.deposits, r.paid, open, r.batch, r.rpcBatch, r.prefetch)
+				fmt.Printf("  raw batched RPC (getLogs per batch + batched getBlockByNumber): %.0f blocks/s\n", r.raw)
+				fmt.Printf("  scanner (RPC + Postgres + JetStream acks):                      %.0f blocks/s, ratio %.2f\n",
+					r.scanner, r.scanner/r.raw)
+			}
+		})
+	}
+}
+
+type catchUpRates struct {
+	scanner, raw           float64
+	blocks, paid, deposits int
+	batch                  uint64
+	rpcBatch, prefetch     int
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
+	b.StopTimer()
+	h := newHarness(b)
+	h.cfg.RPCBatch = envInt("BENCH_RPC_BATCH", scan.DefaultRPCBatch)
+	h.cfg.Prefetch = envInt("BENCH_PREFETCH", h.cfg.Prefetch)
+	h.cfg.BatchBlocks = uint64(envInt("BENCH_BATCH_BLOCKS", int(h.cfg.BatchBlocks)))
+	paid := min(100, open)
+	deposits := min(envInt("BENCH_DEPOSITS", txsPerBlock), txsPerBlock)
+	total := blocks * txsPerBlock
+
+	first := h.head() + 1
+	// Payment i is an ETH payment when i is even, a USDC payment when odd; the k-th deposit
+	// transaction pays payment k mod paid.
+	payments := make([]payment, paid)
+	for i := range payments {
+		if i%2 == 0 {
+			payments[i] = h.newPayment("ETH", ether(1000), time.Now().Add(time.Hour))
+		} else {
+			payments[i] = h.newPayment("USDC", big.NewInt(1_000_000_000), time.Now().Add(time.Hour))
+		}
+	}
+	elsewhere := func() common.Address {
+		var raw [20]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			b.Fatal(err)
+		}
+		return common.BytesToAddress(raw[:])
+	}
+	sent := 0
+	for k := range total {
+		if k%txsPerBlock < deposits {
+			p := payments[sent%paid]
+			sent++
+			if p.Token == "ETH" {
+				h.chain.SendETH(h.payer, p.Address, big.NewInt(1_000_000_000))
+			} else {
+				h.chain.TransferToken(h.payer, h.usdc, p.Address, big.NewInt(1))
+			}
+		} else if k%2 == 0 {
+			h.chain.SendETH(h.payer, elsewhere(), big.NewInt(1_000_000_000))
+		} else {
+			h.chain.TransferToken(h.payer, h.usdc, elsewhere(), big.NewInt(1))
+		}
+		if k%txsPerBlock == txsPerBlock-1 {
+			h.chain.Commit()
+		}
+	}
+	if total%txsPerBlock != 0 {
+		h.chain.Commit()
+	}
+	last := h.head()
+	if extra := open - paid; extra > 0 {
+		// Open, unpaid: the scanner watches their addresses like any other.
+		if _, err := h.db.Exec(`INSERT INTO payments (id, merchant_id, chain_id, token, token_contract, decimals, address,
+				address_index, amount_base_units, expires_at)
+			SELECT 'pay_bench_' || i, $1, $2, 'ETH', NULL, 18, '0x' || substr(md5('a' || i) || md5('b' || i), 1, 40),
+				nextval('deposit_address_index'), 1000, now() + interval '1 hour'
+			FROM generate_series(1, $3) AS i`, testMerchant, testChainID, extra); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	raw := max(rawBatchedRate(b, h, first, last), rawBatchedRate(b, h, first, last))
+
+	h.cfg.StartBlock = strconv.FormatUint(first, 10)
+	stopProfile := func() {}
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(fmt.Sprintf("%s.open%d", path, open))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		stopProfile = pprof.StopCPUProfile
+	}
+	b.StartTimer()
+	h.start()
+	// Timed from the first committed block, so start-up (migrations, provisioning, the first
+	// read of the deposit addresses) is left out.
+	var began time.Time
+	var from int64
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		c := h.cursor()
+		if c >= 0 && began.IsZero() {
+			began, from = time.Now(), c
+		}
+		if c >= int64(last) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("catch-up stuck at %d of %d", c, last)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(began)
+	b.StopTimer()
+	stopProfile()
+	h.stop()
+	if got := len(h.detected()); got != sent {
+		b.Fatalf("%d events, want %d", got, sent)
+	}
+	return catchUpRates{
+		scanner: float64(int64(last)-from) / elapsed.Seconds(), raw: raw,
+		blocks: int(last - first + 1), paid: paid, deposits: sent,
+		batch: h.cfg.BatchBlocks, rpcBatch: h.cfg.RPCBatch, prefetch: h.cfg.Prefetch,
+	}
+}
+
+// rawBatchedRate is blocks/s for one pass of the loop the scanner is measured against: per
+// range of SCAN_BATCH_BLOCKS, one eth_getLogs for the token transfers, then the blocks with
+// their transactions in batch requests of SCAN_RPC_BATCH, one request at a time.
+func rawBatchedRate(b *testing.B, h *harness, first, last uint64) float64 {
+	ctx := context.Background()
+	c, err := rpc.DialContext(ctx, h.chain.RPCURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	client := ethclient.NewClient(c)
+	batch, size := h.cfg.BatchBlocks, uint64(h.cfg.RPCBatch)
+	start := time.Now()
+	for from := first; from <= last; from += batch {
+		to := min(last, from+batch-1)
+		if _, err := client.FilterLogs(ctx, ethereum.FilterQuery{
+			FromBlock: new(big.Int).SetUint64(from), ToBlock: new(big.Int).SetUint64(to),
+			Addresses: []common.Address{h.usdc, h.dai}, Topics: [][]common.Hash{{scan.TransferTopic}},
+		}); err != nil {
+			b.Fatal(err)
+		}
+		for lo := from; lo <= to; lo += size {
+			hi := min(to, lo+size-1)
+			raws := make([]json.RawMessage, hi-lo+1)
+			elems := make([]rpc.BatchElem, len(raws))
+			for i := range elems {
+				elems[i] = rpc.BatchElem{Method: "eth_getBlockByNumber", Args: []any{hexutil.EncodeUint64(lo + uint64(i)), true}, Result: &raws[i]}
+			}
+			if err := c.BatchCallContext(ctx, elems); err != nil {
+				b.Fatal(err)
+			}
+			for i, el := range elems {
+				if el.Error != nil {
+					b.Fatal(el.Error)
+				}
+				var head types.Header
+				var body struct {
+					Transactions []*types.Transaction `json:"transactions"`
+				}
+				if err := json.Unmarshal(raws[i], &head); err != nil {
+					b.Fatal(err)
+				}
+				if err := json.Unmarshal(raws[i], &body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	return float64(last-first+1) / time.Since(start).Seconds()
+}
