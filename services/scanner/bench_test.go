@@ -94,8 +94,19 @@ func runBackfill(b *testing.B, blocks, perBlock int, latency time.Duration) back
 	b.StartTimer()
 	h.start()
 	// Timed from the first committed block, so start-up (migrations, provisioning) is left out.
+	from, elapsed := h.timeToCursor(b, last)
+	b.StopTimer()
+	h.stop()
+	if got, want := len(h.detected()), blocks*perBlock; got != want {
+		b.Fatalf("%d events, want %d", got, want)
+	}
+	return backfillRates{scanner: float64(int64(last)-from) / elapsed.Seconds(), raw: raw, batch: h.cfg.BatchBlocks, prefetch: h.cfg.Prefetch}
+}
+
+// timeToCursor waits for the scanner's cursor to reach last and returns the first cursor seen
+// and the time from then: timed from the first committed block, so start-up is left out.
+func (h *harness) timeToCursor(b *testing.B, last uint64) (from int64, elapsed time.Duration) {
 	var began time.Time
-	var from int64
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		c := h.cursor()
@@ -103,20 +114,13 @@ func runBackfill(b *testing.B, blocks, perBlock int, latency time.Duration) back
 			began, from = time.Now(), c
 		}
 		if c >= int64(last) {
-			break
+			return from, time.Since(began)
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("backfill stuck at %d of %d", c, last)
+			b.Fatalf("scanner stuck at block %d of %d", c, last)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	elapsed := time.Since(began)
-	b.StopTimer()
-	h.stop()
-	if got, want := len(h.detected()), blocks*perBlock; got != want {
-		b.Fatalf("%d events, want %d", got, want)
-	}
-	return backfillRates{scanner: float64(int64(last)-from) / elapsed.Seconds(), raw: raw, batch: h.cfg.BatchBlocks, prefetch: h.cfg.Prefetch}
 }
 
 // rawRate is blocks/s for the loop a scanner cannot beat without parallel requests: per batch,

@@ -154,23 +154,7 @@ func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
 	h.start()
 	// Timed from the first committed block, so start-up (migrations, provisioning, the first
 	// read of the deposit addresses) is left out.
-	var began time.Time
-	var from int64
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		c := h.cursor()
-		if c >= 0 && began.IsZero() {
-			began, from = time.Now(), c
-		}
-		if c >= int64(last) {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("catch-up stuck at %d of %d", c, last)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	elapsed := time.Since(began)
+	from, elapsed := h.timeToCursor(b, last)
 	b.StopTimer()
 	stopProfile()
 	h.stop()
