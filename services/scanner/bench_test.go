@@ -114,6 +114,9 @@ func (h *harness) timeToCursor(b *testing.B, last uint64) (from int64, elapsed t
 			began, from = time.Now(), c
 		}
 		if c >= int64(last) {
+			if from >= int64(last) {
+				b.Fatalf("the scanner had reached block %d before the first look: too few blocks to time (raise BENCH_BLOCKS)", last)
+			}
 			return from, time.Since(began)
 		}
 		if time.Now().After(deadline) {
@@ -137,12 +140,7 @@ func rawRate(b *testing.B, h *harness, rpcURL string, first, last uint64) float6
 	start := time.Now()
 	for from := first; from <= last; from += batch {
 		to := min(last, from+batch-1)
-		if _, err := client.FilterLogs(ctx, ethereum.FilterQuery{
-			FromBlock: new(big.Int).SetUint64(from), ToBlock: new(big.Int).SetUint64(to),
-			Addresses: []common.Address{h.usdc, h.dai}, Topics: [][]common.Hash{{scan.TransferTopic}},
-		}); err != nil {
-			b.Fatal(err)
-		}
+		h.rawTokenLogs(b, client, from, to)
 		for n := from; n <= to; n++ {
 			if _, err := client.BlockByNumber(ctx, new(big.Int).SetUint64(n)); err != nil {
 				b.Fatal(err)
@@ -150,6 +148,17 @@ func rawRate(b *testing.B, h *harness, rpcURL string, first, last uint64) float6
 		}
 	}
 	return float64(last-first+1) / time.Since(start).Seconds()
+}
+
+// rawTokenLogs is the reference loops' eth_getLogs of one batch: the token transfers of
+// from..to.
+func (h *harness) rawTokenLogs(b *testing.B, client *ethclient.Client, from, to uint64) {
+	if _, err := client.FilterLogs(context.Background(), ethereum.FilterQuery{
+		FromBlock: new(big.Int).SetUint64(from), ToBlock: new(big.Int).SetUint64(to),
+		Addresses: []common.Address{h.usdc, h.dai}, Topics: [][]common.Hash{{scan.TransferTopic}},
+	}); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // slowProxy forwards JSON-RPC to target after holding each request for latency.

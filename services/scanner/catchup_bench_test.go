@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
@@ -183,12 +182,7 @@ func rawBatchedRate(b *testing.B, h *harness, first, last uint64) float64 {
 	start := time.Now()
 	for from := first; from <= last; from += batch {
 		to := min(last, from+batch-1)
-		if _, err := client.FilterLogs(ctx, ethereum.FilterQuery{
-			FromBlock: new(big.Int).SetUint64(from), ToBlock: new(big.Int).SetUint64(to),
-			Addresses: []common.Address{h.usdc, h.dai}, Topics: [][]common.Hash{{scan.TransferTopic}},
-		}); err != nil {
-			b.Fatal(err)
-		}
+		h.rawTokenLogs(b, client, from, to)
 		for lo := from; lo <= to; lo += size {
 			hi := min(to, lo+size-1)
 			raws := make([]json.RawMessage, hi-lo+1)

@@ -61,10 +61,7 @@ func TestRPCFaultsSkipNoBlock(t *testing.T) {
 	if proxy.Failures() == 0 {
 		t.Fatal("the proxy failed no request: the test injected nothing")
 	}
-	seen := map[string]int{}
-	for _, d := range h.detected() {
-		seen[d.data.PaymentID]++
-	}
+	seen := h.detections()
 	for i, p := range payments {
 		if seen[p.ID] != 1 {
 			receipt := h.mine(txs[i])[0]

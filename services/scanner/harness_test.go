@@ -194,6 +194,16 @@ func (h *harness) detected() []detectedMsg {
 	return out
 }
 
+// detections counts the payments.detected messages per payment id.
+func (h *harness) detections() map[string]int {
+	h.t.Helper()
+	seen := map[string]int{}
+	for _, d := range h.detected() {
+		seen[d.data.PaymentID]++
+	}
+	return seen
+}
+
 // detectedFor returns the payments.detected messages of one payment.
 func (h *harness) detectedFor(paymentID string) []detectedMsg {
 	h.t.Helper()

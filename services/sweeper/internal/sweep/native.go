@@ -88,17 +88,14 @@ func nativeValue(balance *big.Int, gas uint64, feeCap *big.Int) (*big.Int, error
 // repriceNative replaces the waiting native transfer latest: the same nonce, gas and
 // recipient, higher fees, and value = balance − gas × the new fee cap.
 func (j *job) repriceNative(ctx context.Context, latest Tx) error {
-	old, at, err := j.stillWaiting(ctx, latest)
-	if old == nil || err != nil {
+	r, err := j.replacementOf(ctx, latest)
+	if r == nil || err != nil {
 		return err
 	}
-	tip, feeCap, err := j.replacementFees(ctx, latest, old)
-	if feeCap == nil || err != nil {
-		return err
-	}
-	balance, err := j.net.Client.BalanceAt(ctx, j.deposit, at)
+	old, tip, feeCap := r.old, r.tip, r.feeCap
+	balance, err := j.depositBalance(ctx, r.at)
 	if err != nil {
-		return fmt.Errorf("balance of %s: %w", j.deposit.Hex(), err)
+		return err
 	}
 	value, err := nativeValue(balance, old.Gas(), feeCap)
 	if err != nil {

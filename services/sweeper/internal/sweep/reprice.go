@@ -111,3 +111,34 @@ func (j *job) replacementFees(ctx context.Context, latest Tx, old *types.Transac
 		"base_fee", baseFee.String())
 	return tip, feeCap, nil
 }
+
+// pendingReplacement is what the replacement of a waiting transaction starts from: the signed
+// original, the block the chain's state is read at, and the raised fees.
+type pendingReplacement struct {
+	old         *types.Transaction
+	at          *big.Int
+	tip, feeCap *big.Int
+}
+
+// replacementOf is the replacement of latest if it is still waiting and its fees may be raised
+// (nil when there is none to make now).
+func (j *job) replacementOf(ctx context.Context, latest Tx) (*pendingReplacement, error) {
+	old, at, err := j.stillWaiting(ctx, latest)
+	if old == nil || err != nil {
+		return nil, err
+	}
+	tip, feeCap, err := j.replacementFees(ctx, latest, old)
+	if feeCap == nil || err != nil {
+		return nil, err
+	}
+	return &pendingReplacement{old: old, at: at, tip: tip, feeCap: feeCap}, nil
+}
+
+// depositBalance is the deposit address's ether at block at.
+func (j *job) depositBalance(ctx context.Context, at *big.Int) (*big.Int, error) {
+	balance, err := j.net.Client.BalanceAt(ctx, j.deposit, at)
+	if err != nil {
+		return nil, fmt.Errorf("balance of %s: %w", j.deposit.Hex(), err)
+	}
+	return balance, nil
+}

@@ -162,17 +162,14 @@ func (j *job) tankCovers(ctx context.Context, tank common.Address, value, feeCap
 // further top-up of the difference is recorded with it (a new gas-tank nonce; landTopups
 // lands it before the replacement is sent).
 func (j *job) repriceToken(ctx context.Context, latest Tx) error {
-	old, at, err := j.stillWaiting(ctx, latest)
-	if old == nil || err != nil {
+	r, err := j.replacementOf(ctx, latest)
+	if r == nil || err != nil {
 		return err
 	}
-	tip, feeCap, err := j.replacementFees(ctx, latest, old)
-	if feeCap == nil || err != nil {
-		return err
-	}
-	ethBalance, err := j.net.Client.BalanceAt(ctx, j.deposit, at)
+	old, tip, feeCap := r.old, r.tip, r.feeCap
+	ethBalance, err := j.depositBalance(ctx, r.at)
 	if err != nil {
-		return fmt.Errorf("balance of %s: %w", j.deposit.Hex(), err)
+		return err
 	}
 	need := new(big.Int).Mul(new(big.Int).SetUint64(old.Gas()), feeCap)
 	need.Sub(need, ethBalance)
@@ -208,14 +205,11 @@ func (j *job) repriceTopup(ctx context.Context, latest Tx) error {
 	if j.s.GasTank == nil || crypto.PubkeyToAddress(j.s.GasTank.PublicKey) != latest.From {
 		return fmt.Errorf("gas top-up %s was sent from %s, whose key is not GAS_TANK_PRIVATE_KEY: not re-pricing", latest.Hash.Hex(), latest.From.Hex())
 	}
-	old, _, err := j.stillWaiting(ctx, latest)
-	if old == nil || err != nil {
+	r, err := j.replacementOf(ctx, latest)
+	if r == nil || err != nil {
 		return err
 	}
-	tip, feeCap, err := j.replacementFees(ctx, latest, old)
-	if feeCap == nil || err != nil {
-		return err
-	}
+	old, tip, feeCap := r.old, r.tip, r.feeCap
 	if err := j.tankCovers(ctx, latest.From, old.Value(), feeCap); err != nil {
 		return err
 	}
