@@ -89,29 +89,14 @@ func (s *Store) MerchantByKeyHash(ctx context.Context, hash []byte) (string, err
 	return id, err
 }
 
-const paymentCols = `id, merchant_id, status, chain_id, token, token_contract, decimals, address, address_index,
-	amount_base_units, received_base_units, confirmed_base_units, metadata, idempotency_key, request_hash,
-	expires_at, created_at, updated_at`
+const paymentCols = sharedpg.PaymentColumns + `, idempotency_key, request_hash, created_at, updated_at`
 
 type paymentRow struct {
-	ID             string           `db:"id"`
-	MerchantID     string           `db:"merchant_id"`
-	Status         string           `db:"status"`
-	ChainID        int64            `db:"chain_id"`
-	Token          string           `db:"token"`
-	TokenContract  *string          `db:"token_contract"`
-	Decimals       int              `db:"decimals"`
-	Address        string           `db:"address"`
-	AddressIndex   int64            `db:"address_index"`
-	Amount         sharedpg.Numeric `db:"amount_base_units"`
-	Received       sharedpg.Numeric `db:"received_base_units"`
-	Confirmed      sharedpg.Numeric `db:"confirmed_base_units"`
-	Metadata       []byte           `db:"metadata"`
-	IdempotencyKey *string          `db:"idempotency_key"`
-	RequestHash    []byte           `db:"request_hash"`
-	ExpiresAt      time.Time        `db:"expires_at"`
-	CreatedAt      time.Time        `db:"created_at"`
-	UpdatedAt      time.Time        `db:"updated_at"`
+	sharedpg.PaymentRow
+	IdempotencyKey *string   `db:"idempotency_key"`
+	RequestHash    []byte    `db:"request_hash"`
+	CreatedAt      time.Time `db:"created_at"`
+	UpdatedAt      time.Time `db:"updated_at"`
 }
 
 func (r paymentRow) payment() rest.Payment {

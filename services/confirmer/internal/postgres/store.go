@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math"
 	"math/big"
-	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -31,20 +30,8 @@ var (
 func New(db *sqlx.DB) *Store { return &Store{db: db} }
 
 type paymentRow struct {
-	ID            string           `db:"id"`
-	MerchantID    string           `db:"merchant_id"`
-	Status        string           `db:"status"`
-	ChainID       int64            `db:"chain_id"`
-	Token         string           `db:"token"`
-	TokenContract *string          `db:"token_contract"`
-	Decimals      int              `db:"decimals"`
-	Address       string           `db:"address"`
-	Amount        sharedpg.Numeric `db:"amount_base_units"`
-	Received      sharedpg.Numeric `db:"received_base_units"`
-	Confirmed     sharedpg.Numeric `db:"confirmed_base_units"`
-	Metadata      []byte           `db:"metadata"`
-	ExpiresAt     time.Time        `db:"expires_at"`
-	TraceContext  []byte           `db:"trace_context"`
+	sharedpg.PaymentRow
+	TraceContext []byte `db:"trace_context"`
 }
 
 type transferRow struct {
@@ -85,9 +72,7 @@ func (s *Store) UpdatePayment(ctx context.Context, paymentID string, decide func
 // load reads the payment under a row lock, with its transfers and how often it was confirmed.
 func load(ctx context.Context, tx *sqlx.Tx, paymentID string) (*confirm.PaymentState, error) {
 	var pr paymentRow
-	err := tx.GetContext(ctx, &pr, `SELECT id, merchant_id, status, chain_id, token, token_contract, decimals, address,
-		amount_base_units, received_base_units, confirmed_base_units, metadata, expires_at, trace_context
-		FROM payments WHERE id = $1 FOR UPDATE`, paymentID)
+	err := tx.GetContext(ctx, &pr, `SELECT `+sharedpg.PaymentColumns+`, trace_context FROM payments WHERE id = $1 FOR UPDATE`, paymentID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, confirm.ErrUnknownPayment
 	}

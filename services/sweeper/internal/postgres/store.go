@@ -5,11 +5,9 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/jmoiron/sqlx"
@@ -34,21 +32,7 @@ var (
 // New returns a store on db.
 func New(db *sqlx.DB) *Store { return &Store{db: db} }
 
-type paymentRow struct {
-	ID                string           `db:"id"`
-	MerchantID        string           `db:"merchant_id"`
-	Status            string           `db:"status"`
-	ChainID           int64            `db:"chain_id"`
-	Token             string           `db:"token"`
-	TokenContract     sql.NullString   `db:"token_contract"`
-	Decimals          int              `db:"decimals"`
-	Address           string           `db:"address"`
-	AddressIndex      int64            `db:"address_index"`
-	AmountBaseUnits   sharedpg.Numeric `db:"amount_base_units"`
-	ReceivedBaseUnits sharedpg.Numeric `db:"received_base_units"`
-	Metadata          json.RawMessage  `db:"metadata"`
-	ExpiresAt         time.Time        `db:"expires_at"`
-}
+type paymentRow = sharedpg.PaymentRow
 
 type transferRow struct {
 	TxHash      string `db:"tx_hash"`
@@ -62,9 +46,7 @@ type transferRow struct {
 // Payment loads a payment and its transfers that are not reorged.
 func (s *Store) Payment(ctx context.Context, id string) (sweep.Payment, error) {
 	var r paymentRow
-	err := s.db.GetContext(ctx, &r, `SELECT id, merchant_id, status, chain_id, token, token_contract, decimals,
-		address, address_index, amount_base_units, received_base_units, metadata, expires_at
-		FROM payments WHERE id = $1`, id)
+	err := s.db.GetContext(ctx, &r, `SELECT `+sharedpg.PaymentColumns+` FROM payments WHERE id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sweep.Payment{}, sweep.ErrNotFound
 	}
@@ -73,13 +55,9 @@ func (s *Store) Payment(ctx context.Context, id string) (sweep.Payment, error) {
 	}
 	p := sweep.Payment{
 		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
-		Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
-		AmountBaseUnits: r.AmountBaseUnits.Int(), ReceivedBaseUnits: r.ReceivedBaseUnits.Int(),
+		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
+		AmountBaseUnits: r.Amount.Int(), ReceivedBaseUnits: r.Received.Int(),
 		Metadata: r.Metadata, ExpiresAt: r.ExpiresAt.UTC(),
-	}
-	if r.TokenContract.Valid {
-		c := r.TokenContract.String
-		p.TokenContract = &c
 	}
 	var ts []transferRow
 	if err := s.db.SelectContext(ctx, &ts, `SELECT tx_hash, log_index, block_number, block_hash,
