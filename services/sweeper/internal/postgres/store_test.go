@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"math/big"
@@ -32,18 +33,23 @@ func insertPayment(t *testing.T, db *sqlx.DB, i int) string {
 	return id
 }
 
-// Nonces: the larger of the stored next nonce and the node's pending nonce, consecutive under
-// concurrency, and not consumed by a record that fails.
-func TestRecordAllocatesNonces(t *testing.T) {
+// ledgerFixture is a fresh database with merchant mer_1, its store, and a sender's key and
+// signer on chain 1337.
+func ledgerFixture(t *testing.T) (*sqlx.DB, *postgres.Store, *ecdsa.PrivateKey, types.Signer) {
+	t.Helper()
 	db, _ := testkit.MustDB(t)
 	if _, err := db.Exec(`INSERT INTO merchants (id, name) VALUES ('mer_1', 'm')`); err != nil {
 		t.Fatal(err)
 	}
-	store := postgres.New(db)
-	ctx := context.Background()
 	key, _ := crypto.GenerateKey()
-	sender := crypto.PubkeyToAddress(key.PublicKey)
-	signer := types.LatestSignerForChainID(big.NewInt(1337))
+	return db, postgres.New(db), key, types.LatestSignerForChainID(big.NewInt(1337))
+}
+
+// Nonces: the larger of the stored next nonce and the node's pending nonce, consecutive under
+// concurrency, and not consumed by a record that fails.
+func TestRecordAllocatesNonces(t *testing.T) {
+	db, store, key, signer := ledgerFixture(t)
+	ctx, sender := context.Background(), crypto.PubkeyToAddress(key.PublicKey)
 	draft := func(kind string, pending uint64) sweep.Draft {
 		to := common.Address{0xaa}
 		return sweep.Draft{Kind: kind, From: sender, To: to, Value: big.NewInt(1), PendingNonce: pending,
@@ -118,15 +124,8 @@ func TestRecordAllocatesNonces(t *testing.T) {
 // replaced; a stale replacement is refused; a mined version marks the earlier ones replaced
 // and the later ones dropped, and no nonce is ever used by two mined versions.
 func TestReplacementsKeepTheNonce(t *testing.T) {
-	db, _ := testkit.MustDB(t)
-	if _, err := db.Exec(`INSERT INTO merchants (id, name) VALUES ('mer_1', 'm')`); err != nil {
-		t.Fatal(err)
-	}
-	store := postgres.New(db)
-	ctx := context.Background()
-	key, _ := crypto.GenerateKey()
-	sender := crypto.PubkeyToAddress(key.PublicKey)
-	signer := types.LatestSignerForChainID(big.NewInt(1337))
+	db, store, key, signer := ledgerFixture(t)
+	ctx, sender := context.Background(), crypto.PubkeyToAddress(key.PublicKey)
 	to := common.Address{0xaa}
 	draft := func(seq int, feeCap int64, replaces *sweep.Tx) sweep.Draft {
 		return sweep.Draft{Kind: sweep.TxNative, Seq: seq, From: sender, To: to, Value: big.NewInt(1), Replaces: replaces,
