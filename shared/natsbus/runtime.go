@@ -43,9 +43,12 @@ type Runtime struct {
 // DefaultHandlerTimeout bounds a handler that names no deadline of its own.
 const DefaultHandlerTimeout = time.Minute
 
+// noTracer stands in for a Runtime without one: built once, not per message.
+var noTracer = noop.NewTracerProvider().Tracer("natsbus")
+
 func (rt Runtime) tracer() trace.Tracer {
 	if rt.Tracer == nil {
-		return noop.NewTracerProvider().Tracer("natsbus")
+		return noTracer
 	}
 	return rt.Tracer
 }
