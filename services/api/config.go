@@ -33,6 +33,9 @@ type Config struct {
 // minAdminToken is the shortest ADMIN_TOKEN accepted: it guards merchant creation.
 const minAdminToken = 16
 
+// ChainsPath makes it a service.ChainsConfig: service.Run loads CHAINS_FILE.
+func (c Config) ChainsPath() string { return c.ChainsFile }
+
 // Validate names the first unusable variable. Messages never repeat a secret's value.
 func (c Config) Validate() error {
 	if err := c.Base.Validate(); err != nil {

@@ -15,7 +15,6 @@ import (
 	"github.com/ctrip-pay/pipeline/services/api/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
-	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/service"
@@ -26,29 +25,21 @@ const serviceName = "api"
 
 func main() { service.Main(serviceName, run) }
 
-func run(ctx context.Context, cfg Config) (err error) {
+var run = service.Run(serviceName, provision, start)
+
+func start(ctx context.Context, cfg Config, deps *service.Deps) error {
 	deriver, err := wallet.ParseXPub(cfg.WalletXPub)
 	if err != nil {
 		return &config.Error{Var: "WALLET_XPUB", Msg: err.Error()}
 	}
-	chainsFile, err := chains.Load(cfg.ChainsFile)
-	if err != nil {
-		return err
-	}
-	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
-	if err != nil {
-		return err
-	}
-	defer deps.Close()
-	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
 
 	// The relay publishes payments.created (and every row a crashed process left behind).
 	wake := deps.StartOutbox(cfg.OutboxInterval)
 
 	handler, err := rest.New(rest.Config{
-		Store: postgres.New(db), Chains: chainsFile, Wallet: deriver, JS: js,
+		Store: postgres.New(deps.DB), Chains: deps.Chains, Wallet: deriver, JS: deps.JS,
 		AdminToken: cfg.AdminToken, DefaultTTL: cfg.PaymentExpiry, URLPolicy: cfg.Policy,
-		Log: log, Tracer: tel.Tracer, Meter: tel.Meter,
+		Log: deps.Log, Tracer: deps.Tel.Tracer, Meter: deps.Tel.Meter,
 		OutboxWake: wake,
 	})
 	if err != nil {
@@ -65,13 +56,13 @@ func run(ctx context.Context, cfg Config) (err error) {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(deps.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	ops.SetReady(true)
-	log.Info("api running", "addr", ln.Addr().String(), "ops_addr", ops.Addr(), "chains", len(chainsFile.Chains),
+	deps.Ops.SetReady(true)
+	deps.Log.Info("api running", "addr", ln.Addr().String(), "ops_addr", deps.Ops.Addr(), "chains", len(deps.Chains.Chains),
 		"payment_expiry", cfg.PaymentExpiry.String())
 
 	select {
@@ -79,12 +70,12 @@ func run(ctx context.Context, cfg Config) (err error) {
 	case err := <-serveErr:
 		return fmt.Errorf("api listener: %w", err)
 	}
-	log.Info("shutting down")
-	ops.SetReady(false)
+	deps.Log.Info("shutting down")
+	deps.Ops.SetReady(false)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
+		deps.Log.Warn("http shutdown", "err", err)
 	}
 	return nil
 }

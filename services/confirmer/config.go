@@ -17,6 +17,9 @@ type Config struct {
 	ExpiryInterval time.Duration `env:"CONFIRMER_EXPIRY_INTERVAL, default=5s"`
 }
 
+// ChainsPath makes it a service.ChainsConfig: service.Run loads CHAINS_FILE.
+func (c Config) ChainsPath() string { return c.ChainsFile }
+
 // Validate names the first unusable variable.
 func (c Config) Validate() error {
 	if err := c.Base.Validate(); err != nil {

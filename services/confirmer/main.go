@@ -14,7 +14,6 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/postgres"
-	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
@@ -37,20 +36,12 @@ const (
 
 func main() { service.Main(serviceName, run) }
 
-func run(ctx context.Context, cfg Config) (err error) {
-	chainsFile, err := chains.Load(cfg.ChainsFile)
-	if err != nil {
-		return err
-	}
-	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
-	if err != nil {
-		return err
-	}
-	defer deps.Close()
-	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
+var run = service.Run(serviceName, provision, start)
+
+func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 
 	var cs []confirm.Chain
-	for _, ch := range chainsFile.Chains {
+	for _, ch := range deps.Chains.Chains {
 		client, err := ethclient.DialContext(ctx, ch.RPCURL)
 		if err != nil {
 			return fmt.Errorf("chain %d (%s): dial rpc: %w", ch.ID, ch.Name, err)
@@ -59,21 +50,21 @@ func run(ctx context.Context, cfg Config) (err error) {
 		cs = append(cs, confirm.Chain{Chain: ch, RPC: client})
 	}
 
-	paymentsCons, err := js.Consumer(ctx, streams.Payments, durable)
+	paymentsCons, err := deps.JS.Consumer(ctx, streams.Payments, durable)
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", durable, streams.Payments, err)
 	}
-	chainCons, err := js.Consumer(ctx, streams.Chain, durable)
+	chainCons, err := deps.JS.Consumer(ctx, streams.Chain, durable)
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", durable, streams.Chain, err)
 	}
 
 	// The relay publishes what the handlers write to the outbox; a write wakes it at once.
 	wake := deps.StartOutbox(0)
-	store := postgres.New(db)
+	store := postgres.New(deps.DB)
 	c, err := confirm.New(confirm.Config{
 		Payments: store, Transfers: store, Chains: cs,
-		Tracer: tel.Tracer, Meter: tel.Meter, Log: log,
+		Tracer: deps.Tel.Tracer, Meter: deps.Tel.Meter, Log: deps.Log,
 		OutboxWake: wake,
 	})
 	if err != nil {
@@ -84,7 +75,7 @@ func run(ctx context.Context, cfg Config) (err error) {
 	// (deps.Close then publishes its events); it is cancelled if shutdown overruns.
 	work := deps.WorkContext(ctx)
 
-	rt := natsbus.Runtime{Name: serviceName, Tracer: tel.Tracer, Log: log, Timeout: handlerTimeout}
+	rt := natsbus.Runtime{Name: serviceName, Tracer: deps.Tel.Tracer, Log: deps.Log, Timeout: handlerTimeout}
 	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers, c.HandlePaymentMsg, rt)
 	if err != nil {
 		return err
@@ -98,8 +89,8 @@ func run(ctx context.Context, cfg Config) (err error) {
 	var expiry sync.WaitGroup
 	expiry.Go(func() { c.RunExpiry(expiryCtx, cfg.ExpiryInterval) })
 
-	ops.SetReady(true)
-	log.Info("confirmer running", "chains", len(cs), "expiry_interval", cfg.ExpiryInterval.String(), "ops_addr", ops.Addr())
+	deps.Ops.SetReady(true)
+	deps.Log.Info("confirmer running", "chains", len(cs), "expiry_interval", cfg.ExpiryInterval.String(), "ops_addr", deps.Ops.Addr())
 
 	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
 	stopExpiry()

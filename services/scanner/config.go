@@ -47,6 +47,9 @@ func (c Config) StartBlockNumber() (*uint64, error) {
 	return &n, nil
 }
 
+// ChainsPath makes it a service.ChainsConfig: service.Run loads CHAINS_FILE.
+func (c Config) ChainsPath() string { return c.ChainsFile }
+
 // Validate names the first unusable variable.
 func (c Config) Validate() error {
 	if err := c.Base.Validate(); err != nil {

@@ -34,7 +34,6 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
-	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/service"
@@ -48,26 +47,18 @@ const retryMin = 100 * time.Millisecond
 
 func main() { service.Main(serviceName, run) }
 
-func run(ctx context.Context, cfg Config) (err error) {
-	chainsFile, err := chains.Load(cfg.ChainsFile)
-	if err != nil {
-		return err
-	}
-	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
-	if err != nil {
-		return err
-	}
-	defer deps.Close()
-	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
+var run = service.Run(serviceName, provision, start)
+
+func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 
 	startBlock, err := cfg.StartBlockNumber()
 	if err != nil {
 		return err
 	}
-	store := postgres.New(db)
-	metrics := scan.NewMetrics(tel.Meter)
-	scanners := make([]*scan.Scanner, 0, len(chainsFile.Chains))
-	for _, c := range chainsFile.Chains {
+	store := postgres.New(deps.DB)
+	metrics := scan.NewMetrics(deps.Tel.Meter)
+	scanners := make([]*scan.Scanner, 0, len(deps.Chains.Chains))
+	for _, c := range deps.Chains.Chains {
 		// For HTTP(S) URLs Dial does not connect: an RPC that is down at start-up is retried
 		// by the scanner like any other failure.
 		client, err := rpc.DialContext(ctx, c.RPCURL)
@@ -76,11 +67,11 @@ func run(ctx context.Context, cfg Config) (err error) {
 		}
 		defer client.Close()
 		s, err := scan.New(scan.Config{
-			Chain: c, RPC: scan.NewRPCClient(client), Store: store, JS: js,
+			Chain: c, RPC: scan.NewRPCClient(client), Store: store, JS: deps.JS,
 			Batch: cfg.BatchBlocks, Poll: cfg.PollInterval, StartBlock: startBlock,
 			Prefetch: cfg.Prefetch, RPCBatch: cfg.RPCBatch,
 			Retry: scan.Backoff{Min: retryMin, Max: cfg.RetryMax}, CallTimeout: cfg.RPCTimeout,
-			Tracer: tel.Tracer, Metrics: metrics, Log: log,
+			Tracer: deps.Tel.Tracer, Metrics: metrics, Log: deps.Log,
 		})
 		if err != nil {
 			return err
@@ -101,16 +92,16 @@ func run(ctx context.Context, cfg Config) (err error) {
 			}
 		})
 	}
-	ops.SetReady(true)
-	log.Info("scanner running", "chains", len(scanners), "batch", cfg.BatchBlocks, "poll", cfg.PollInterval.String(), "ops_addr", ops.Addr())
+	deps.Ops.SetReady(true)
+	deps.Log.Info("scanner running", "chains", len(scanners), "batch", cfg.BatchBlocks, "poll", cfg.PollInterval.String(), "ops_addr", deps.Ops.Addr())
 
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		deps.Log.Info("shutting down")
 	case err = <-failed:
-		log.Error("scanner stopped", "err", err)
+		deps.Log.Error("scanner stopped", "err", err)
 	}
-	ops.SetReady(false)
+	deps.Ops.SetReady(false)
 	// A block in flight is abandoned: its cursor has not moved, so the next start rescans it
 	// and JetStream drops the events it had already published (same Nats-Msg-Id).
 	stopScanners()

@@ -38,6 +38,9 @@ type Config struct {
 	RepriceAfter time.Duration `env:"SWEEP_REPRICE_AFTER, default=2m"`
 }
 
+// ChainsPath makes it a service.ChainsConfig: service.Run loads CHAINS_FILE.
+func (c Config) ChainsPath() string { return c.ChainsFile }
+
 // Validate names the first unusable variable. It reads CHAINS_FILE and derives the wallet, so a
 // typo in a mnemonic stops start-up instead of failing every sweep.
 func (c Config) Validate() error {

@@ -31,18 +31,9 @@ const (
 
 func main() { service.Main(serviceName, run) }
 
-func run(ctx context.Context, cfg Config) (err error) {
-	deps, err := service.Open(ctx, serviceName, cfg.Base, provision)
-	if err != nil {
-		return err
-	}
-	defer deps.Close()
-	log, tel, db, js, ops := deps.Log, deps.Tel, deps.DB, deps.JS, deps.Ops
+var run = service.Run(serviceName, provision, start)
 
-	chainsFile, err := chains.Load(cfg.ChainsFile)
-	if err != nil {
-		return err
-	}
+func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	keys, err := cfg.Wallet()
 	if err != nil {
 		return err
@@ -53,24 +44,24 @@ func run(ctx context.Context, cfg Config) (err error) {
 			return errors.New("GAS_TANK_PRIVATE_KEY: not a hex secp256k1 private key")
 		}
 	}
-	networks, closeClients, err := dialChains(ctx, chainsFile, log)
+	networks, closeClients, err := dialChains(ctx, deps.Chains, deps.Log)
 	if err != nil {
 		return err
 	}
 	defer closeClients()
 
-	cons, err := js.Consumer(ctx, streams.Payments, consumerName)
+	cons, err := deps.JS.Consumer(ctx, streams.Payments, consumerName)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", consumerName, err)
 	}
 	// The relay publishes payments.swept / payments.sweep_failed from the outbox.
 	wake := deps.StartOutbox(0)
 
-	store := postgres.New(db)
+	store := postgres.New(deps.DB)
 	sweeper, err := sweep.New(sweep.Config{
 		Networks: networks, Keys: keys, GasTank: gasTank, Payments: store, Ledger: store,
 		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval, RepriceAfter: cfg.RepriceAfter,
-		OutboxWake: wake, Tracer: tel.Tracer, Log: log,
+		OutboxWake: wake, Tracer: deps.Tel.Tracer, Log: deps.Log,
 	})
 	if err != nil {
 		return err
@@ -81,18 +72,18 @@ func run(ctx context.Context, cfg Config) (err error) {
 	work := deps.WorkContext(ctx)
 	// A sweep may wait ReceiptTimeout for its receipts; the deadline leaves it a minute for the
 	// rest. Retries are slower than the default: a node that failed a broadcast needs time.
-	rt := natsbus.Runtime{Name: serviceName, Tracer: tel.Tracer, Log: log, Timeout: cfg.ReceiptTimeout + time.Minute,
+	rt := natsbus.Runtime{Name: serviceName, Tracer: deps.Tel.Tracer, Log: deps.Log, Timeout: cfg.ReceiptTimeout + time.Minute,
 		Backoff: natsbus.Backoff{Step: 2 * time.Second, Max: time.Minute}}
 	loop, err := natsbus.StartLoop(work, cons, cfg.Concurrency, cfg.Concurrency, sweeper.Handle, rt)
 	if err != nil {
 		return err
 	}
-	ops.SetReady(true)
+	deps.Ops.SetReady(true)
 	gasTankAddr := ""
 	if gasTank != nil {
 		gasTankAddr = crypto.PubkeyToAddress(gasTank.PublicKey).Hex()
 	}
-	log.Info("sweeper running", "config", cfg, "chains", len(networks), "gas_tank", gasTankAddr, "ops_addr", ops.Addr())
+	deps.Log.Info("sweeper running", "config", cfg, "chains", len(networks), "gas_tank", gasTankAddr, "ops_addr", deps.Ops.Addr())
 
 	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
 	loop.Stop(cfg.ShutdownTimeout)

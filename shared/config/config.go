@@ -28,6 +28,9 @@ type Base struct {
 	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=25s"`
 }
 
+// Common is the base of a service's config that embeds it (service.Config).
+func (b Base) Common() Base { return b }
+
 // Validate reports the first bad value, naming its variable.
 func (b Base) Validate() error {
 	if b.NATSURL == "" {

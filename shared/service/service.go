@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/logging"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
@@ -52,15 +53,52 @@ func Main[C config.Validator](name string, run func(context.Context, C) error) {
 	}
 }
 
+// Config is a service's configuration: its own variables beside the embedded config.Base.
+type Config interface {
+	config.Validator
+	Common() config.Base
+}
+
+// ChainsConfig is a Config that names a CHAINS_FILE: Run loads it into Deps.Chains before
+// anything connects, so a bad file stops start-up at once.
+type ChainsConfig interface{ ChainsPath() string }
+
+// Provision declares a service's streams and consumers (natsbus.Provisioner) when
+// STREAMS_PROVISION is set.
+type Provision func(context.Context, jetstream.JetStream) ([]natsbus.Change, error)
+
+// Run makes a service's run function (what Main and the tests call) from its start: it loads
+// the chains file, opens Deps, calls start with them and closes them when start returns.
+func Run[C Config](name string, provision Provision, start func(context.Context, C, *Deps) error) func(context.Context, C) error {
+	return func(ctx context.Context, cfg C) error {
+		var chainsFile *chains.File
+		if cc, ok := any(cfg).(ChainsConfig); ok {
+			var err error
+			if chainsFile, err = chains.Load(cc.ChainsPath()); err != nil {
+				return err
+			}
+		}
+		deps, err := Open(ctx, name, cfg.Common(), provision)
+		if err != nil {
+			return err
+		}
+		defer deps.Close()
+		deps.Chains = chainsFile
+		return start(ctx, cfg, deps)
+	}
+}
+
 // Deps are a running service's connections.
 type Deps struct {
 	Name string
-	Log  *slog.Logger
-	Tel  *telemetry.Telemetry
-	DB   *sqlx.DB
-	NC   *nats.Conn
-	JS   jetstream.JetStream
-	Ops  *telemetry.Ops
+	// Chains is the CHAINS_FILE of a ChainsConfig (nil for other services).
+	Chains *chains.File
+	Log    *slog.Logger
+	Tel    *telemetry.Telemetry
+	DB     *sqlx.DB
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Ops    *telemetry.Ops
 
 	closers    []func()
 	cancelWork context.CancelFunc
@@ -92,7 +130,7 @@ func (d *Deps) AwaitShutdown(ctx context.Context, timeout time.Duration) {
 // Open connects everything in order — telemetry, Postgres (migrating when MIGRATE_ON_START),
 // NATS (provisioning when STREAMS_PROVISION), the ops listener — and undoes what it opened if a
 // step fails. OTEL_SERVICE_NAME overrides name.
-func Open(ctx context.Context, name string, b config.Base, provision func(context.Context, jetstream.JetStream) ([]natsbus.Change, error)) (_ *Deps, err error) {
+func Open(ctx context.Context, name string, b config.Base, provision Provision) (_ *Deps, err error) {
 	if b.ServiceName != "" {
 		name = b.ServiceName
 	}
