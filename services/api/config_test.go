@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctrip-pay/pipeline/services/api/internal/wallet/wallettest"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 func TestConfigFromEnvironment(t *testing.T) {
 	chainsFile := testkit.TempFile(t, "chains.yaml", testChains)
-	xpub := testXPub(t)
-	xprv := testAccount(t).String()
+	xpub := wallettest.XPub(t)
+	xprv := wallettest.Account(t).String()
 	valid := map[string]string{"ADMIN_TOKEN": testAdminToken, "WALLET_XPUB": xpub, "CHAINS_FILE": chainsFile}
 	with := func(k, v string) map[string]string {
 		m := map[string]string{}
@@ -116,7 +117,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	if !strings.Contains(out, "merchant created") || !strings.Contains(out, "endpoint secret rotated") || !strings.Contains(out, `"status":401`) {
 		t.Fatalf("expected log lines missing:\n%s", out)
 	}
-	for _, s := range append(secrets, testAdminToken, key, strings.TrimPrefix(key, "sk_live_"), testXPub(t)) {
+	for _, s := range append(secrets, testAdminToken, key, strings.TrimPrefix(key, "sk_live_"), wallettest.XPub(t)) {
 		if s == "" || strings.Contains(out, s) {
 			t.Fatalf("a secret appears in the logs (or was empty):\n%s", out)
 		}

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/pbkdf2"
-	"crypto/sha512"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -13,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil/hdkeychain"
-	"github.com/btcsuite/btcd/chaincfg"
-	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/jmoiron/sqlx"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +18,7 @@ import (
 	"github.com/ctrip-pay/pipeline/services/api/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
+	"github.com/ctrip-pay/pipeline/services/api/internal/wallet/wallettest"
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
@@ -32,7 +27,6 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 
 const (
 	testAdminToken = "admin-token-for-tests-0123456789"
-	testMnemonic   = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
 	usdcContract   = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 )
 
@@ -52,49 +46,6 @@ chains:
     confirmations: 64
     native: {symbol: POL, decimals: 18}
 `
-
-// testAccount is m/44'/60'/0'/0 of the test mnemonic, derived here independently of the api
-// (BIP-39 seed → master → hardened path), with its private key.
-func testAccount(tb testing.TB) *hdkeychain.ExtendedKey {
-	tb.Helper()
-	seed, err := pbkdf2.Key(sha512.New, testMnemonic, []byte("mnemonic"), 2048, 64)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	k, err := hdkeychain.NewMaster(seed, &chaincfg.MainNetParams)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, i := range []uint32{hdkeychain.HardenedKeyStart + 44, hdkeychain.HardenedKeyStart + 60, hdkeychain.HardenedKeyStart, 0} {
-		if k, err = k.Derive(i); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return k
-}
-
-func testXPub(tb testing.TB) string {
-	tb.Helper()
-	pub, err := testAccount(tb).Neuter()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pub.String()
-}
-
-// privateAddress is the address of the private child key at index: what the sweeper controls.
-func privateAddress(tb testing.TB, acct *hdkeychain.ExtendedKey, index int64) common.Address {
-	tb.Helper()
-	child, err := acct.Derive(uint32(index))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ec, err := child.ECPrivKey()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return crypto.PubkeyToAddress(ec.ToECDSA().PublicKey)
-}
 
 // harness is one test's world: embedded NATS, a fresh migrated database and, once started, the
 // api running in-process through run().
@@ -118,7 +69,7 @@ func newHarness(t testing.TB) *harness {
 	h.nc, h.js = testkit.MustJetStream(t, h.nats.URL())
 	h.cfg = Config{
 		Base:    testkit.BaseConfig(h.nats.URL(), h.dsn),
-		APIAddr: testkit.FreeAddr(t), AdminToken: testAdminToken, WalletXPub: testXPub(t),
+		APIAddr: testkit.FreeAddr(t), AdminToken: testAdminToken, WalletXPub: wallettest.XPub(t),
 		PaymentExpiry: 30 * time.Minute, ChainsFile: testkit.TempFile(t, "chains.yaml", testChains),
 		OutboxInterval: 100 * time.Millisecond,
 	}
@@ -129,16 +80,14 @@ func newHarness(t testing.TB) *harness {
 // start runs the api in-process until the test ends or stopAPI is called.
 func (h *harness) start() {
 	h.t.Helper()
-	running := testkit.StartInProcess(h.t, "api", h.cfg, run)
-	h.stopAPI = running.Stop
-	running.WaitReady(10*time.Second, "api listening", func() bool {
+	h.stopAPI = testkit.StartReady(h.t, "api", h.cfg, run, testkit.Ready{What: "api listening", Holds: func() bool {
 		resp, err := http.Get(h.base + "/v1/payments")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusUnauthorized
-	})
+	}}).Stop
 }
 
 // response is one HTTP answer.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctrip-pay/pipeline/services/api/internal/wallet/wallettest"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
@@ -263,7 +264,7 @@ func TestConcurrentPaymentsGetDistinctDerivedAddresses(t *testing.T) {
 	if len(rows) != n || len(ids) != n {
 		t.Fatalf("%d rows, %d distinct ids; want %d", len(rows), len(ids), n)
 	}
-	acct := testAccount(t)
+	acct := wallettest.Account(t)
 	addrs, idxs := map[string]bool{}, map[int64]bool{}
 	for _, r := range rows {
 		if addrs[r.Address] || idxs[r.Index] {
@@ -273,7 +274,7 @@ func TestConcurrentPaymentsGetDistinctDerivedAddresses(t *testing.T) {
 		if !lowerAddress.MatchString(r.Address) {
 			t.Errorf("address %q is not lower-case hex", r.Address)
 		}
-		if want := strings.ToLower(privateAddress(t, acct, r.Index).Hex()); r.Address != want {
+		if want := strings.ToLower(wallettest.PrivateAddress(t, acct, r.Index).Hex()); r.Address != want {
 			t.Errorf("index %d: address %s, private key's address %s", r.Index, r.Address, want)
 		}
 	}

@@ -178,14 +178,8 @@ func TestReorgBeforeConfirmations(t *testing.T) {
 	for _, headFirst := range []bool{false, true} {
 		name := map[bool]string{false: "reorg message first", true: "head of new branch first"}[headFirst]
 		t.Run(name, func(t *testing.T) {
-			h := newHarness(t, 3)
-			h.start()
-			p := h.payment(eth(10), time.Hour, nil)
-			tr := h.payETH(p, eth(10))
-			ancestor := tr.BlockNumber - 1
-			ancestorHash := h.headerHash(ancestor)
-			h.detect(tr)
-			h.waitStatus(p.ID, "detected")
+			h, p, tr := startDetected(t, 3)
+			ancestor, ancestorHash := h.ancestorOf(tr, 1)
 			h.head(tr.BlockNumber)
 			h.idle()
 
@@ -257,14 +251,8 @@ func TestReincludedTransferIsConfirmed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, 2)
-			h.start()
-			p := h.payment(eth(10), time.Hour, nil)
-			tr := h.payETH(p, eth(10))
-			ancestor := tr.BlockNumber - 2
-			ancestorHash := h.headerHash(ancestor)
-			h.detect(tr)
-			h.waitStatus(p.ID, "detected")
+			h, p, tr := startDetected(t, 2)
+			ancestor, ancestorHash := h.ancestorOf(tr, 2)
 
 			// Two blocks replaced; the new branch's first block holds the same transaction, one
 			// block lower than before.
@@ -560,6 +548,26 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 	}
 }
 
+// startDetected starts a confirmer that needs confirmations, and pays a 10 ETH payment in full
+// in one transfer, which the scanner reports.
+func startDetected(t *testing.T, confirmations int) (*harness, payment, transfer) {
+	t.Helper()
+	h := newHarness(t, confirmations)
+	h.start()
+	p := h.payment(eth(10), time.Hour, nil)
+	tr := h.payETH(p, eth(10))
+	h.detect(tr)
+	h.waitStatus(p.ID, "detected")
+	return h, p, tr
+}
+
+// ancestorOf is the block depth below the transfer's, with its hash: the common ancestor of a
+// reorg that replaces depth blocks from the transfer's up.
+func (h *harness) ancestorOf(tr transfer, depth uint64) (uint64, string) {
+	n := tr.BlockNumber - depth
+	return n, h.headerHash(n)
+}
+
 // detectFailed detects a failed transfer and lets the next head reject it: the transfer is
 // failed and its payment back to pending with nothing received.
 func (h *harness) detectFailed(p payment, tr transfer) {
@@ -588,8 +596,7 @@ func TestFailedTransferIsFailedNotReorged(t *testing.T) {
 	h.start()
 	p := h.payment(eth(10), time.Hour, nil)
 	tr := h.payFailing(p, eth(10))
-	ancestor := tr.BlockNumber - 1
-	ancestorHash := h.headerHash(ancestor)
+	ancestor, ancestorHash := h.ancestorOf(tr, 1)
 	h.detectFailed(p, tr)
 
 	orphaned := h.chain.Reorg(int(h.tip()-ancestor), func() {})

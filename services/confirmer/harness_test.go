@@ -88,13 +88,7 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, confirmations int) *harne
 // start runs the confirmer in-process until the test ends or h.stop is called.
 func (h *harness) start() {
 	h.t.Helper()
-	running := testkit.StartInProcess(h.t, "confirmer", h.cfg, run)
-	h.stop = running.Stop
-	running.WaitReady(10*time.Second, "confirmer consumers", func() bool {
-		_, err1 := h.js.Consumer(context.Background(), "PAYMENTS", "confirmer")
-		_, err2 := h.js.Consumer(context.Background(), "CHAIN", "confirmer")
-		return err1 == nil && err2 == nil
-	})
+	h.stop = testkit.StartReady(h.t, "confirmer", h.cfg, run, testkit.ConsumersExist(h.js, "PAYMENTS/confirmer", "CHAIN/confirmer")).Stop
 }
 
 // idle waits until both confirmer consumers have every published message acked, and the
@@ -128,25 +122,10 @@ type payment struct {
 // payment creates a payment as the api does: amount in base units, fresh deposit address.
 func (h *harness) payment(amount *big.Int, expiresIn time.Duration, token *common.Address) payment {
 	h.t.Helper()
-	if _, err := h.db.Exec(`INSERT INTO merchants (id, name) VALUES ('m_1', 'shop') ON CONFLICT DO NOTHING`); err != nil {
-		h.t.Fatal(err)
-	}
 	key, _ := crypto.GenerateKey()
-	p := payment{ID: event.NewID("pay"), Address: crypto.PubkeyToAddress(key.PublicKey), Token: token}
-	symbol, decimals := "ETH", 18
-	var contract *string
-	if token != nil {
-		symbol, decimals = "TOK", 6
-		s := strings.ToLower(token.Hex())
-		contract = &s
-	}
-	if _, err := h.db.Exec(`INSERT INTO payments (id, merchant_id, chain_id, token, token_contract, decimals, address,
-			address_index, amount_base_units, metadata, expires_at)
-		VALUES ($1, 'm_1', $2, $3, $4, $5, $6, nextval('deposit_address_index'), $7, '{"order":"42"}', now() + $8 * interval '1 millisecond')`,
-		p.ID, chainID, symbol, contract, decimals, strings.ToLower(p.Address.Hex()), amount.String(), expiresIn.Milliseconds()); err != nil {
-		h.t.Fatal(err)
-	}
-	return p
+	row := testkit.InsertPayment(h.t, h.db, testkit.Payment{MerchantID: "m_1", ChainID: chainID, Contract: token, Symbol: "TOK",
+		Address: crypto.PubkeyToAddress(key.PublicKey), Amount: amount, Metadata: `{"order":"42"}`, ExpiresIn: expiresIn})
+	return payment{ID: row.ID, Address: row.Address, Token: token}
 }
 
 func (h *harness) status(paymentID string) string {

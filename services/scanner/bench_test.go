@@ -39,9 +39,7 @@ func BenchmarkBackfill(b *testing.B) {
 			b.Run(fmt.Sprintf("rpc_latency=%v/transfers=%d", latency, perBlock), func(b *testing.B) {
 				for range b.N {
 					r := runBackfill(b, blocks, perBlock, latency)
-					b.ReportMetric(r.scanner, "blocks/s")
-					b.ReportMetric(r.raw, "raw_blocks/s")
-					b.ReportMetric(r.scanner/r.raw, "ratio")
+					reportRates(b, r.scanner, r.raw)
 					fmt.Printf("backfill %d blocks, %d transfers/block, RPC latency +%v, batch %d, prefetch %d:\n",
 						blocks, perBlock, latency, r.batch, r.prefetch)
 					fmt.Printf("  raw RPC (getLogs per batch + getBlockByNumber per block): %.0f blocks/s\n", r.raw)
@@ -51,6 +49,13 @@ func BenchmarkBackfill(b *testing.B) {
 			})
 		}
 	}
+}
+
+// reportRates reports the scanner's and the raw RPC's blocks/s and their ratio.
+func reportRates(b *testing.B, scanner, raw float64) {
+	b.ReportMetric(scanner, "blocks/s")
+	b.ReportMetric(raw, "raw_blocks/s")
+	b.ReportMetric(scanner/raw, "ratio")
 }
 
 type backfillRates struct {

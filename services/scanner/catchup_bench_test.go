@@ -45,9 +45,7 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.Run(fmt.Sprintf("open_payments=%d", open), func(b *testing.B) {
 			for range b.N {
 				r := runCatchUp(b, blocks, txs, open)
-				b.ReportMetric(r.scanner, "blocks/s")
-				b.ReportMetric(r.raw, "raw_blocks/s")
-				b.ReportMetric(r.scanner/r.raw, "ratio")
+				reportRates(b, r.scanner, r.raw)
 				fmt.Printf("catch-up %d blocks × %d transactions (%d paying %d of %d open payments), batch %d blocks, rpc batch %d, prefetch %d:\n",
 					r.blocks, txs, r.deposits, r.paid, open, r.batch, r.rpcBatch, r.prefetch)
 				fmt.Printf("  raw batched RPC (getLogs per batch + batched getBlockByNumber): %.0f blocks/s\n", r.raw)

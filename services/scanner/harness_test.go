@@ -19,6 +19,7 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
+	"github.com/ctrip-pay/pipeline/streams"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -110,12 +111,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 // start runs the scanner until the test ends or stop is called.
 func (h *harness) start() {
 	h.t.Helper()
-	running := testkit.StartInProcess(h.t, "scanner", h.cfg, run)
-	h.stopRun = running.Stop
-	running.WaitReady(15*time.Second, "streams provisioned", func() bool {
-		_, err := h.js.Stream(context.Background(), "CHAIN")
-		return err == nil
-	})
+	h.stopRun = testkit.StartReady(h.t, "scanner", h.cfg, run, testkit.StreamExists(h.js, streams.Chain)).Stop
 }
 
 func (h *harness) stop() {
@@ -192,6 +188,25 @@ func (h *harness) detected() []detectedMsg {
 		out = append(out, d)
 	}
 	return out
+}
+
+// checkNothingLost: through a proxy that failed some requests, every payment was detected once
+// and every block from first to head recorded.
+func (h *harness) checkNothingLost(proxy *chaintest.Proxy, payments []payment, first, head uint64) {
+	h.t.Helper()
+	if proxy.Failures() == 0 {
+		h.t.Fatal("the proxy failed no request: the test injected nothing")
+	}
+	seen := h.detections()
+	for i, p := range payments {
+		if seen[p.ID] != 1 {
+			h.t.Errorf("transfer %d (to %s): %d events, want 1", i, p.Address, seen[p.ID])
+		}
+	}
+	if n := h.count(`SELECT count(*) FROM chain_blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3`,
+		testChainID, first, head); n != int(head-first+1) {
+		h.t.Fatalf("%d blocks recorded between %d and %d, want %d", n, first, head, head-first+1)
+	}
 }
 
 // detections counts the payments.detected messages per payment id.

@@ -31,7 +31,7 @@ func writeChains(t *testing.T, treasury string, tokens bool) string {
 func TestConfigDefaults(t *testing.T) {
 	var cfg Config
 	env := map[string]string{"CHAINS_FILE": writeChains(t, "0x00000000000000000000000000000000000000aa", true),
-		"WALLET_MNEMONIC": abandon, "GAS_TANK_PRIVATE_KEY": "0x" + testGasTankKey}
+		"WALLET_MNEMONIC": testkit.Mnemonic, "GAS_TANK_PRIVATE_KEY": "0x" + testGasTankKey}
 	if err := testkit.LoadConfig(&cfg, env); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestConfigDefaults(t *testing.T) {
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	good := writeChains(t, "0x00000000000000000000000000000000000000aa", true)
 	base := func(kv ...string) map[string]string {
-		m := map[string]string{"CHAINS_FILE": good, "WALLET_MNEMONIC": abandon, "GAS_TANK_PRIVATE_KEY": testGasTankKey}
+		m := map[string]string{"CHAINS_FILE": good, "WALLET_MNEMONIC": testkit.Mnemonic, "GAS_TANK_PRIVATE_KEY": testGasTankKey}
 		for i := 0; i < len(kv); i += 2 {
 			if kv[i+1] == "" {
 				delete(m, kv[i])
@@ -58,7 +58,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		}
 		return m
 	}
-	badPhrase := strings.Replace(abandon, "about", "abandon", 1)
+	badPhrase := strings.Replace(testkit.Mnemonic, "about", "abandon", 1)
 	for name, tc := range map[string]struct {
 		env     map[string]string
 		wantVar string
@@ -97,7 +97,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 func TestConfigNeverPrintsSecrets(t *testing.T) {
 	cfg := Config{
 		Base:           config.Base{DatabaseURL: "postgres://sweeper:hunter2@db:5432/ctrip", NATSURL: "nats://127.0.0.1:4222"},
-		WalletMnemonic: abandon, WalletXprv: testXprv, GasTankPrivateKey: testGasTankKey, ChainsFile: "chains.yaml",
+		WalletMnemonic: testkit.Mnemonic, WalletXprv: testXprv, GasTankPrivateKey: testGasTankKey, ChainsFile: "chains.yaml",
 	}
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("start", "config", cfg)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,9 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
-
-// abandon is the BIP-39 test mnemonic; deposit address i is its m/44'/60'/0'/0/i.
-const abandon = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
 
 const chainID = 1337
 
@@ -65,12 +61,12 @@ func newHarness(t *testing.T) *harness {
 	}
 	h.cfg = Config{
 		Base:              testkit.BaseConfig(h.nats.URL(), dsn),
-		WalletMnemonic:    abandon,
+		WalletMnemonic:    testkit.Mnemonic,
 		GasTankPrivateKey: hex.EncodeToString(crypto.FromECDSA(h.gasTank.Key)),
 		ReceiptTimeout:    20 * time.Second, PollInterval: 20 * time.Millisecond, Concurrency: 4, RepriceAfter: time.Minute,
 	}
 	var err error
-	if h.wallet, err = wallet.FromMnemonic(abandon); err != nil {
+	if h.wallet, err = wallet.FromMnemonic(testkit.Mnemonic); err != nil {
 		t.Fatal(err)
 	}
 	h.useRPC(h.chain.RPCURL())
@@ -90,12 +86,7 @@ func (h *harness) useRPC(rpcURL string) {
 // start runs the sweeper until the returned stop is called or the test ends.
 func (h *harness) start() (stop func()) {
 	h.t.Helper()
-	running := testkit.StartInProcess(h.t, "sweeper", h.cfg, run)
-	running.WaitReady(10*time.Second, "sweeper consumer provisioned", func() bool {
-		_, err := h.js.Consumer(context.Background(), streams.Payments, consumerName)
-		return err == nil
-	})
-	return running.Stop
+	return testkit.StartReady(h.t, "sweeper", h.cfg, run, testkit.ConsumersExist(h.js, streams.Payments+"/"+consumerName)).Stop
 }
 
 // waitForTxIndex waits until the node answers receipt queries: right after start geth says
@@ -127,23 +118,12 @@ func (h *harness) newPayment(token *common.Address, amount *big.Int) payment {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	p := payment{ID: event.NewID("pay"), Deposit: deposit, Amount: amount}
-	symbol, decimals := "ETH", 18
-	var contract *string
-	if token != nil {
-		symbol, decimals = "USDC", 6
-		c := strings.ToLower(token.Hex())
-		contract = &c
-	}
-	if _, err := h.db.Exec(`INSERT INTO payments (id, merchant_id, status, chain_id, token, token_contract, decimals,
-		address, address_index, amount_base_units, received_base_units, confirmed_base_units, metadata, expires_at)
-		VALUES ($1, 'mer_1', 'confirmed', $2, $3, $4, $5, $6, $7, $8, $8, $8, '{"order":"42"}', now() + interval '1 hour')`,
-		p.ID, chainID, symbol, contract, decimals, strings.ToLower(deposit.Hex()), index, amount.String()); err != nil {
-		h.t.Fatal(err)
-	}
-	if p.Env, err = event.New("payment.confirmed", event.Payment{PaymentID: p.ID, MerchantID: "mer_1", Status: "confirmed",
-		ChainID: chainID, Chain: "devnet", Address: strings.ToLower(deposit.Hex()), Token: symbol, TokenContract: contract,
-		AmountBaseUnits: amount.String(), AmountReceivedBaseUnits: amount.String(), Confirmations: 1}); err != nil {
+	i := int64(index)
+	row := testkit.InsertPayment(h.t, h.db, testkit.Payment{MerchantID: "mer_1", Status: event.StatusConfirmed, ChainID: chainID,
+		Contract: token, Symbol: "USDC", Address: deposit, Index: &i, Amount: amount, Received: amount, Confirmed: amount,
+		Metadata: `{"order":"42"}`, ExpiresIn: time.Hour})
+	p := payment{ID: row.ID, Deposit: deposit, Amount: amount}
+	if p.Env, err = event.New(event.TypeForSubject(event.SubjectConfirmed), row.Event("devnet", 1)); err != nil {
 		h.t.Fatal(err)
 	}
 	return p

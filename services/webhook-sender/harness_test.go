@@ -67,13 +67,7 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, backoff ...time.Duration)
 // start runs the sender in-process until the test ends or stop is called.
 func (h *harness) start() {
 	h.t.Helper()
-	running := testkit.StartInProcess(h.t, "sender", h.cfg, run)
-	h.stopSender = running.Stop
-	// Ready once its consumers exist.
-	running.WaitReady(10*time.Second, "sender provisioned", func() bool {
-		_, err := h.js.Consumer(context.Background(), "PAYMENTS", "webhook-fanout")
-		return err == nil
-	})
+	h.stopSender = testkit.StartReady(h.t, "sender", h.cfg, run, testkit.ConsumersExist(h.js, "PAYMENTS/webhook-fanout")).Stop
 }
 
 func (h *harness) merchant(id string) {

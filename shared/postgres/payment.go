@@ -1,6 +1,9 @@
 package postgres
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // PaymentRow is the part of a payments row (the one table, in migrations/) that every service
 // reads. A store scans it with sqlx, embedded in its own row type beside the columns only that
@@ -25,3 +28,30 @@ type PaymentRow struct {
 // PaymentColumns are PaymentRow's columns, for a SELECT.
 const PaymentColumns = `id, merchant_id, status, chain_id, token, token_contract, decimals, address, address_index,
 	amount_base_units, received_base_units, confirmed_base_units, metadata, expires_at`
+
+// TransferRow is the part of a payment_transfers row that the api and the confirmer read,
+// embedded like PaymentRow; TransferColumns selects it.
+type TransferRow struct {
+	ChainID       int64   `db:"chain_id"`
+	PaymentID     string  `db:"payment_id"`
+	TxHash        string  `db:"tx_hash"`
+	LogIndex      int64   `db:"log_index"`
+	TokenContract *string `db:"token_contract"`
+	Value         Numeric `db:"value_base_units"`
+	BlockNumber   int64   `db:"block_number"`
+	BlockHash     string  `db:"block_hash"`
+	Status        string  `db:"status"`
+}
+
+// TransferColumns are TransferRow's columns, each qualified with the table's alias in the query
+// ("t"), or not when alias is "".
+func TransferColumns(alias string) string {
+	cols := []string{"chain_id", "payment_id", "tx_hash", "log_index", "token_contract", "value_base_units",
+		"block_number", "block_hash", "status"}
+	if alias != "" {
+		for i, c := range cols {
+			cols[i] = alias + "." + c
+		}
+	}
+	return strings.Join(cols, ", ")
+}

@@ -301,54 +301,38 @@ func TestClientRefusesNonPublicAddresses(t *testing.T) {
 	t.Parallel()
 	policy := Policy{AllowHTTP: true}
 
-	t.Run("v4 loopback", func(t *testing.T) {
-		t.Parallel()
-		srv := newCountingServer(t, nil)
-		client := NewClient(policy, 5*time.Second, 2)
-		assertRefused(t, client, srv.URL)
-		srv.assertUntouched(t)
-	})
-
-	t.Run("v6 loopback", func(t *testing.T) {
-		t.Parallel()
-		ln, err := net.Listen("tcp6", "[::1]:0")
-		if err != nil {
-			t.Skipf("IPv6 loopback unavailable: %v", err)
-		}
-		srv := newCountingServer(t, ln)
-		client := NewClient(policy, 5*time.Second, 2)
-		assertRefused(t, client, "http://[::1]:"+srv.port(t)+"/")
-		srv.assertUntouched(t)
-	})
-
-	t.Run("v4-mapped loopback", func(t *testing.T) {
-		t.Parallel()
-		srv := newCountingServer(t, nil)
-		client := NewClient(policy, 5*time.Second, 2)
-		// Whether the kernel would route this to 127.0.0.1 depends on the
-		// host's dual-stack settings; the point is that we never try.
-		assertRefused(t, client, "http://[::ffff:127.0.0.1]:"+srv.port(t)+"/")
-		srv.assertUntouched(t)
-	})
-
-	t.Run("unspecified reaches loopback on linux", func(t *testing.T) {
-		t.Parallel()
-		srv := newCountingServer(t, nil)
-		client := NewClient(policy, 5*time.Second, 2)
-		assertRefused(t, client, "http://0.0.0.0:"+srv.port(t)+"/")
-		srv.assertUntouched(t)
-	})
-
-	t.Run("hostname resolving to loopback", func(t *testing.T) {
-		t.Parallel()
-		srv := newCountingServer(t, nil)
-		client := NewClient(policy, 5*time.Second, 2)
-		// ValidateURL would reject "localhost" by name; the client must
-		// refuse it on the resolved address alone, as it would for any
-		// attacker-controlled name that resolves to a private address.
-		assertRefused(t, client, "http://localhost:"+srv.port(t)+"/")
-		srv.assertUntouched(t)
-	})
+	loopbacks := []struct {
+		name string
+		v6   bool   // the server listens on [::1]
+		host string // the URL's host, before the server's port
+	}{
+		{"v4 loopback", false, "127.0.0.1"},
+		{"v6 loopback", true, "[::1]"},
+		// Whether the kernel would route this to 127.0.0.1 depends on the host's dual-stack
+		// settings; the point is that we never try.
+		{"v4-mapped loopback", false, "[::ffff:127.0.0.1]"},
+		{"unspecified reaches loopback on linux", false, "0.0.0.0"},
+		// ValidateURL would reject "localhost" by name; the client must refuse it on the
+		// resolved address alone, as it would for any attacker-controlled name that resolves
+		// to a private address.
+		{"hostname resolving to loopback", false, "localhost"},
+	}
+	for _, tc := range loopbacks {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var ln net.Listener
+			if tc.v6 {
+				var err error
+				if ln, err = net.Listen("tcp6", "[::1]:0"); err != nil {
+					t.Skipf("IPv6 loopback unavailable: %v", err)
+				}
+			}
+			srv := newCountingServer(t, ln)
+			client := NewClient(policy, 5*time.Second, 2)
+			assertRefused(t, client, "http://"+tc.host+":"+srv.port(t)+"/")
+			srv.assertUntouched(t)
+		})
+	}
 
 	for _, target := range []string{
 		"http://10.0.0.1/",

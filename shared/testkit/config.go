@@ -24,3 +24,8 @@ func BaseConfig(natsURL, databaseURL string) config.Base {
 func LoadConfig(cfg config.Validator, env map[string]string) error {
 	return config.LoadFrom(context.Background(), cfg, envconfig.MapLookuper(env))
 }
+
+// Mnemonic is the BIP-39 test mnemonic every wallet documents: the tests' deposit wallet. Its
+// first Ethereum account on m/44'/60'/0'/0/0 is the published
+// 0x9858EfFD232B4033E47d90003D41EC34EcaEda94.
+const Mnemonic = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"

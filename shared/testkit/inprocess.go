@@ -2,9 +2,12 @@ package testkit
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/config"
 )
@@ -53,6 +56,42 @@ func StartInProcess[C config.Validator](tb testing.TB, name string, cfg C, run f
 		tb.Fatal(err)
 	}
 	return RunInProcess(tb, name, func(ctx context.Context) error { return run(ctx, cfg) })
+}
+
+// Ready is what a harness waits for once its service runs; What names it in a failure.
+type Ready struct {
+	What  string
+	Holds func() bool
+}
+
+// StartReady is StartInProcess, then WaitReady for ready (at most 15 s).
+func StartReady[C config.Validator](tb testing.TB, name string, cfg C, run func(context.Context, C) error, ready Ready) *InProcess {
+	tb.Helper()
+	p := StartInProcess(tb, name, cfg, run)
+	p.WaitReady(15*time.Second, ready.What, ready.Holds)
+	return p
+}
+
+// ConsumersExist holds once every consumer, named "STREAM/durable", exists: what a consuming
+// service provisions before it takes messages.
+func ConsumersExist(js jetstream.JetStream, consumers ...string) Ready {
+	return Ready{What: "consumers " + strings.Join(consumers, ", "), Holds: func() bool {
+		for _, c := range consumers {
+			stream, durable, _ := strings.Cut(c, "/")
+			if _, err := js.Consumer(context.Background(), stream, durable); err != nil {
+				return false
+			}
+		}
+		return true
+	}}
+}
+
+// StreamExists holds once the stream exists.
+func StreamExists(js jetstream.JetStream, stream string) Ready {
+	return Ready{What: "stream " + stream, Holds: func() bool {
+		_, err := js.Stream(context.Background(), stream)
+		return err == nil
+	}}
 }
 
 // WaitReady polls ready until it holds, failing the test after timeout or as soon as the run

@@ -219,20 +219,12 @@ func (s *Store) attachTransfers(ctx context.Context, ps []rest.Payment) error {
 		at[p.ID] = i
 	}
 	var rows []struct {
-		PaymentID     string           `db:"payment_id"`
-		TxHash        string           `db:"tx_hash"`
-		LogIndex      int64            `db:"log_index"`
-		TokenContract *string          `db:"token_contract"`
-		Value         sharedpg.Numeric `db:"value_base_units"`
-		BlockNumber   int64            `db:"block_number"`
-		BlockHash     string           `db:"block_hash"`
-		Status        string           `db:"status"`
-		DetectedAt    time.Time        `db:"detected_at"`
-		ConfirmedAt   *time.Time       `db:"confirmed_at"`
-		ReorgedAt     *time.Time       `db:"reorged_at"`
+		sharedpg.TransferRow
+		DetectedAt  time.Time  `db:"detected_at"`
+		ConfirmedAt *time.Time `db:"confirmed_at"`
+		ReorgedAt   *time.Time `db:"reorged_at"`
 	}
-	if err := s.db.SelectContext(ctx, &rows, `SELECT payment_id, tx_hash, log_index, token_contract,
-		value_base_units, block_number, block_hash, status, detected_at, confirmed_at, reorged_at
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+sharedpg.TransferColumns("")+`, detected_at, confirmed_at, reorged_at
 		FROM payment_transfers WHERE payment_id = ANY($1) ORDER BY block_number, tx_hash, log_index`, pq.Array(ids)); err != nil {
 		return fmt.Errorf("payment transfers: %w", err)
 	}

@@ -65,8 +65,12 @@ func decodeCursor(s string) (cursor, bool) {
 	return c, true
 }
 
-// pageParams reads limit and cursor from the query.
-func pageParams(r *http.Request) (Page, *apiError) {
+// pageParams reads limit and cursor from a list's query, refusing any parameter beside them and
+// the list's filters.
+func pageParams(r *http.Request, filters ...string) (Page, *apiError) {
+	if e := onlyParams(r, append(filters, "limit", "cursor")...); e != nil {
+		return Page{}, e
+	}
 	q := r.URL.Query()
 	p := Page{Limit: defaultLimit}
 	if v := q.Get("limit"); v != "" {

@@ -42,9 +42,6 @@ func deadLetterJSON(dl deadletter.Letter) deadLetterResponse {
 }
 
 func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
-	if e := onlyParams(r, "limit", "cursor"); e != nil {
-		return e
-	}
 	page, e := pageParams(r)
 	if e != nil {
 		return e

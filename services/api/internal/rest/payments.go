@@ -560,16 +560,13 @@ func (h *Handler) getPayment(w http.ResponseWriter, r *http.Request, merchantID 
 }
 
 func (h *Handler) listPayments(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
-	if e := onlyParams(r, "status", "limit", "cursor"); e != nil {
+	page, e := pageParams(r, "status")
+	if e != nil {
 		return e
 	}
 	status := r.URL.Query().Get("status")
 	if status != "" && !slices.Contains(paymentStatuses, status) {
 		return invalid("status", "invalid_status", "must be one of "+strings.Join(paymentStatuses, ", "))
-	}
-	page, e := pageParams(r)
-	if e != nil {
-		return e
 	}
 	ps, err := h.cfg.Store.Payments(r.Context(), merchantID, status, page.fetch())
 	if err != nil {
@@ -599,9 +596,6 @@ type attemptResponse struct {
 }
 
 func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
-	if e := onlyParams(r, "limit", "cursor"); e != nil {
-		return e
-	}
 	page, e := pageParams(r)
 	if e != nil {
 		return e

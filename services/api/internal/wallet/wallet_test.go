@@ -1,41 +1,16 @@
 package wallet
 
 import (
-	"crypto/pbkdf2"
-	"crypto/sha512"
 	"strings"
 	"testing"
 
-	"github.com/btcsuite/btcd/btcutil/hdkeychain"
-	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/ctrip-pay/pipeline/services/api/internal/wallet/wallettest"
 )
 
-// The BIP-39 test mnemonic every wallet documents; its first Ethereum account on
-// m/44'/60'/0'/0/0 is the published 0x9858EfFD232B4033E47d90003D41EC34EcaEda94.
-const testMnemonic = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
-
-// accountKey derives m/44'/60'/0'/0 from the mnemonic (BIP-39 seed without passphrase).
-func accountKey(t *testing.T) *hdkeychain.ExtendedKey {
-	t.Helper()
-	seed, err := pbkdf2.Key(sha512.New, testMnemonic, []byte("mnemonic"), 2048, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := hdkeychain.NewMaster(seed, &chaincfg.MainNetParams)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range []uint32{hdkeychain.HardenedKeyStart + 44, hdkeychain.HardenedKeyStart + 60, hdkeychain.HardenedKeyStart, 0} {
-		if k, err = k.Derive(i); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return k
-}
-
 func TestPublishedVector(t *testing.T) {
-	pub, err := accountKey(t).Neuter()
+	pub, err := wallettest.Account(t).Neuter()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +35,7 @@ func TestPublishedVector(t *testing.T) {
 // The public derivation the api does must give the address of the private key the sweeper
 // derives for the same index.
 func TestPublicDerivationMatchesPrivate(t *testing.T) {
-	priv := accountKey(t)
+	priv := wallettest.Account(t)
 	pub, err := priv.Neuter()
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +65,9 @@ func TestPublicDerivationMatchesPrivate(t *testing.T) {
 }
 
 func TestParseXPubRefuses(t *testing.T) {
-	acct := accountKey(t)
+	acct := wallettest.Account(t)
 	pub, _ := acct.Neuter()
-	parent, _ := accountKey(t).Derive(5) // depth 5
+	parent, _ := wallettest.Account(t).Derive(5) // depth 5
 	parentPub, _ := parent.Neuter()
 	tests := []struct {
 		name, in, want string

@@ -35,21 +35,12 @@ type paymentRow struct {
 }
 
 type transferRow struct {
-	ChainID       int64            `db:"chain_id"`
-	TxHash        string           `db:"tx_hash"`
-	LogIndex      int64            `db:"log_index"`
-	PaymentID     string           `db:"payment_id"`
-	TokenContract *string          `db:"token_contract"`
-	Value         sharedpg.Numeric `db:"value_base_units"`
-	BlockNumber   int64            `db:"block_number"`
-	BlockHash     string           `db:"block_hash"`
-	Status        string           `db:"status"`
-	ReorgReported bool             `db:"reorg_reported"`
-	Address       string           `db:"address"`
+	sharedpg.TransferRow
+	ReorgReported bool   `db:"reorg_reported"`
+	Address       string `db:"address"`
 }
 
-const transferColumns = `t.chain_id, t.tx_hash, t.log_index, t.payment_id, t.token_contract, t.value_base_units,
-	t.block_number, t.block_hash, t.status, t.reorg_reported_at IS NOT NULL AS reorg_reported, p.address`
+var transferColumns = sharedpg.TransferColumns("t") + `, t.reorg_reported_at IS NOT NULL AS reorg_reported, p.address`
 
 // UpdatePayment implements confirm.PaymentStore.
 func (s *Store) UpdatePayment(ctx context.Context, paymentID string, decide func(*confirm.PaymentState) (confirm.Changes, error)) error {

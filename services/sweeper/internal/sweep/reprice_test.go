@@ -2,7 +2,6 @@ package sweep_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/big"
 	"strings"
@@ -91,14 +90,8 @@ func raised(t *testing.T, prev, next sweep.Tx) bool {
 
 func (w *world) sweptEvent(t *testing.T, paymentID string) sweep.Swept {
 	t.Helper()
-	events := w.outbox(t, event.SubjectSwept, paymentID)
-	if len(events) != 1 {
-		t.Fatalf("%d payments.swept events", len(events))
-	}
 	var data sweep.Swept
-	if err := json.Unmarshal(events[0].Data, &data); err != nil {
-		t.Fatal(err)
-	}
+	w.onlyEvent(t, event.SubjectSwept, paymentID, &data)
 	return data
 }
 
@@ -275,17 +268,11 @@ func TestRepricingStopsAtMaxFee(t *testing.T) {
 	if want := sub(amount, mul(maxFee.Wei(), 21000)); txs[1].Value.Cmp(want) != 0 {
 		t.Errorf("replacement value %s, want %s", txs[1].Value, want)
 	}
-	failed := w.outbox(t, event.SubjectSweepFailed, p.ID)
-	if len(failed) != 1 {
-		t.Fatalf("%d sweep_failed events, want one max_fee_reached", len(failed))
-	}
 	var data sweep.SweepFailed
-	if err := json.Unmarshal(failed[0].Data, &data); err != nil {
-		t.Fatal(err)
-	}
+	w.onlyEvent(t, event.SubjectSweepFailed, p.ID, &data)
 	if !strings.HasPrefix(data.Reason, sweep.ReasonMaxFeeReached+": ") || data.Status != "confirmed" ||
 		len(data.SweepTransactions) != 1 || data.SweepTransactions[0].TxHash != txs[1].Hash.Hex() {
-		t.Errorf("sweep_failed %s", failed[0].Data)
+		t.Errorf("sweep_failed %+v", data)
 	}
 	t.Logf("reason: %s", data.Reason)
 	if r := w.chain.Receipt(txs[0].Hash); r != nil || w.chain.Receipt(txs[1].Hash) != nil {

@@ -208,16 +208,10 @@ func TestCrashAtAnyStepSweepsOnce(t *testing.T) {
 				}
 			}
 
-			events := w.outbox(t, event.SubjectSwept, p.ID)
-			if len(events) != 1 {
-				t.Fatalf("%d payments.swept events", len(events))
-			}
 			var data sweep.Swept
-			if err := json.Unmarshal(events[0].Data, &data); err != nil {
-				t.Fatal(err)
-			}
+			w.onlyEvent(t, event.SubjectSwept, p.ID, &data)
 			if data.Status != "swept" || data.PaymentID != p.ID || len(data.SweepTransactions) != len(txs) {
-				t.Fatalf("swept event %s", events[0].Data)
+				t.Fatalf("swept event %+v", data)
 			}
 			for i, st := range data.SweepTransactions {
 				if st.TxHash != txs[i].Hash.Hex() || st.Kind != txs[i].Kind || st.GasUsed == 0 {
@@ -301,14 +295,8 @@ func TestUnsweepablePaymentsAreReported(t *testing.T) {
 					t.Fatalf("sweep: %v", err)
 				}
 			}
-			events := w.outbox(t, event.SubjectSweepFailed, p.ID)
-			if len(events) != 1 {
-				t.Fatalf("%d sweep_failed events", len(events))
-			}
 			var data sweep.SweepFailed
-			if err := json.Unmarshal(events[0].Data, &data); err != nil {
-				t.Fatal(err)
-			}
+			w.onlyEvent(t, event.SubjectSweepFailed, p.ID, &data)
 			if !strings.HasPrefix(data.Reason, tc.code+": ") || data.PaymentID != p.ID || data.Status != "confirmed" {
 				t.Errorf("reason %q status %s, want %s: ...", data.Reason, data.Status, tc.code)
 			}

@@ -28,9 +28,6 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
-// abandon is the BIP-39 test mnemonic; deposit address i is its m/44'/60'/0'/0/i.
-const abandon = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
-
 const chainID = 1337 // the simulated backend's
 
 var ether = big.NewInt(1e18)
@@ -66,7 +63,7 @@ func newWorldOn(t *testing.T, chain *chaintest.Chain) *world {
 	w.db, _ = testkit.MustDB(t)
 	w.store = postgres.New(w.db)
 	var err error
-	if w.wallet, err = wallet.FromMnemonic(abandon); err != nil {
+	if w.wallet, err = wallet.FromMnemonic(testkit.Mnemonic); err != nil {
 		t.Fatal(err)
 	}
 	w.gasTank, w.funder = w.chain.Accounts[0], w.chain.Accounts[1]
@@ -132,22 +129,11 @@ func (w *world) newPayment(t *testing.T, token *common.Address, amount *big.Int)
 	}
 	id := event.NewID("pay")
 	p := payment{ID: id, Index: index, Deposit: deposit, Token: token, Treasury: chaintest.NewAccount("treasury/" + id).Address}
-	symbol, decimals := "ETH", 18
-	var contract *string
-	if token != nil {
-		symbol, decimals = "USDC", 6
-		c := strings.ToLower(token.Hex())
-		contract = &c
-	}
-	if _, err := w.db.Exec(`INSERT INTO payments (id, merchant_id, status, chain_id, token, token_contract, decimals,
-		address, address_index, amount_base_units, received_base_units, confirmed_base_units, expires_at)
-		VALUES ($1, 'mer_1', 'confirmed', $2, $3, $4, $5, $6, $7, $8, $8, $8, now() + interval '1 hour')`,
-		p.ID, chainID, symbol, contract, decimals, strings.ToLower(deposit.Hex()), index, amount.String()); err != nil {
-		t.Fatal(err)
-	}
-	env, err := event.New("payment.confirmed", event.Payment{PaymentID: p.ID, MerchantID: "mer_1", Status: "confirmed",
-		ChainID: chainID, Chain: "devnet", Address: strings.ToLower(deposit.Hex()), Token: symbol, TokenContract: contract,
-		AmountBaseUnits: amount.String(), AmountReceivedBaseUnits: amount.String(), Confirmations: 3})
+	i := int64(index)
+	row := testkit.InsertPayment(t, w.db, testkit.Payment{ID: id, MerchantID: "mer_1", Status: event.StatusConfirmed, ChainID: chainID,
+		Contract: token, Symbol: "USDC", Address: deposit, Index: &i, Amount: amount, Received: amount, Confirmed: amount,
+		ExpiresIn: time.Hour})
+	env, err := event.New(event.TypeForSubject(event.SubjectConfirmed), row.Event("devnet", 3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +200,19 @@ func (w *world) receipt(t *testing.T, hash common.Hash) *types.Receipt {
 }
 
 // outbox returns the payloads written for subject about the payment.
+// onlyEvent decodes into data the one event on subject the payment has in the outbox, failing
+// the test if there is not exactly one.
+func (w *world) onlyEvent(t *testing.T, subject, paymentID string, data any) {
+	t.Helper()
+	events := w.outbox(t, subject, paymentID)
+	if len(events) != 1 {
+		t.Fatalf("%d %s events for %s, want 1", len(events), subject, paymentID)
+	}
+	if err := json.Unmarshal(events[0].Data, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (w *world) outbox(t *testing.T, subject, paymentID string) []event.Envelope {
 	t.Helper()
 	var rows []struct {

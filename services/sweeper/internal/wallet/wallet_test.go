@@ -13,10 +13,9 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/tyler-smith/go-bip39"
-)
 
-// abandon is the BIP-39 test mnemonic every Ethereum wallet documents.
-const abandon = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
+)
 
 // Known Ethereum addresses of the abandon mnemonic at m/44'/60'/0'/0/i (MetaMask, Ledger and
 // ethers.js all show these).
@@ -27,7 +26,7 @@ var abandonAddresses = []string{
 }
 
 func TestMnemonicDerivesTheKnownAddresses(t *testing.T) {
-	w, err := FromMnemonic(abandon)
+	w, err := FromMnemonic(testkit.Mnemonic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +40,7 @@ func TestMnemonicDerivesTheKnownAddresses(t *testing.T) {
 		}
 	}
 	// Extra spaces and line breaks are the same phrase.
-	spaced, err := FromMnemonic("  " + strings.ReplaceAll(abandon, " ", " \n ") + "\n")
+	spaced, err := FromMnemonic("  " + strings.ReplaceAll(testkit.Mnemonic, " ", " \n ") + "\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +50,11 @@ func TestMnemonicDerivesTheKnownAddresses(t *testing.T) {
 }
 
 func TestXprvAtMasterOrAccountLevelDerivesTheSameAddresses(t *testing.T) {
-	master, err := hdkeychain.NewMaster(bip39.NewSeed(abandon, ""), &chaincfg.MainNetParams)
+	master, err := hdkeychain.NewMaster(bip39.NewSeed(testkit.Mnemonic, ""), &chaincfg.MainNetParams)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromPhrase, err := FromMnemonic(abandon)
+	fromPhrase, err := FromMnemonic(testkit.Mnemonic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +79,7 @@ func TestXprvAtMasterOrAccountLevelDerivesTheSameAddresses(t *testing.T) {
 // The api derives addresses from the account xpub by public (non-hardened) derivation; the
 // private keys here must match those addresses.
 func TestKeysMatchTheXpubTheAPIDerivesFrom(t *testing.T) {
-	w, err := FromMnemonic(abandon)
+	w, err := FromMnemonic(testkit.Mnemonic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,15 +112,15 @@ func TestKeysMatchTheXpubTheAPIDerivesFrom(t *testing.T) {
 }
 
 func TestRefusesBadSecrets(t *testing.T) {
-	fromPhrase, _ := FromMnemonic(abandon)
+	fromPhrase, _ := FromMnemonic(testkit.Mnemonic)
 	purpose, _ := fromPhrase.account.Neuter()
-	master, _ := hdkeychain.NewMaster(bip39.NewSeed(abandon, ""), &chaincfg.MainNetParams)
+	master, _ := hdkeychain.NewMaster(bip39.NewSeed(testkit.Mnemonic, ""), &chaincfg.MainNetParams)
 	depth1, _ := master.Derive(hdkeychain.HardenedKeyStart + 44)
 	for name, tc := range map[string]struct {
 		mnemonic, xprv string
 	}{
-		"bad checksum":   {mnemonic: strings.Replace(abandon, "about", "abandon", 1)},
-		"unknown word":   {mnemonic: strings.Replace(abandon, "about", "aboutt", 1)},
+		"bad checksum":   {mnemonic: strings.Replace(testkit.Mnemonic, "about", "abandon", 1)},
+		"unknown word":   {mnemonic: strings.Replace(testkit.Mnemonic, "about", "aboutt", 1)},
 		"too few words":  {mnemonic: "abandon abandon about"},
 		"garbage xprv":   {xprv: "xprv-not-a-key"},
 		"xpub not xprv":  {xprv: purpose.String()},
@@ -152,7 +151,7 @@ func TestRefusesBadSecrets(t *testing.T) {
 
 // Sweeps derive keys concurrently (run with -race).
 func TestConcurrentDerivation(t *testing.T) {
-	w, err := FromMnemonic(abandon)
+	w, err := FromMnemonic(testkit.Mnemonic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +170,7 @@ func TestConcurrentDerivation(t *testing.T) {
 }
 
 func TestWalletNeverPrintsItsKey(t *testing.T) {
-	w, _ := FromMnemonic(abandon)
+	w, _ := FromMnemonic(testkit.Mnemonic)
 	xprv := w.account.String()
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "wallet", w)

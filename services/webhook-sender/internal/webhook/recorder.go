@@ -87,41 +87,50 @@ func (r *AttemptRecorder) RecordAttempt(ctx context.Context, a Attempt) error {
 	}
 }
 
+// take fills batch from the queue with what is waiting now and, if that was more than one row
+// (under load), with what arrives within recordLinger: a row costs the database much less in a
+// batch of hundreds than of tens. It stops when the batch is full or the queue closed.
+func (r *AttemptRecorder) take(batch []pendingAttempt) []pendingAttempt {
+	var linger <-chan time.Time // nil until lingering
+	for len(batch) < r.maxBatch {
+		select {
+		case p, ok := <-r.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, p)
+			continue
+		default:
+		}
+		if linger == nil {
+			if len(batch) == 1 {
+				return batch
+			}
+			t := time.NewTimer(recordLinger)
+			defer t.Stop()
+			linger = t.C
+		}
+		select {
+		case p, ok := <-r.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, p)
+		case <-linger:
+			return batch
+		}
+	}
+	return batch
+}
+
 func (r *AttemptRecorder) write() {
 	defer r.wg.Done()
 	batch := make([]pendingAttempt, 0, r.maxBatch)
 	rows := make([]Attempt, 0, r.maxBatch)
 	for first := range r.queue {
-		batch, rows = append(batch[:0], first), append(rows[:0], first.a)
-	fill:
-		for len(batch) < r.maxBatch {
-			select {
-			case p, ok := <-r.queue:
-				if !ok {
-					break fill
-				}
-				batch, rows = append(batch, p), append(rows, p.a)
-			default:
-				break fill
-			}
-		}
-		// Under load (more than one row was waiting), let rows arriving in the next moments join
-		// the batch: a row costs the database much less in a batch of hundreds than of tens.
-		if len(batch) > 1 && len(batch) < r.maxBatch {
-			linger := time.NewTimer(recordLinger)
-		more:
-			for len(batch) < r.maxBatch {
-				select {
-				case p, ok := <-r.queue:
-					if !ok {
-						break more
-					}
-					batch, rows = append(batch, p), append(rows, p.a)
-				case <-linger.C:
-					break more
-				}
-			}
-			linger.Stop()
+		batch, rows = r.take(append(batch[:0], first)), rows[:0]
+		for _, p := range batch {
+			rows = append(rows, p.a)
 		}
 		// Not the callers' contexts: one caller giving up must not fail the others' rows.
 		err := r.store.RecordAttempts(context.Background(), rows)
