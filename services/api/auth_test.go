@@ -8,8 +8,7 @@ import (
 )
 
 func TestAdminAuthRequired(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, merchantKey := h.merchant("existing")
 	tests := []struct {
 		name string
@@ -44,8 +43,7 @@ func TestAdminAuthRequired(t *testing.T) {
 }
 
 func TestCreateMerchant(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	r := h.call("POST", "/v1/merchants", testAdminToken, map[string]string{"name": "  Acme Shop  "})
 	if r.status != http.StatusCreated {
 		t.Fatalf("%d %s", r.status, r.body)
@@ -92,8 +90,7 @@ func TestCreateMerchant(t *testing.T) {
 }
 
 func TestCreateMerchantValidation(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	tests := []struct {
 		name, body, code, field string
 		status                  int
@@ -122,8 +119,7 @@ func TestCreateMerchantValidation(t *testing.T) {
 }
 
 func TestMerchantAuthRequired(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	id, key := h.merchant("m")
 	_, revoked := h.merchant("revoked")
 	if _, err := h.db.Exec(`UPDATE api_keys SET revoked_at = now() WHERE merchant_id <> $1`, id); err != nil {
@@ -165,8 +161,7 @@ func TestMerchantAuthRequired(t *testing.T) {
 // A lost or leaked key is replaced without downtime: issue a second key, switch, revoke the
 // first.
 func TestIssueAndRevokeAPIKeys(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	m := createMerchant(t, h.base, "m")
 	otherID, otherKey := h.merchant("other")
 

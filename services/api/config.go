@@ -57,11 +57,8 @@ func (c Config) Validate() error {
 	if c.PaymentExpiry < rest.MinPaymentTTL || c.PaymentExpiry > rest.MaxPaymentTTL {
 		return bad("PAYMENT_EXPIRY", fmt.Sprintf("%v is outside %v..%v", c.PaymentExpiry, rest.MinPaymentTTL, rest.MaxPaymentTTL))
 	}
-	if c.ChainsFile == "" {
-		return bad("CHAINS_FILE", "is required")
-	}
 	if _, err := chains.Load(c.ChainsFile); err != nil {
-		return bad("CHAINS_FILE", err.Error())
+		return err
 	}
 	if c.OutboxInterval <= 0 {
 		return bad("OUTBOX_INTERVAL", "must be positive")

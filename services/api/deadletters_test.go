@@ -53,8 +53,7 @@ func (h *harness) deadLetter(endpointID, merchantID, subject string, headers map
 }
 
 func TestDeliveries(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("m")
 	p := h.createPayment(key, `{"chain_id":1337,"token":"ETH","amount":"1"}`)
 	ep := h.endpointFor(key)
@@ -109,8 +108,7 @@ func TestDeliveries(t *testing.T) {
 }
 
 func TestDeadLetterListAndReplay(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	merchantID, key := h.merchant("m")
 	ep := h.endpointFor(key)
 	body := []byte(`{"id":"evt_1","type":"payment.created","timestamp":"2026-11-28T20:14:26Z","data":{"payment_id":"pay_1"}}`)

@@ -21,8 +21,7 @@ type endpoint struct {
 }
 
 func TestEndpointValidation(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("m")
 	tests := []struct {
 		name, body, code, field string
@@ -75,8 +74,7 @@ func TestEndpointURLPolicyFromEnvironment(t *testing.T) {
 }
 
 func TestEndpointLifecycle(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("m")
 	r := h.call("POST", "/v1/endpoints", key,
 		`{"url":"https://example.com/hook","event_types":["payment.confirmed","payment.swept","payment.confirmed"],"legacy_signature":true}`)

@@ -77,6 +77,14 @@ func newHarness(t testing.TB) *harness {
 	return h
 }
 
+// startHarness is newHarness, started.
+func startHarness(t testing.TB) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.start()
+	return h
+}
+
 // start runs the api in-process until the test ends or stopAPI is called.
 func (h *harness) start() {
 	h.t.Helper()

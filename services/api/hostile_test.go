@@ -109,8 +109,7 @@ func idRoutes(t *testing.T) []string {
 }
 
 func TestHostilePathIDs(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	m := createMerchant(t, h.base, "m")
 	p := h.createPayment(m.APIKey, `{"chain_id":1337,"token":"ETH","amount":"1"}`)
 	ep := h.endpointFor(m.APIKey)
@@ -186,8 +185,7 @@ func TestHostilePathIDs(t *testing.T) {
 }
 
 func TestHostileMetadata(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("m")
 	body := func(meta string) string {
 		return `{"chain_id":1337,"token":"ETH","amount":"1","metadata":` + meta + `}`
@@ -345,8 +343,7 @@ func sameJSON(tb testing.TB, a, b []byte) bool {
 }
 
 func TestHostileCursor(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("m")
 	p := h.createPayment(key, `{"chain_id":1337,"token":"ETH","amount":"1"}`)
 	lists := []string{"/v1/payments", "/v1/dead-letters", "/v1/payments/" + p.ID + "/deliveries"}

@@ -11,8 +11,7 @@ import (
 
 // Another merchant's id answers exactly what a missing id answers: 404, and nothing changes.
 func TestCrossMerchantIsolation(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	aID, a := h.merchant("a")
 	_, b := h.merchant("b")
 	pay := h.createPayment(a, `{"chain_id":1337,"token":"ETH","amount":"1"}`)

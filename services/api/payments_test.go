@@ -16,8 +16,7 @@ import (
 )
 
 func TestCreatePaymentValidation(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("m")
 	body := func(fields string) string { return `{"chain_id":1337,"token":"ETH",` + fields + `}` }
 	tests := []struct {
@@ -146,8 +145,7 @@ func (h *harness) createdEvents() map[string][]event.Envelope {
 }
 
 func TestPaymentAmountsStoredExactly(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	merchantID, key := h.merchant("m")
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	tests := []struct {
@@ -230,18 +228,15 @@ var lowerAddress = regexp.MustCompile(`^0x[0-9a-f]{40}$`)
 // Fifty concurrent creations get fifty distinct indexes and addresses, each the address of the
 // private child key at its index — derived here from the mnemonic, not by the api's code.
 func TestConcurrentPaymentsGetDistinctDerivedAddresses(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("m")
 	const n = 50
 	var wg sync.WaitGroup
 	results := make([]response, n)
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			results[i] = h.call("POST", "/v1/payments", key, fmt.Sprintf(`{"chain_id":1337,"token":"ETH","amount":"0.%d"}`, i+1))
-		}()
+		})
 	}
 	wg.Wait()
 	ids := map[string]bool{}
@@ -291,8 +286,7 @@ func TestConcurrentPaymentsGetDistinctDerivedAddresses(t *testing.T) {
 }
 
 func TestIdempotencyKey(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("a")
 	_, otherKey := h.merchant("b")
 	body := `{"chain_id":1337,"token":"USDC","amount":"12.5","metadata":{"order":"o-1","lines":[1,2]}}`
@@ -328,9 +322,7 @@ func TestIdempotencyKey(t *testing.T) {
 	var wg sync.WaitGroup
 	got := make([]string, 10)
 	for i := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			r := h.call("POST", "/v1/payments", key, `{"chain_id":1337,"token":"ETH","amount":"1"}`, "Idempotency-Key", "race")
 			if r.status != http.StatusCreated {
 				t.Errorf("concurrent: %d %s", r.status, r.body)
@@ -339,7 +331,7 @@ func TestIdempotencyKey(t *testing.T) {
 			var p payment
 			r.json(t, &p)
 			got[i] = p.ID
-		}()
+		})
 	}
 	wg.Wait()
 	for _, id := range got {
@@ -357,8 +349,7 @@ func TestIdempotencyKey(t *testing.T) {
 }
 
 func TestListPayments(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("a")
 	_, otherKey := h.merchant("b")
 	h.createPayment(otherKey, `{"chain_id":1337,"token":"ETH","amount":"1"}`)
@@ -430,8 +421,7 @@ func TestListPayments(t *testing.T) {
 }
 
 func TestGetPaymentWithTransfers(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	_, key := h.merchant("a")
 	p := h.createPayment(key, `{"chain_id":1337,"token":"ETH","amount":"15"}`)
 	// What the scanner and confirmer write: a native transfer (log_index -1), a second one, a

@@ -25,11 +25,8 @@ func (c Config) Validate() error {
 	if err := c.Base.Validate(); err != nil {
 		return err
 	}
-	if c.ChainsFile == "" {
-		return &config.Error{Var: "CHAINS_FILE", Msg: "required"}
-	}
 	if _, err := chains.Load(c.ChainsFile); err != nil {
-		return &config.Error{Var: "CHAINS_FILE", Msg: err.Error()}
+		return err
 	}
 	if c.ExpiryInterval <= 0 {
 		return &config.Error{Var: "CONFIRMER_EXPIRY_INTERVAL", Msg: "must be positive"}

@@ -32,8 +32,7 @@ func TestConfirmsOnlyAfterConfirmations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, 3)
-			h.start()
+			h := startHarness(t, 3)
 			var p payment
 			var tr transfer
 			var amount *big.Int
@@ -119,8 +118,7 @@ func TestPartialPaymentsAddUpAndOverpaymentIsReported(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, 2)
-			h.start()
+			h := startHarness(t, 2)
 			p := h.payment(eth(tc.amount), time.Hour, nil)
 			var trs []transfer
 			for i, part := range tc.parts {
@@ -329,8 +327,7 @@ func TestReincludedTransferIsConfirmed(t *testing.T) {
 // recorded the transfer but its payments.detected has not been handled yet; an expired payment
 // records late value but is never confirmed.
 func TestExpiry(t *testing.T) {
-	h := newHarness(t, 2)
-	h.start()
+	h := startHarness(t, 2)
 	unpaid := h.payment(eth(10), time.Hour, nil)
 	partial := h.payment(eth(10), time.Hour, nil)
 	full := h.payment(eth(10), time.Hour, nil)
@@ -397,8 +394,7 @@ func TestExpiry(t *testing.T) {
 // same content, and redelivered to a fresh consumer after a restart — and still each
 // transition happens once and each event is published once.
 func TestRedeliveryChangesStatusOnce(t *testing.T) {
-	h := newHarness(t, 2)
-	h.start()
+	h := startHarness(t, 2)
 	p := h.payment(eth(10), time.Hour, nil)
 	tr := h.payETH(p, eth(10))
 	h.detect(tr)
@@ -440,8 +436,7 @@ func TestRedeliveryChangesStatusOnce(t *testing.T) {
 }
 
 func TestPoisonIsTerminated(t *testing.T) {
-	h := newHarness(t, 2)
-	h.start()
+	h := startHarness(t, 2)
 	terms, err := h.nc.SubscribeSync("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>")
 	if err != nil {
 		t.Fatal(err)
@@ -479,8 +474,7 @@ func TestPoisonIsTerminated(t *testing.T) {
 // confirmations arrives; the head is retried, nothing is confirmed without verification, and
 // once the node is back the payment is confirmed once.
 func TestRPCFailureIsRetried(t *testing.T) {
-	h := newHarness(t, 2)
-	h.start()
+	h := startHarness(t, 2)
 	p := h.payment(eth(10), time.Hour, nil)
 	tr := h.payETH(p, eth(10))
 	h.detect(tr)
@@ -508,8 +502,7 @@ func TestRPCFailureIsRetried(t *testing.T) {
 // flipped back) counts again; one the head rejected (a failed transaction: status failed, not
 // reorged, and no payments.reorged for it) stays out although its block is canonical.
 func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
-	h := newHarness(t, 2)
-	h.start()
+	h := startHarness(t, 2)
 
 	back := h.payment(eth(10), time.Hour, nil)
 	trBack := h.payETH(back, eth(10))
@@ -552,8 +545,7 @@ func TestReorgMessageReconcilesTransfersWithTheChain(t *testing.T) {
 // in one transfer, which the scanner reports.
 func startDetected(t *testing.T, confirmations int) (*harness, payment, transfer) {
 	t.Helper()
-	h := newHarness(t, confirmations)
-	h.start()
+	h := startHarness(t, confirmations)
 	p := h.payment(eth(10), time.Hour, nil)
 	tr := h.payETH(p, eth(10))
 	h.detect(tr)
@@ -592,8 +584,7 @@ func (h *harness) detectFailed(p payment, tr transfer) {
 // its block later leaves the chain (then it is reorged quietly, so that a detection in another
 // block can record it afresh).
 func TestFailedTransferIsFailedNotReorged(t *testing.T) {
-	h := newHarness(t, 2)
-	h.start()
+	h := startHarness(t, 2)
 	p := h.payment(eth(10), time.Hour, nil)
 	tr := h.payFailing(p, eth(10))
 	ancestor, ancestorHash := h.ancestorOf(tr, 1)

@@ -85,6 +85,14 @@ func newHarnessOn(t testing.TB, ns testkit.NATSServer, confirmations int) *harne
 	return h
 }
 
+// startHarness is newHarness, started.
+func startHarness(t testing.TB, confirmations int) *harness {
+	t.Helper()
+	h := newHarness(t, confirmations)
+	h.start()
+	return h
+}
+
 // start runs the confirmer in-process until the test ends or h.stop is called.
 func (h *harness) start() {
 	h.t.Helper()
@@ -130,11 +138,7 @@ func (h *harness) payment(amount *big.Int, expiresIn time.Duration, token *commo
 
 func (h *harness) status(paymentID string) string {
 	h.t.Helper()
-	var s string
-	if err := h.db.Get(&s, `SELECT status FROM payments WHERE id = $1`, paymentID); err != nil {
-		h.t.Fatal(err)
-	}
-	return s
+	return testkit.PaymentStatus(h.t, h.db, paymentID)
 }
 
 func (h *harness) waitStatus(paymentID, want string) {

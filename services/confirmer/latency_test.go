@@ -31,8 +31,7 @@ func BenchmarkHeadToConfirmed(b *testing.B) {
 
 // measureHeadToConfirmed returns n latencies, sorted.
 func measureHeadToConfirmed(tb testing.TB, n int) []time.Duration {
-	h := newHarness(tb, 3)
-	h.start()
+	h := startHarness(tb, 3)
 	confirmed := make(chan *nats.Msg, 16)
 	sub, err := h.nc.ChanSubscribe(event.SubjectConfirmed, confirmed)
 	if err != nil {

@@ -66,8 +66,7 @@ func TestRPCFaultsSkipNoBlock(t *testing.T) {
 // another payment: chain.<id>.reorg names the common ancestor, the orphaned transfer is not detected
 // again, and the replacement branch's transfer is.
 func TestReorgRescansFromCommonAncestor(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	orphanedPay := h.newPayment("ETH", ether(1), time.Now().Add(time.Hour))
 	replacementPay := h.newPayment("ETH", ether(1), time.Now().Add(time.Hour))
 
@@ -148,8 +147,7 @@ func TestReorgRescansFromCommonAncestor(t *testing.T) {
 // down (it starts from its cursor, not from the head) and republishes the rewound blocks'
 // events, which JetStream drops as duplicates: one message per transfer on the stream.
 func TestRestartResumesFromCursor(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	var payments []payment
 	pay := func() {
 		p := h.newPayment("ETH", ether(1), time.Now().Add(time.Hour))

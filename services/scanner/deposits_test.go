@@ -16,8 +16,7 @@ import (
 // address index while a payment with a higher index commits, is paid and detected — the
 // scanner has read past the open one's index — then commits it and pays it: it is detected too.
 func TestPaymentCommittedLateIsWatched(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	h.waitScanned(h.head())
 
 	var raw [20]byte

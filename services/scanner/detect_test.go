@@ -19,8 +19,7 @@ import (
 // TestDetection runs one scanner over a chain and checks, case by case, which transfers become
 // payments.detected events and what those say.
 func TestDetection(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	later := time.Now().Add(30 * time.Minute)
 
 	cases := []struct {

@@ -108,6 +108,14 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	return h
 }
 
+// startHarness is newHarness, started.
+func startHarness(t testing.TB, opts ...harnessOption) *harness {
+	t.Helper()
+	h := newHarness(t, opts...)
+	h.start()
+	return h
+}
+
 // start runs the scanner until the test ends or stop is called.
 func (h *harness) start() {
 	h.t.Helper()

@@ -50,7 +50,6 @@ func main() { service.Main(serviceName, run) }
 var run = service.Run(serviceName, provision, start)
 
 func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
-
 	startBlock, err := cfg.StartBlockNumber()
 	if err != nil {
 		return err

@@ -48,12 +48,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	bad := func(v, msg string) error { return &config.Error{Var: v, Msg: msg} }
-	if c.ChainsFile == "" {
-		return bad("CHAINS_FILE", "required")
-	}
 	f, err := chains.Load(c.ChainsFile)
 	if err != nil {
-		return bad("CHAINS_FILE", err.Error())
+		return err
 	}
 	tokens := false
 	for _, ch := range f.Chains {

@@ -83,6 +83,14 @@ func (h *harness) useRPC(rpcURL string) {
 	h.cfg.ChainsFile = testkit.TempFile(h.t, "chains.json", doc)
 }
 
+// startHarness is newHarness, started.
+func startHarness(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.start()
+	return h
+}
+
 // start runs the sweeper until the returned stop is called or the test ends.
 func (h *harness) start() (stop func()) {
 	h.t.Helper()
@@ -188,11 +196,7 @@ func (h *harness) settled() {
 
 func (h *harness) status(id string) string {
 	h.t.Helper()
-	var s string
-	if err := h.db.Get(&s, `SELECT status FROM payments WHERE id = $1`, id); err != nil {
-		h.t.Fatal(err)
-	}
-	return s
+	return testkit.PaymentStatus(h.t, h.db, id)
 }
 
 type sweepRow struct {

@@ -25,8 +25,7 @@ import (
 // top-up of exactly what the estimate needs; one payments.swept each, and a redelivered
 // payments.confirmed sweeps nothing again.
 func TestSweepsConfirmedPaymentsToTheTreasury(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 
 	ethAmount := new(big.Int).Div(mul(ether, 125), big.NewInt(10)) // 12.5 ETH
 	eth := h.newPayment(nil, ethAmount)
@@ -216,8 +215,7 @@ func TestFlakyRPCSweepsOnce(t *testing.T) {
 // A balance that cannot pay its own fee is reported as payments.sweep_failed; the payment stays
 // confirmed. A message that is no event at all is terminated, not retried.
 func TestDustIsReportedAsSweepFailed(t *testing.T) {
-	h := newHarness(t)
-	h.start()
+	h := startHarness(t)
 	poison := nats.NewMsg(event.SubjectConfirmed)
 	poison.Data = []byte("not an event")
 	poison.Header.Set(event.HeaderMsgID, "poison.confirmed")

@@ -343,16 +343,14 @@ func inParallel(b *testing.B, workers, n int, do func(i int) error) time.Duratio
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				if err := do(i); err != nil {
 					b.Error(err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return time.Since(start)

@@ -99,8 +99,12 @@ func (t Token) IsNative() bool { return t.Contract == "" }
 
 var addressRE = regexp.MustCompile(`^0x[0-9a-fA-F]{40}$`)
 
-// Load reads and validates path.
+// Load reads and validates the CHAINS_FILE at path; its errors are *config.Error naming
+// CHAINS_FILE, "is required" when path is empty.
 func Load(path string) (*File, error) {
+	if path == "" {
+		return nil, &config.Error{Var: "CHAINS_FILE", Msg: "is required"}
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &config.Error{Var: "CHAINS_FILE", Msg: fmt.Sprintf("chains file: %v", err)}

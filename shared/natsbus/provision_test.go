@@ -214,15 +214,13 @@ func TestConcurrentProvisioningCreatesEachOnce(t *testing.T) {
 	}
 	errs := make(chan error, services)
 	for _, js := range jss {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			changes, err := natsbus.Provision(context.Background(), js, ss, cs)
 			errs <- err
 			mu.Lock()
 			all = append(all, changes...)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

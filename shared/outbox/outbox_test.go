@@ -70,12 +70,8 @@ func TestRelayPublishesCommittedRowsOnce(t *testing.T) {
 	if got, err := r.Flush(ctx); err != nil || got != 1 {
 		t.Fatalf("second flush %d (%v)", got, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 1 {
-		t.Fatalf("%d messages on the stream, want 1", info.State.Msgs)
+	if n := streamMsgs(t, s); n != 1 {
+		t.Fatalf("%d messages on the stream, want 1", n)
 	}
 	msg, err := s.GetMsg(ctx, 1)
 	if err != nil {
@@ -164,12 +160,8 @@ func TestPoisonRowIsRetriedThenParkedWhileTheOthersFlow(t *testing.T) {
 	if got, err := r.Flush(ctx); err != nil || got != 1 {
 		t.Fatalf("flush after parking published %d (%v), want the new row", got, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs != 3 {
-		t.Fatalf("%d messages on the stream, want the three good rows", info.State.Msgs)
+	if n := streamMsgs(t, s); n != 3 {
+		t.Fatalf("%d messages on the stream, want the three good rows", n)
 	}
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {
@@ -212,4 +204,14 @@ func TestNATSOutageChargesNoRow(t *testing.T) {
 	if attempts != 0 || parked != nil {
 		t.Fatalf("NATS outage charged the row: attempts %d parked %v", attempts, parked)
 	}
+}
+
+// streamMsgs is how many messages the stream holds.
+func streamMsgs(t *testing.T, s jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
 }

@@ -26,9 +26,7 @@ func TestConcurrentMigrateAppliesEachMigrationOnce(t *testing.T) {
 	applied := make([]int, 4)
 	errs := make([]error, 4)
 	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			db, err := postgres.Open(ctx, dsn)
 			if err != nil {
 				errs[i] = err
@@ -36,7 +34,7 @@ func TestConcurrentMigrateAppliesEachMigrationOnce(t *testing.T) {
 			}
 			defer db.Close()
 			applied[i], errs[i] = postgres.Migrate(ctx, db, log)
-		}()
+		})
 	}
 	wg.Wait()
 	total := 0

@@ -91,3 +91,13 @@ func (p Payment) Event(chain string, confirmations int64) event.Payment {
 		Metadata: json.RawMessage(p.Metadata), ExpiresAt: time.Now().Add(p.ExpiresIn),
 	})
 }
+
+// PaymentStatus is the payment's status in the database.
+func PaymentStatus(tb testing.TB, db *sqlx.DB, paymentID string) string {
+	tb.Helper()
+	var s string
+	if err := db.Get(&s, `SELECT status FROM payments WHERE id = $1`, paymentID); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}

@@ -210,24 +210,20 @@ func TestBlockIntervalAdvancesHead(t *testing.T) {
 		txs []*types.Transaction
 	)
 	for _, from := range c.Accounts[:2] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for range perSender {
 				tx := c.SendETH(from, to, big.NewInt(1))
 				mu.Lock()
 				txs = append(txs, tx)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for range 3 {
 			c.Commit()
 		}
-	}()
+	})
 	wg.Wait()
 
 	for _, tx := range txs {

@@ -66,10 +66,15 @@ func (s *Store) AddAPIKey(ctx context.Context, merchantID string, key rest.APIKe
 
 // RevokeAPIKey marks the key revoked; it stops authenticating at once.
 func (s *Store) RevokeAPIKey(ctx context.Context, merchantID, keyID string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = now()
+	return s.updateOne(ctx, "revoke api key", `UPDATE api_keys SET revoked_at = now()
 		WHERE id = $1 AND merchant_id = $2 AND revoked_at IS NULL`, keyID, merchantID)
+}
+
+// updateOne runs an UPDATE of one merchant's row: rest.ErrNotFound when it matched none.
+func (s *Store) updateOne(ctx context.Context, what, query string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("revoke api key: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return err
@@ -377,17 +382,8 @@ func (s *Store) UpdateEndpoint(ctx context.Context, merchantID, id string, patch
 
 // DeleteEndpoint soft-deletes: attempts and dead letters keep pointing at the row.
 func (s *Store) DeleteEndpoint(ctx context.Context, merchantID, id string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE webhook_endpoints SET deleted_at = now(), updated_at = now()
+	return s.updateOne(ctx, "delete endpoint", `UPDATE webhook_endpoints SET deleted_at = now(), updated_at = now()
 		WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL`, merchantID, id)
-	if err != nil {
-		return fmt.Errorf("delete endpoint: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		return rest.ErrNotFound
-	}
-	return nil
 }
 
 // RotateSecret installs secret; the old one keeps signing until now + grace (with grace 0 it

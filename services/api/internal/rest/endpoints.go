@@ -195,13 +195,8 @@ func (h *Handler) updateEndpoint(w http.ResponseWriter, r *http.Request, merchan
 
 func (h *Handler) deleteEndpoint(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	id := r.PathValue("id")
-	err := h.cfg.Store.DeleteEndpoint(r.Context(), merchantID, id)
-	if err != nil {
-		return h.storeError(r, err)
-	}
-	h.cfg.Log.InfoContext(r.Context(), "endpoint deleted", "merchant_id", merchantID, "endpoint_id", id)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return h.removed(w, r, h.cfg.Store.DeleteEndpoint(r.Context(), merchantID, id),
+		"endpoint deleted", "merchant_id", merchantID, "endpoint_id", id)
 }
 
 type rotateSecretRequest struct {

@@ -57,6 +57,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// removed answers a DELETE (or a revocation) the store carried out with err: 204 and a log line
+// with attrs, or the store's error.
+func (h *Handler) removed(w http.ResponseWriter, r *http.Request, err error, msg string, attrs ...any) *apiError {
+	if err != nil {
+		return h.storeError(r, err)
+	}
+	h.cfg.Log.InfoContext(r.Context(), msg, attrs...)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func writeError(w http.ResponseWriter, e *apiError) {
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ctrip-pay"`)

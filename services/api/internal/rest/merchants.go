@@ -108,13 +108,8 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request, _ string)
 
 func (h *Handler) revokeAPIKey(w http.ResponseWriter, r *http.Request, _ string) *apiError {
 	merchantID, keyID := r.PathValue("id"), r.PathValue("key_id")
-	err := h.cfg.Store.RevokeAPIKey(r.Context(), merchantID, keyID)
-	if err != nil {
-		return h.storeError(r, err)
-	}
-	h.cfg.Log.InfoContext(r.Context(), "api key revoked", "merchant_id", merchantID, "api_key_id", keyID)
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return h.removed(w, r, h.cfg.Store.RevokeAPIKey(r.Context(), merchantID, keyID),
+		"api key revoked", "merchant_id", merchantID, "api_key_id", keyID)
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ethereum/go-ethereum/crypto"
-
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet/wallettest"
 )
 
@@ -45,15 +43,7 @@ func TestPublicDerivationMatchesPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, i := range []int64{0, 2, 7, 1000, MaxIndex} {
-		child, err := priv.Derive(uint32(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ec, err := child.ECPrivKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := crypto.PubkeyToAddress(ec.ToECDSA().PublicKey)
+		want := wallettest.PrivateAddress(t, priv, i)
 		got, err := d.Address(i)
 		if err != nil {
 			t.Fatal(err)

@@ -92,11 +92,9 @@ func TestRecordAllocatesNonces(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range workers {
 		id := insertPayment(t, db, 100+i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			nonces[i], errs[i] = record(id, 0)
-		}()
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

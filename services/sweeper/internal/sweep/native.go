@@ -2,7 +2,6 @@ package sweep
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/big"
 
@@ -12,21 +11,32 @@ import (
 
 // sweepNative sends the deposit address's whole balance minus the exact fee to the treasury.
 func (j *job) sweepNative(ctx context.Context) ([]mined, error) {
-	txs := ofKind(j.recorded, TxNative)
-	if len(txs) == 0 {
-		recorded, err := j.signNative(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if txs = ofKind(recorded, TxNative); len(txs) == 0 {
-			return nil, errors.New("native sweep was not recorded")
-		}
+	txs, err := j.recordedOrSigned(ctx, TxNative, j.signNative)
+	if err != nil {
+		return nil, err
 	}
 	m, err := j.land(ctx, txs, j.repriceNative, nil)
 	if err != nil {
 		return nil, err
 	}
 	return []mined{m}, nil
+}
+
+// recordedOrSigned is the recorded versions of the sweep's transaction of kind, or, when it has
+// none yet (the first delivery), what sign records.
+func (j *job) recordedOrSigned(ctx context.Context, kind string, sign func(context.Context) ([]Tx, error)) ([]Tx, error) {
+	if txs := ofKind(j.recorded, kind); len(txs) > 0 {
+		return txs, nil
+	}
+	recorded, err := sign(ctx)
+	if err != nil {
+		return nil, err
+	}
+	txs := ofKind(recorded, kind)
+	if len(txs) == 0 {
+		return nil, fmt.Errorf("%s sweep was not recorded", kind)
+	}
+	return txs, nil
 }
 
 // signNative builds value = balance − gas × feeCap, so that the deposit address can pay the

@@ -156,8 +156,7 @@ func TestStuckSweepsAreRepriced(t *testing.T) {
 
 	t.Run("token", func(t *testing.T) {
 		amount := big.NewInt(77_000_000)
-		p := w.newPayment(t, &w.token, amount)
-		w.chain.MintToken(w.token, p.Deposit, amount)
+		p := w.paidTokenPayment(t, amount)
 		tankNonce := w.nonce(t, w.gasTank.Address)
 		s := w.sweeper(p.Treasury)
 		stuckFirst(w, s, 300*time.Millisecond)

@@ -98,8 +98,7 @@ func TestCrashAtAnyStepSweepsOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var p payment
 			if tc.token {
-				p = w.newPayment(t, &w.token, tokenAmount)
-				w.chain.MintToken(w.token, p.Deposit, tokenAmount)
+				p = w.paidTokenPayment(t, tokenAmount)
 			} else {
 				p = w.newPayment(t, nil, ethAmount)
 				w.fundETH(t, p.Deposit, ethAmount)
@@ -318,8 +317,7 @@ func TestUnsweepablePaymentsAreReported(t *testing.T) {
 func TestTokenSweepWithoutTopUpWhenTheDepositHasGas(t *testing.T) {
 	w := newWorld(t)
 	amount := big.NewInt(3_000_000)
-	p := w.newPayment(t, &w.token, amount)
-	w.chain.MintToken(w.token, p.Deposit, amount)
+	p := w.paidTokenPayment(t, amount)
 	w.fundETH(t, p.Deposit, ether)
 	tankNonce := w.nonce(t, w.gasTank.Address)
 	if err := w.sweeper(p.Treasury).Sweep(context.Background(), p.Body); err != nil {
@@ -340,8 +338,7 @@ func TestEmptyGasTankIsRetried(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	amount := big.NewInt(7_000_000)
-	p := w.newPayment(t, &w.token, amount)
-	w.chain.MintToken(w.token, p.Deposit, amount)
+	p := w.paidTokenPayment(t, amount)
 	poor := chaintest.NewAccount("poor tank")
 	w.fundETH(t, poor.Address, big.NewInt(1000))
 
@@ -369,18 +366,15 @@ func TestConcurrentDeliveriesSweepOnce(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	amount := big.NewInt(42_000_000)
-	p := w.newPayment(t, &w.token, amount)
-	w.chain.MintToken(w.token, p.Deposit, amount)
+	p := w.paidTokenPayment(t, amount)
 	tankNonce := w.nonce(t, w.gasTank.Address)
 
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			errs[i] = w.sweeper(p.Treasury).Sweep(ctx, p.Body)
-		}()
+		})
 	}
 	wg.Wait()
 	for i, err := range errs {

@@ -2,7 +2,6 @@ package sweep
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/big"
 
@@ -18,15 +17,9 @@ import (
 // cap, so after a crash both are re-sent as they were. A re-priced token transfer that needs
 // more gas is recorded with a further top-up of the difference, landed before it is sent.
 func (j *job) sweepToken(ctx context.Context) ([]mined, error) {
-	tokens := ofKind(j.recorded, TxToken)
-	if len(tokens) == 0 {
-		txs, err := j.signToken(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if tokens = ofKind(txs, TxToken); len(tokens) == 0 {
-			return nil, errors.New("token sweep was not recorded")
-		}
+	tokens, err := j.recordedOrSigned(ctx, TxToken, j.signToken)
+	if err != nil {
+		return nil, err
 	}
 	if err := j.landTopups(ctx); err != nil {
 		return j.topups, err

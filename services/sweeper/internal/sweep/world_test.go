@@ -143,6 +143,14 @@ func (w *world) newPayment(t *testing.T, token *common.Address, amount *big.Int)
 	return p
 }
 
+// paidTokenPayment is a confirmed token payment of amount whose deposit address holds it.
+func (w *world) paidTokenPayment(t *testing.T, amount *big.Int) payment {
+	t.Helper()
+	p := w.newPayment(t, &w.token, amount)
+	w.chain.MintToken(w.token, p.Deposit, amount)
+	return p
+}
+
 func (w *world) fundETH(t *testing.T, to common.Address, wei *big.Int) {
 	t.Helper()
 	tx := w.chain.SendETH(w.funder, to, wei)
@@ -174,11 +182,7 @@ func (w *world) pendingNonce(t *testing.T, addr common.Address) uint64 {
 
 func (w *world) status(t *testing.T, paymentID string) string {
 	t.Helper()
-	var s string
-	if err := w.db.Get(&s, `SELECT status FROM payments WHERE id = $1`, paymentID); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return testkit.PaymentStatus(t, w.db, paymentID)
 }
 
 func (w *world) sweeps(t *testing.T, paymentID string) []sweep.Tx {

@@ -157,14 +157,12 @@ func TestConcurrentDerivation(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			i := uint32(g % len(abandonAddresses))
 			if got, err := w.Address(i); err != nil || got != common.HexToAddress(abandonAddresses[i]) {
 				t.Errorf("index %d: %s %v", i, got.Hex(), err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
