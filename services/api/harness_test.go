@@ -20,6 +20,7 @@ import (
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet/wallettest"
 	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -287,7 +288,7 @@ func (h *harness) streamMsgs(stream, filter string) []jetstream.RawStreamMsg {
 // database and NATS, logging to log.
 func (h *harness) serveHandler(log *slog.Logger) *httptest.Server {
 	h.t.Helper()
-	if _, err := provision(context.Background(), h.js); err != nil {
+	if _, err := provision(context.Background(), h.js, natsbus.Sizing{}); err != nil {
 		h.t.Fatal(err)
 	}
 	d, err := wallet.ParseXPub(h.cfg.WalletXPub)

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -20,7 +21,7 @@ func TestServerMaxDeliveriesAdvisoryBecomesOneDeadLetter(t *testing.T) {
 	rc := newReceiver(t, nil)
 	epID, _ := h.endpoint("m_1", rc.srv.URL)
 	ctx := context.Background()
-	if _, err := provision(ctx, h.js, schedule); err != nil {
+	if _, err := provision(ctx, h.js, schedule, natsbus.Sizing{}); err != nil {
 		t.Fatal(err)
 	}
 	env := h.publishDelivery(epID)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -20,7 +21,7 @@ func TestFanoutBatchSettlesEachEventOnItsOwn(t *testing.T) {
 	rc := newReceiver(t, nil)
 	h.endpoint("m_1", rc.srv.URL)
 	ctx := context.Background()
-	if _, err := provision(ctx, h.js, h.cfg.Backoff); err != nil {
+	if _, err := provision(ctx, h.js, h.cfg.Backoff, natsbus.Sizing{}); err != nil {
 		t.Fatal(err)
 	}
 	const good = 40

@@ -41,8 +41,8 @@ const DefaultEndpointID = "ep_default"
 func main() { service.Main(serviceName, run) }
 
 func run(ctx context.Context, cfg Config) error {
-	deps, err := service.Open(ctx, serviceName, cfg.Base, func(ctx context.Context, js jetstream.JetStream) ([]natsbus.Change, error) {
-		return provision(ctx, js, cfg.Backoff)
+	deps, err := service.Open(ctx, serviceName, cfg.Base, func(ctx context.Context, js jetstream.JetStream, size natsbus.Sizing) ([]natsbus.Change, error) {
+		return provision(ctx, js, cfg.Backoff, size)
 	})
 	if err != nil {
 		return err
@@ -140,7 +140,7 @@ func run(ctx context.Context, cfg Config) error {
 
 // provision applies the streams and consumers this service uses; the webhook-sender consumer
 // takes its BackOff from WEBHOOK_BACKOFF and MaxDeliver = len(BackOff)+1.
-func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) ([]natsbus.Change, error) {
+func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule, size natsbus.Sizing) ([]natsbus.Change, error) {
 	return natsbus.Provisioner([]string{streams.DLQ, streams.Payments, streams.Webhooks}, []natsbus.Durable{
 		{Stream: streams.DLQ, Name: "dlq-processor"}, {Stream: streams.Webhooks, Name: "webhook-sender"}, {Stream: streams.Payments, Name: "webhook-fanout"},
 	}, func(c *natsbus.Consumer) {
@@ -149,5 +149,5 @@ func provision(ctx context.Context, js jetstream.JetStream, backoff Schedule) ([
 			c.Config.AckWait = backoff[0]
 			c.Config.MaxDeliver = len(backoff) + 1
 		}
-	})(ctx, js)
+	})(ctx, js, size)
 }

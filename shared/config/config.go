@@ -17,15 +17,19 @@ import (
 
 // Base holds the variables every service accepts (DESIGN.md, "Operator interface").
 type Base struct {
-	NATSURL          string        `env:"NATS_URL, default=nats://127.0.0.1:4222"`
-	DatabaseURL      string        `env:"DATABASE_URL, default=postgres://postgres@127.0.0.1:5432/ctrip?sslmode=disable"`
-	LogLevel         string        `env:"LOG_LEVEL, default=info"`
-	OpsAddr          string        `env:"OPS_ADDR, default=:9090"`
-	OTLPEndpoint     string        `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
-	ServiceName      string        `env:"OTEL_SERVICE_NAME"`
-	MigrateOnStart   bool          `env:"MIGRATE_ON_START, default=true"`
-	StreamsProvision bool          `env:"STREAMS_PROVISION, default=true"`
-	ShutdownTimeout  time.Duration `env:"SHUTDOWN_TIMEOUT, default=25s"`
+	NATSURL          string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
+	DatabaseURL      string `env:"DATABASE_URL, default=postgres://postgres@127.0.0.1:5432/ctrip?sslmode=disable"`
+	LogLevel         string `env:"LOG_LEVEL, default=info"`
+	OpsAddr          string `env:"OPS_ADDR, default=:9090"`
+	OTLPEndpoint     string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	ServiceName      string `env:"OTEL_SERVICE_NAME"`
+	MigrateOnStart   bool   `env:"MIGRATE_ON_START, default=true"`
+	StreamsProvision bool   `env:"STREAMS_PROVISION, default=true"`
+	// StreamsReplicas sizes every stream and durable consumer the service provisions (3 on a
+	// three-node JetStream cluster); unset, replicas are not the service's: new streams get one
+	// and an existing stream keeps what its operator set.
+	StreamsReplicas int           `env:"STREAMS_REPLICAS"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=25s"`
 }
 
 // Common is the base of a service's config that embeds it (service.Config).
@@ -46,6 +50,9 @@ func (b Base) Validate() error {
 	}
 	if b.ShutdownTimeout <= 0 {
 		return &Error{Var: "SHUTDOWN_TIMEOUT", Msg: "must be positive"}
+	}
+	if b.StreamsReplicas < 0 || b.StreamsReplicas > 5 {
+		return &Error{Var: "STREAMS_REPLICAS", Msg: "must be between 1 and 5 (JetStream's limit), or unset"}
 	}
 	return nil
 }

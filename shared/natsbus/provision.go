@@ -216,15 +216,28 @@ func isZero(v any) bool {
 // package's files.
 type Durable struct{ Stream, Name string }
 
-// Provisioner is a service's provisioning step (service.Open runs it when STREAMS_PROVISION):
+// Sizing is what the deployment decides about the definitions: Replicas (STREAMS_REPLICAS) is
+// the replica count of every stream and consumer provisioned; 0 leaves replicas unowned, so a
+// new stream gets the server's default (1), a consumer its stream's, and an existing one keeps
+// what its operator set.
+type Sizing struct{ Replicas int }
+
+// ProvisionFunc is a service's provisioning step (natsbus.Provisioner).
+type ProvisionFunc func(context.Context, jetstream.JetStream, Sizing) ([]Change, error)
+
+// Provisioner is a service's provisioning step (service.Open runs it when STREAMS_PROVISION,
+// sized by STREAMS_REPLICAS):
 // the named streams and durable consumers, from their definitions in the streams package, each
 // consumer passed through adjust (optional: a setting the service's own config decides)
 // before Provision applies them.
-func Provisioner(streamNames []string, durables []Durable, adjust func(*Consumer)) func(context.Context, jetstream.JetStream) ([]Change, error) {
-	return func(ctx context.Context, js jetstream.JetStream) ([]Change, error) {
+func Provisioner(streamNames []string, durables []Durable, adjust func(*Consumer)) ProvisionFunc {
+	return func(ctx context.Context, js jetstream.JetStream, size Sizing) ([]Change, error) {
 		ss, err := streams.Streams(streamNames...)
 		if err != nil {
 			return nil, err
+		}
+		for i := range ss {
+			ss[i].Replicas = size.Replicas
 		}
 		cs := make([]Consumer, 0, len(durables))
 		for _, d := range durables {
@@ -232,6 +245,7 @@ func Provisioner(streamNames []string, durables []Durable, adjust func(*Consumer
 			if err != nil {
 				return nil, err
 			}
+			cc.Replicas = size.Replicas
 			c := Consumer{Stream: d.Stream, Config: cc}
 			if adjust != nil {
 				adjust(&c)

@@ -240,3 +240,54 @@ func TestConcurrentProvisioningCreatesEachOnce(t *testing.T) {
 		t.Fatalf("created %v, want each of %d streams and consumers", created, len(ss)+len(cs))
 	}
 }
+
+// On a three-node cluster, STREAMS_REPLICAS=3 (Sizing{Replicas: 3}) puts every stream and
+// consumer at R3; a later start with it unset (Sizing{}) leaves them at R3 — replicas are then
+// not the definitions' — and one with 3 again writes nothing.
+func TestSizingOwnsReplicasOnlyWhenSet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node nats-server cluster")
+	}
+	cluster := testkit.MustNATSCluster(t, 3)
+	_, js := connect(t, cluster.URL())
+	ctx := context.Background()
+	provision := natsbus.Provisioner([]string{streams.Payments}, []natsbus.Durable{{Stream: streams.Payments, Name: "sweeper"}}, nil)
+	replicas := func() (stream, consumer int) {
+		t.Helper()
+		st, err := js.Stream(ctx, streams.Payments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := js.Consumer(ctx, streams.Payments, "sweeper")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.Replicas, c.CachedInfo().Config.Replicas
+	}
+
+	if _, err := provision(ctx, js, natsbus.Sizing{}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := replicas(); s != 1 {
+		t.Fatalf("unsized stream created at R%d, want the server's default R1", s)
+	}
+	changes, err := provision(ctx, js, natsbus.Sizing{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, c := replicas(); s != 3 || c != 3 {
+		t.Fatalf("after STREAMS_REPLICAS=3: stream R%d, consumer R%d (changes %v)", s, c, changes)
+	}
+	for _, size := range []natsbus.Sizing{{}, {Replicas: 3}} {
+		changes, err := provision(ctx, js, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 0 {
+			t.Fatalf("provisioning with %+v on R3 made %v, want nothing", size, changes)
+		}
+		if s, c := replicas(); s != 3 || c != 3 {
+			t.Fatalf("provisioning with %+v: stream R%d, consumer R%d, want R3 kept", size, s, c)
+		}
+	}
+}

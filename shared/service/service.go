@@ -65,7 +65,7 @@ type ChainsConfig interface{ ChainsPath() string }
 
 // Provision declares a service's streams and consumers (natsbus.Provisioner) when
 // STREAMS_PROVISION is set.
-type Provision func(context.Context, jetstream.JetStream) ([]natsbus.Change, error)
+type Provision = natsbus.ProvisionFunc
 
 // Run makes a service's run function (what Main and the tests call) from its start: it loads
 // the chains file, opens Deps, calls start with them and closes them when start returns.
@@ -168,7 +168,7 @@ func Open(ctx context.Context, name string, b config.Base, provision Provision) 
 		}
 	})
 	if b.StreamsProvision && provision != nil {
-		changes, perr := provision(ctx, d.JS)
+		changes, perr := provision(ctx, d.JS, natsbus.Sizing{Replicas: b.StreamsReplicas})
 		for _, c := range changes {
 			d.Log.Info("provisioned", "change", c.String())
 		}
