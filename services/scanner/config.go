@@ -33,6 +33,10 @@ type Config struct {
 	// backoff between retries of a failed one.
 	RPCTimeout time.Duration `env:"SCAN_RPC_TIMEOUT, default=20s"`
 	RetryMax   time.Duration `env:"SCAN_RETRY_MAX, default=30s"`
+	// LeaseInterval is how often a standby replica tries to take a chain's lease, and how
+	// often the leader checks it still holds it: a dead leader's chain is taken over within
+	// about this long.
+	LeaseInterval time.Duration `env:"SCAN_LEASE_INTERVAL, default=1s"`
 }
 
 // StartBlockNumber is SCAN_START_BLOCK, or nil when it is unset.
@@ -62,6 +66,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.ChainsFile == "":
 		return bad("CHAINS_FILE", "is required")
+	case c.LeaseInterval <= 0:
+		return bad("SCAN_LEASE_INTERVAL", "must be positive")
 	case c.PollInterval <= 0:
 		return bad("SCAN_POLL_INTERVAL", "must be positive")
 	case c.BatchBlocks < 1 || c.BatchBlocks > 10_000:

@@ -100,7 +100,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	h.cfg = Config{
 		Base:       testkit.BaseConfig(h.nats.URL(), dsn),
 		ChainsFile: chainsFile, PollInterval: 20 * time.Millisecond, BatchBlocks: 100, Prefetch: 4,
-		RPCTimeout: 5 * time.Second, RetryMax: 200 * time.Millisecond,
+		RPCTimeout: 5 * time.Second, RetryMax: 200 * time.Millisecond, LeaseInterval: 100 * time.Millisecond,
 	}
 	if _, err := h.db.Exec(`INSERT INTO merchants (id, name) VALUES ($1, $1)`, testMerchant); err != nil {
 		t.Fatal(err)

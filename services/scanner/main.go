@@ -36,6 +36,7 @@ import (
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
@@ -78,15 +79,17 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 		scanners = append(scanners, s)
 	}
 
-	// One goroutine per chain. A scanner returns early only when its chain is misconfigured;
-	// that stops the service, loudly, rather than leave one chain silently unwatched.
+	// One goroutine per chain, scanning while this replica holds the chain's lease (a standby
+	// waits for it). A scanner returns early only when its chain is misconfigured; that stops
+	// the service, loudly, rather than leave one chain silently unwatched.
 	scanCtx, stopScanners := context.WithCancel(ctx)
 	defer stopScanners()
 	var wg sync.WaitGroup
 	failed := make(chan error, len(scanners))
-	for _, s := range scanners {
+	for i, s := range scanners {
+		chain := deps.Chains.Chains[i]
 		wg.Go(func() {
-			if err := s.Run(scanCtx); err != nil {
+			if err := lead(scanCtx, deps, cfg.LeaseInterval, chain.ID, s.Run); err != nil {
 				failed <- err
 			}
 		})
@@ -106,6 +109,31 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	stopScanners()
 	wg.Wait()
 	return err
+}
+
+// lead runs the chain's scanner while this replica holds the chain's lease (scanner/chain/<id>,
+// a Postgres advisory lock on a connection of its own), and waits for the lease again when it
+// is lost. Two replicas never scan one chain at once for longer than the leader takes to see
+// its session gone (one lease interval); were they to, the cursor's compare-and-set and the
+// events' Nats-Msg-Ids would still keep a block from being skipped or counted twice.
+func lead(ctx context.Context, deps *service.Deps, interval time.Duration, chainID int64, scan func(context.Context) error) error {
+	name := fmt.Sprintf("scanner/chain/%d", chainID)
+	for {
+		lease, err := sharedpg.AcquireLease(ctx, deps.DB.DB, name, interval)
+		if err != nil {
+			return nil // ctx ended
+		}
+		deps.Log.Info("leading chain", "chain_id", chainID, "lease", name)
+		err = scan(lease.Held)
+		lost := lease.Held.Err() != nil && ctx.Err() == nil
+		lease.Release()
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if lost {
+			deps.Log.Warn("chain lease lost; standing by", "chain_id", chainID, "lease", name)
+		}
+	}
 }
 
 // provision applies the streams the scanner publishes to. The consumers belong to the

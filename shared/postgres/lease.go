@@ -1,0 +1,104 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"hash/fnv"
+	"time"
+)
+
+// Lease is leadership of one named role among the replicas of a service (the scanner of one
+// chain): a session-level advisory lock held on a connection of its own. Postgres releases the
+// lock the moment that session ends — the process was killed, or lost the database — so a
+// standby's next try takes over; the holder checks its connection every interval and gives the
+// lease up (cancelling Held) as soon as the check fails, before a standby can have it for long.
+type Lease struct {
+	// Held is cancelled when the lease is lost or released: run the leader's work on it.
+	Held context.Context
+
+	name    string
+	key     int64
+	conn    *sql.Conn
+	cancel  context.CancelFunc
+	stopped chan struct{}
+}
+
+// LeaseKey is the advisory-lock key of a lease name: its 64-bit FNV-1a hash.
+func LeaseKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("ctrip-lease/" + name))
+	return int64(h.Sum64())
+}
+
+// AcquireLease blocks until this process holds the lease called name, trying every interval,
+// or ctx ends (then it returns ctx's error). The lease is checked every interval while held.
+func AcquireLease(ctx context.Context, db *sql.DB, name string, interval time.Duration) (*Lease, error) {
+	key := LeaseKey(name)
+	for {
+		// An error (the database down or restarting) is retried like a lease held elsewhere.
+		if l, _ := tryLease(ctx, db, name, key); l != nil {
+			go l.watch(ctx, interval)
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+func tryLease(ctx context.Context, db *sql.DB, name string, key int64) (*Lease, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var held bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&held); err != nil || !held {
+		conn.Close()
+		return nil, err
+	}
+	l := &Lease{name: name, key: key, conn: conn, stopped: make(chan struct{})}
+	l.Held, l.cancel = context.WithCancel(context.Background())
+	return l, nil
+}
+
+// watch pings the lease's connection every interval; a failed ping (or ctx's end) ends the
+// lease. The connection is then discarded, not returned to the pool: closing it ends the
+// session, which releases the lock even if the unlock could not be sent.
+func (l *Lease) watch(ctx context.Context, interval time.Duration) {
+	defer close(l.stopped)
+	defer func() {
+		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
+		_ = l.conn.Close()
+	}()
+	defer l.cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.Held.Done():
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, interval)
+			// The lock is the session's until it ends: a live session still holds it.
+			_, err := l.conn.ExecContext(pctx, `SELECT 1`)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Release gives the lease up: Held is cancelled and the session holding the lock ends.
+func (l *Lease) Release() {
+	l.cancel()
+	<-l.stopped
+}
+
+func (l *Lease) String() string { return fmt.Sprintf("lease %s (key %d)", l.name, l.key) }
