@@ -36,15 +36,15 @@ func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
 		natsPort: natsPort,
 		timeout:  3 * time.Minute,
 		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		midFlow: func(s *stack) error {
+		midFlow: func(s *stack) ([]string, error) {
 			for _, svc := range services {
 				s.kill(svc)
 				if err := s.start(svc); err != nil {
-					return err
+					return nil, err
 				}
 				restarted = append(restarted, svc)
 			}
-			return nil
+			return nil, nil
 		},
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -16,16 +17,38 @@ import (
 )
 
 // startNATS runs nats-server as a process of its own, the pinned release built from the
-// workspace's module, as a deployment runs it (and outside the race-instrumented test binary).
-// The caller shuts it down.
-func (s *stack) startNATS(port int) error {
-	var err error
-	s.nats, err = testkit.StartNATSProcess(port, filepath.Join(s.work, "nats"), filepath.Join(s.work, "nats-server.log"))
+// workspace's module, as a deployment runs it (and outside the race-instrumented test binary):
+// one node on port, or with nodes ≥ 3 a JetStream cluster of that many on free ports, which
+// the services are configured with all at once (NATS_URL lists every node) and provision at
+// R3 (STREAMS_REPLICAS=3). The caller shuts it down (stopNATS).
+func (s *stack) startNATS(port, nodes int) error {
+	if nodes >= 3 {
+		ns, err := testkit.StartNATSCluster(nodes, filepath.Join(s.work, "nats"))
+		if err != nil {
+			return err
+		}
+		s.natsNodes = ns
+		urls := make([]string, len(ns))
+		for i, n := range ns {
+			urls[i] = n.URL()
+		}
+		s.natsURL = strings.Join(urls, ",")
+		s.log.Info("nats-server JetStream cluster ready", "nodes", nodes, "urls", s.natsURL, "version", testkit.NATSServerVersion)
+		return nil
+	}
+	n, err := testkit.StartNATSProcess(port, filepath.Join(s.work, "nats"), filepath.Join(s.work, "nats-server.log"))
 	if err != nil {
 		return fmt.Errorf("nats-server on port %d (in use? try -nats-port): %w", port, err)
 	}
-	s.log.Info("nats-server (JetStream) ready", "url", s.nats.URL(), "version", testkit.NATSServerVersion)
+	s.natsNodes, s.natsURL = []*testkit.NATSProcess{n}, n.URL()
+	s.log.Info("nats-server (JetStream) ready", "url", s.natsURL, "version", testkit.NATSServerVersion)
 	return nil
+}
+
+func (s *stack) stopNATS() {
+	for _, n := range s.natsNodes {
+		n.Shutdown()
+	}
 }
 
 // startPostgres points the stack at DATABASE_URL or, when it is unset, at a private Postgres

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,12 +54,15 @@ func (s *stack) configureServices(gasTank *chaintest.Account) error {
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
 	s.apiURL = "http://" + apiAddr
 	s.env = append(os.Environ(),
-		"NATS_URL="+s.nats.URL(), "DATABASE_URL="+s.dbURL, "LOG_LEVEL=warn", "OPS_ADDR=127.0.0.1:0",
+		"NATS_URL="+s.natsURL, "DATABASE_URL="+s.dbURL, "LOG_LEVEL=warn", "OPS_ADDR=127.0.0.1:0",
 		"CHAINS_FILE="+chainsFile, "API_ADDR="+apiAddr, "ADMIN_TOKEN="+adminToken, "WALLET_XPUB="+xpub,
 		"WALLET_MNEMONIC="+devMnemonic, "GAS_TANK_PRIVATE_KEY="+common.Bytes2Hex(crypto.FromECDSA(gasTank.Key)),
 		"WEBHOOK_ALLOW_HTTP=true", "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "WEBHOOK_BACKOFF=1s,2s,5s,10s",
 		"SCAN_POLL_INTERVAL=250ms", "SCAN_START_BLOCK=0", "CONFIRMER_EXPIRY_INTERVAL=1s", "SWEEP_POLL_INTERVAL=250ms",
 		"OUTBOX_INTERVAL=100ms")
+	if len(s.natsNodes) >= 3 {
+		s.env = append(s.env, "STREAMS_REPLICAS=3")
+	}
 	return nil
 }
 
@@ -106,13 +111,26 @@ func repoRoot() (string, error) {
 	}
 }
 
-func (s *stack) start(svc string) error {
+// start runs the service process called name: a service, or a further replica of one named
+// "<service>-<n>" (scanner-2).
+func (s *stack) start(name string) error {
+	svc := serviceOf(name)
 	cmd, err := startBinary(s.bins[svc], svc, s.env, os.Stdout, os.Stderr)
 	if err != nil {
 		return err
 	}
-	s.procs[svc] = cmd
+	s.procs[name] = cmd
 	return nil
+}
+
+// serviceOf is the service a process name runs: "scanner-2" → "scanner".
+func serviceOf(name string) string {
+	if i := strings.LastIndex(name, "-"); i > 0 {
+		if _, err := strconv.Atoi(name[i+1:]); err == nil {
+			return name[:i]
+		}
+	}
+	return name
 }
 
 // startBinary runs bin as the service svc with env.

@@ -30,8 +30,12 @@ type options struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	// midFlow, when set, runs once both payments are detected (the system test kills and
-	// restarts services there).
-	midFlow func(s *stack) error
+	// restarts services there); the payments it makes (s.payETH) are awaited like the first.
+	midFlow func(s *stack) ([]string, error)
+	// natsNodes ≥ 3 runs NATS as a JetStream cluster of that many nodes (streams at R3).
+	natsNodes int
+	// replicas runs further processes of a service (scanner: 2 is a leader and a standby).
+	replicas map[string]int
 	// crash, when set, names a service that is SIGKILLed and restarted at the moment it is
 	// most likely to hold the payments' work (see crashAt): the figure is paid → swept.
 	crash string
@@ -46,7 +50,11 @@ type stack struct {
 	procs    map[string]*exec.Cmd
 	apiURL   string
 	dbURL    string
-	nats     *testkit.NATSProcess
+	natsNodes []*testkit.NATSProcess
+	natsURL   string
+	// The demo merchant's key and the paying customer, for payETH.
+	merchantKey string
+	customer    *chaintest.Account
 	chain    *devChain
 	treasury common.Address
 	token    common.Address
@@ -78,10 +86,10 @@ func run(ctx context.Context, o options) (*result, error) {
 	defer os.RemoveAll(work)
 	s := &stack{log: log, work: work, bins: map[string]string{}, procs: map[string]*exec.Cmd{}}
 
-	if err := s.startNATS(o.natsPort); err != nil {
+	if err := s.startNATS(o.natsPort, o.natsNodes); err != nil {
 		return nil, err
 	}
-	defer s.nats.Shutdown()
+	defer s.stopNATS()
 	stopPG, err := s.startPostgres()
 	if err != nil {
 		return nil, err
@@ -122,6 +130,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err := waitHTTP(ctx, s.apiURL+"/v1/payments", 60*time.Second); err != nil {
 		return nil, err
 	}
+	if err := s.startReplicas(ctx, o.replicas); err != nil {
+		return nil, err
+	}
 
 	// A merchant, its endpoint and two payments, through the REST API.
 	var merchant struct {
@@ -141,6 +152,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err := s.rcv.setSecret(ep.Secret); err != nil {
 		return nil, err
 	}
+	s.merchantKey, s.customer = merchant.APIKey, customer
 	type payment struct {
 		ID              string `json:"id"`
 		Address         string `json:"address"`
@@ -182,9 +194,11 @@ func run(ctx context.Context, o options) (*result, error) {
 		if err := s.waitFor(ctx, ids, "payment.detected", deadline); err != nil {
 			return nil, err
 		}
-		if err := o.midFlow(s); err != nil {
+		more, err := o.midFlow(s)
+		if err != nil {
 			return nil, err
 		}
+		ids = append(ids, more...)
 	}
 	if err := s.waitFor(ctx, ids, "payment.swept", deadline); err != nil {
 		return nil, err
@@ -217,7 +231,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	fmt.Printf("treasury %s on chain: %s wei ETH (12.5 ETH paid, minus the sweep fee), %s USDC base units (25.75 USDC paid)\n",
 		s.treasury.Hex(), res.Treasury.ETH, res.Treasury.Token)
 	if o.keep {
-		log.Info("still running; Ctrl-C to stop", "api", s.apiURL, "admin_token", adminToken, "nats", s.nats.URL(), "database", s.dbURL, "rpc", s.chain.rpcURL)
+		log.Info("still running; Ctrl-C to stop", "api", s.apiURL, "admin_token", adminToken, "nats", s.natsURL, "database", s.dbURL, "rpc", s.chain.rpcURL)
 		<-ctx.Done()
 	}
 	return res, nil
@@ -231,7 +245,7 @@ func (s *stack) confirmLatency(ctx context.Context, ids []string) (map[string]ti
 		return nil, err
 	}
 	defer db.Close()
-	nc, err := nats.Connect(s.nats.URL())
+	nc, err := nats.Connect(s.natsURL)
 	if err != nil {
 		return nil, err
 	}
