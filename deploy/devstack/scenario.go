@@ -43,22 +43,22 @@ type options struct {
 
 // stack is one running dev stack: its infrastructure, the service processes and the merchant.
 type stack struct {
-	log      *slog.Logger
-	work     string
-	env      []string
-	bins     map[string]string
-	procs    map[string]*exec.Cmd
-	apiURL   string
-	dbURL    string
+	log       *slog.Logger
+	work      string
+	env       []string
+	bins      map[string]string
+	procs     map[string]*exec.Cmd
+	apiURL    string
+	dbURL     string
 	natsNodes []*testkit.NATSProcess
 	natsURL   string
 	// The demo merchant's key and the paying customer, for payETH.
 	merchantKey string
 	customer    *chaintest.Account
-	chain    *devChain
-	treasury common.Address
-	token    common.Address
-	rcv      *receiver
+	chain       *devChain
+	treasury    common.Address
+	token       common.Address
+	rcv         *receiver
 }
 
 // result is what a run proved, for the system test.
