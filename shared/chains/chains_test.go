@@ -96,7 +96,7 @@ func TestMaxFeeGwei(t *testing.T) {
 
 // The CHAINS_FILE the Kubernetes deployment ships is a valid one.
 func TestDeployedExampleParses(t *testing.T) {
-	f, err := Load("../../deploy/k8s/chains.yaml")
+	f, err := Load("../../deploy/k8s/base/chains.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
