@@ -80,11 +80,13 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	if err != nil {
 		return err
 	}
+	deps.AddReadiness("consumer "+streams.Payments+"/"+durable, paymentsLoop.Bound)
 	chainLoop, err := natsbus.StartLaneLoop(work, chainCons, chainLanes, confirm.ChainLane, c.HandleChainMsg, rt)
 	if err != nil {
 		paymentsLoop.Stop(cfg.ShutdownTimeout)
 		return err
 	}
+	deps.AddReadiness("consumer "+streams.Chain+"/"+durable, chainLoop.Bound)
 	expiryCtx, stopExpiry := context.WithCancel(work)
 	var expiry sync.WaitGroup
 	expiry.Go(func() { c.RunExpiry(expiryCtx, cfg.ExpiryInterval) })

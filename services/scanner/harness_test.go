@@ -50,8 +50,13 @@ type harness struct {
 type harnessOption func(*harnessSettings)
 
 type harnessSettings struct {
-	rpcURL   func(chainURL string) string // e.g. a fault-injecting proxy in front of the chain
-	noTokens bool
+	rpcURL     func(chainURL string) string // e.g. a fault-injecting proxy in front of the chain
+	noTokens   bool
+	maxHeadAge time.Duration
+}
+
+func withMaxHeadAge(d time.Duration) harnessOption {
+	return func(s *harnessSettings) { s.maxHeadAge = d }
 }
 
 // withoutTokens leaves the chain at genesis: no token is deployed or minted.
@@ -96,6 +101,9 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
     confirmations: %d
     native: {symbol: ETH, decimals: 18}
 %s`, testChainID, testChainName, rpcURL, testConfirmations, tokens)
+	if s.maxHeadAge > 0 {
+		doc += fmt.Sprintf("    max_head_age: %s\n", s.maxHeadAge)
+	}
 	chainsFile := testkit.TempFile(t, "chains.yaml", doc)
 	h.cfg = Config{
 		Base:       testkit.BaseConfig(h.nats.URL(), dsn),

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,4 +58,30 @@ func TestStandbyReplicaTakesOverTheChain(t *testing.T) {
 			t.Errorf("payment %d: %d payments.detected events, want 1", i, seen[p.ID])
 		}
 	}
+}
+
+// /readyz fails while the chain the replica leads has not advanced for its max_head_age (a node
+// that is stuck yet answers), naming the chain, and passes again once a block arrives.
+func TestReadinessFailsWhileTheHeadIsStale(t *testing.T) {
+	h := newHarness(t, withoutTokens(), withMaxHeadAge(3*time.Second))
+	h.cfg.OpsAddr = testkit.FreeAddr(t)
+	h.start()
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + h.cfg.OpsAddr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	h.mine(h.chain.SendETH(h.payer, h.payer.Address, ether(1)))
+	testkit.Eventually(t, 10*time.Second, "ready while the head advances", func() bool { code, _ := readyz(); return code == http.StatusOK })
+	// No block for longer than max_head_age.
+	testkit.Eventually(t, 10*time.Second, "not ready once the head is stale", func() bool {
+		code, body := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "chain 1337 head") && strings.Contains(body, "has not advanced")
+	})
+	h.mine(h.chain.SendETH(h.payer, h.payer.Address, ether(1)))
+	testkit.Eventually(t, 10*time.Second, "ready again after a new block", func() bool { code, _ := readyz(); return code == http.StatusOK })
 }

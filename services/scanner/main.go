@@ -28,12 +28,14 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
+	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/config"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
@@ -58,7 +60,9 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	store := postgres.New(deps.DB)
 	metrics := scan.NewMetrics(deps.Tel.Meter)
 	scanners := make([]*scan.Scanner, 0, len(deps.Chains.Chains))
-	for _, c := range deps.Chains.Chains {
+	// The head watch of each chain this replica leads (nil while it stands by).
+	watches := make([]atomic.Pointer[chains.HeadWatch], len(deps.Chains.Chains))
+	for i, c := range deps.Chains.Chains {
 		// For HTTP(S) URLs Dial does not connect: an RPC that is down at start-up is retried
 		// by the scanner like any other failure.
 		client, err := rpc.DialContext(ctx, c.RPCURL)
@@ -72,11 +76,24 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 			Prefetch: cfg.Prefetch, RPCBatch: cfg.RPCBatch,
 			Retry: scan.Backoff{Min: retryMin, Max: cfg.RetryMax}, CallTimeout: cfg.RPCTimeout,
 			Tracer: deps.Tel.Tracer, Metrics: metrics, Log: deps.Log,
+			OnHead: func(n uint64) {
+				if w := watches[i].Load(); w != nil {
+					w.Observe(n, time.Now())
+				}
+			},
 		})
 		if err != nil {
 			return err
 		}
 		scanners = append(scanners, s)
+		// Not ready while a chain this replica leads has a head older than its max_head_age:
+		// a node that is stuck yet answers misses deposits silently. A standby is ready.
+		deps.AddReadiness(fmt.Sprintf("chain %d head", c.ID), func(context.Context) error {
+			if w := watches[i].Load(); w != nil {
+				return w.Check(time.Now())
+			}
+			return nil
+		})
 	}
 
 	// One goroutine per chain, scanning while this replica holds the chain's lease (a standby
@@ -89,7 +106,12 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	for i, s := range scanners {
 		chain := deps.Chains.Chains[i]
 		wg.Go(func() {
-			if err := lead(scanCtx, deps, cfg.LeaseInterval, chain.ID, s.Run); err != nil {
+			err := lead(scanCtx, deps, cfg.LeaseInterval, chain.ID, func(ctx context.Context) error {
+				watches[i].Store(chains.NewHeadWatch(chain, time.Now()))
+				defer watches[i].Store(nil)
+				return s.Run(ctx)
+			})
+			if err != nil {
 				failed <- err
 			}
 		})

@@ -78,6 +78,7 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	if err != nil {
 		return err
 	}
+	deps.AddReadiness("consumer "+streams.Payments+"/"+consumerName, loop.Bound)
 	deps.Ops.SetReady(true)
 	gasTankAddr := ""
 	if gasTank != nil {

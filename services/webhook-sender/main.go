@@ -117,14 +117,17 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	deps.AddReadiness("consumer "+streams.DLQ+"/dlq-processor", dlqLoop.Bound)
 	// Fetches only as many messages as the deliverer has room for; Dispatch hands each to its
 	// own goroutine at once.
 	sendLoop := natsbus.StartFetchLoop(work, senderCons, deliverer.Room, deliverer.Dispatch, log)
+	deps.AddReadiness("consumer "+streams.Webhooks+"/webhook-sender", sendLoop.Bound)
 	fanoutLoop, err := natsbus.StartBatchLoop(work, fanoutCons, cfg.FanoutConcurrency, fanoutBatch, fanout.HandleBatch,
 		natsbus.Runtime{Name: "webhook.fanout", Tracer: tel.Tracer, Log: log, Timeout: stageTimeout})
 	if err != nil {
 		return err
 	}
+	deps.AddReadiness("consumer "+streams.Payments+"/webhook-fanout", fanoutLoop.Bound)
 	ops.SetReady(true)
 	log.Info("webhook-sender running", "schedule", Schedule(schedule).String(), "max_deliver", maxDeliver,
 		"concurrency", cfg.Concurrency, "default_endpoint", cfg.WebhookURL != "", "ops_addr", ops.Addr())

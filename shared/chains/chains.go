@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -32,7 +33,18 @@ type Chain struct {
 	// the chain, re-priced replacements included. Optional: nil means no bound (the fee then
 	// follows the base fee, and a stuck sweep's replacements rise by the node's minimum step).
 	MaxFeeGwei *Gwei `yaml:"max_fee_gwei"`
+	// MaxHeadAge is how long the chain's head may stay at the same block before the scanner
+	// stops reporting ready (HeadWatch): a Go duration such as "2m". Unset (or 0):
+	// DefaultMaxHeadAge, since the chain's block time is not known here.
+	MaxHeadAge time.Duration `yaml:"max_head_age"`
 }
+
+// DefaultMaxHeadAge is the MaxHeadAge of a chain that sets none.
+const DefaultMaxHeadAge = 5 * time.Minute
+
+// maxHeadAgeLimit bounds max_head_age: a head that has not moved for a day is a dead node,
+// whatever the chain's block time.
+const maxHeadAgeLimit = 24 * time.Hour
 
 // Gwei is a positive amount per gas written in gwei, with up to 9 decimals (1 wei = 0.000000001
 // gwei): 500, 1.5, "0.25".
@@ -146,6 +158,11 @@ func Parse(raw []byte) (*File, error) {
 			return nil, fmt.Errorf("%s: native needs a symbol and no contract", where)
 		case c.Treasury != "" && !addressRE.MatchString(c.Treasury):
 			return nil, fmt.Errorf("%s: treasury %q is not an address", where, c.Treasury)
+		case c.MaxHeadAge < 0 || c.MaxHeadAge > maxHeadAgeLimit:
+			return nil, fmt.Errorf("%s: max_head_age %v must be positive and at most %v", where, c.MaxHeadAge, maxHeadAgeLimit)
+		}
+		if c.MaxHeadAge == 0 {
+			c.MaxHeadAge = DefaultMaxHeadAge
 		}
 		if c.Native.Decimals == 0 {
 			c.Native.Decimals = 18

@@ -3,6 +3,7 @@ package chains
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const sample = `
@@ -102,5 +103,58 @@ func TestDeployedExampleParses(t *testing.T) {
 	}
 	if len(f.Chains) == 0 || f.Chains[0].MaxFeeWei() == nil || f.Chains[0].MaxFeeWei().String() != "200000000000" {
 		t.Fatalf("parsed %+v, want the example's max_fee_gwei 200 = 200000000000 wei", f.Chains)
+	}
+}
+
+// max_head_age is a Go duration per chain, DefaultMaxHeadAge when unset; out of range, or not a
+// duration, is refused with the chain named.
+func TestMaxHeadAge(t *testing.T) {
+	withAge := func(v string) string {
+		return strings.Replace(sample, "confirmations: 3", "confirmations: 3\n    max_head_age: "+v, 1)
+	}
+	for _, tc := range []struct {
+		name, doc string
+		want      time.Duration
+	}{
+		{"unset", sample, DefaultMaxHeadAge},
+		{"zero is unset", withAge("0s"), DefaultMaxHeadAge},
+		{"minutes", withAge("2m"), 2 * time.Minute},
+		{"quoted", withAge(`"90s"`), 90 * time.Second},
+		{"the limit", withAge("24h"), 24 * time.Hour},
+		{"json", `{"chains":[{"id":1,"name":"ethereum","rpc_url":"https://rpc","confirmations":12,"native":{"symbol":"ETH"},"max_head_age":"45s"}]}`, 45 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse([]byte(tc.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := f.Chains[0].MaxHeadAge; got != tc.want {
+				t.Fatalf("max_head_age %v, want %v", got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"negative", "-1m", "chains file: chain 1337 (devnet): max_head_age -1m0s must be positive and at most 24h0m0s"},
+		{"over a day", "25h", "chains file: chain 1337 (devnet): max_head_age 25h0m0s must be positive and at most 24h0m0s"},
+		{"no unit", "60", "into time.Duration"},
+		{"not a duration", "soon", "into time.Duration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(withAge(tc.value)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("max_head_age %s: %v, want an error containing %q", tc.value, err, tc.want)
+			}
+		})
+	}
+}
+
+// The compose stack's example CHAINS_FILE parses and shows max_head_age.
+func TestComposeExampleParses(t *testing.T) {
+	f, err := Load("../../deploy/chains.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Chains[0].MaxHeadAge; got != 10*time.Minute {
+		t.Fatalf("example max_head_age %v, want the 10m it sets", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -102,6 +103,15 @@ type Deps struct {
 
 	closers    []func()
 	cancelWork context.CancelFunc
+
+	readinessMu sync.Mutex
+	readiness   []readinessCheck
+}
+
+// readinessCheck is one check added by AddReadiness.
+type readinessCheck struct {
+	name  string
+	check func(context.Context) error
 }
 
 // WorkContext is the context a service's handlers run on: it survives the shutdown signal, so
@@ -222,12 +232,35 @@ func (d *Deps) StartOutbox(interval time.Duration) (wake func()) {
 // outboxFinalFlush bounds the last outbox pass at shutdown.
 const outboxFinalFlush = 5 * time.Second
 
-// ready is /readyz beyond the service's own flag: NATS connected and Postgres answering.
+// AddReadiness adds a check to /readyz, run after NATS and Postgres on every request (so it
+// must be quick: the request gives all checks 2 s); a failure answers 503 with "<name>: <err>".
+// A consumer's pull loop, say: AddReadiness("consumer PAYMENTS/sweeper", loop.Bound). Safe to
+// call while /readyz is being served.
+func (d *Deps) AddReadiness(name string, check func(context.Context) error) {
+	d.readinessMu.Lock()
+	defer d.readinessMu.Unlock()
+	d.readiness = append(d.readiness, readinessCheck{name: name, check: check})
+}
+
+// ready is /readyz beyond the service's own flag: NATS connected and Postgres answering, then
+// every check AddReadiness added, each failure reported.
 func (d *Deps) ready(ctx context.Context) error {
 	if !d.NC.IsConnected() {
 		return errors.New("nats not connected")
 	}
-	return d.DB.PingContext(ctx)
+	if err := d.DB.PingContext(ctx); err != nil {
+		return err
+	}
+	d.readinessMu.Lock()
+	checks := d.readiness[:len(d.readiness):len(d.readiness)]
+	d.readinessMu.Unlock()
+	var errs []error
+	for _, c := range checks {
+		if err := c.check(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (d *Deps) onClose(f func()) { d.closers = append(d.closers, f) }

@@ -46,6 +46,9 @@ type Config struct {
 	Tracer  trace.Tracer
 	Metrics *Metrics
 	Log     *slog.Logger
+	// OnHead, when set, is told every head the chain reports (readiness: a head that stops
+	// advancing).
+	OnHead func(number uint64)
 }
 
 // DefaultRPCBatch is the blocks per JSON-RPC batch request when Config.RPCBatch is 0: large
@@ -232,6 +235,9 @@ func (s *Scanner) poll(ctx context.Context) (caughtUp bool, err error) {
 		return false, err
 	}
 	s.metrics.observeHead(ctx, s.chainID(), s.head)
+	if s.cfg.OnHead != nil {
+		s.cfg.OnHead(s.head)
+	}
 	if !s.started {
 		s.next, s.started = subFloor(s.head, s.cfg.Chain.Confirmations), true
 		if s.cfg.StartBlock != nil {
