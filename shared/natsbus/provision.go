@@ -8,7 +8,9 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/streams"
@@ -47,10 +49,15 @@ func (c Change) String() string {
 // differences. So an ordinary start — every service of a deployment starting at once — reads
 // the configuration and changes nothing, and an update carries the server's configuration with
 // only the owned fields replaced.
+//
+// A call the cluster cannot answer yet — a timeout, no responders, a 5xx such as "JetStream
+// system temporarily unavailable" while a meta leader is elected or a node rolls — is retried
+// with backoff for up to ProvisionPatience: on a cluster every service of a deployment starts
+// at once, and a stream at R3 takes a moment to place.
 func Provision(ctx context.Context, js jetstream.JetStream, streams []jetstream.StreamConfig, consumers []Consumer) ([]Change, error) {
 	var changes []Change
 	for _, s := range streams {
-		c, err := provisionStream(ctx, js, s)
+		c, err := patiently(ctx, func() (*Change, error) { return provisionStream(ctx, js, s) })
 		if err != nil {
 			return changes, fmt.Errorf("provision stream %s: %w", s.Name, err)
 		}
@@ -59,7 +66,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, streams []jetstream.
 		}
 	}
 	for _, cc := range consumers {
-		c, err := provisionConsumer(ctx, js, cc)
+		c, err := patiently(ctx, func() (*Change, error) { return provisionConsumer(ctx, js, cc) })
 		if err != nil {
 			return changes, fmt.Errorf("provision consumer %s on %s: %w", cc.Config.Durable, cc.Stream, err)
 		}
@@ -68,6 +75,39 @@ func Provision(ctx context.Context, js jetstream.JetStream, streams []jetstream.
 		}
 	}
 	return changes, nil
+}
+
+// ProvisionPatience bounds the retries of one stream's or consumer's provisioning.
+var ProvisionPatience = 2 * time.Minute
+
+// patiently runs f again, with backoff from 100 ms to 3 s, while it fails with an error the
+// cluster may not give a moment later (jsUnavailable), for up to ProvisionPatience.
+func patiently(ctx context.Context, f func() (*Change, error)) (*Change, error) {
+	deadline := time.Now().Add(ProvisionPatience)
+	wait := 100 * time.Millisecond
+	for {
+		c, err := f()
+		if err == nil || ctx.Err() != nil || !jsUnavailable(err) || time.Now().Add(wait).After(deadline) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 3*time.Second)
+	}
+}
+
+// jsUnavailable reports an error of a JetStream that is not answering (yet): a request timeout,
+// no responders, or a server-side 5xx. A refused definition (4xx) is final.
+func jsUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 func provisionStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (*Change, error) {

@@ -291,3 +291,48 @@ func TestSizingOwnsReplicasOnlyWhenSet(t *testing.T) {
 		}
 	}
 }
+
+// A service that starts while its NATS cluster has no quorum (two of three nodes restarting)
+// waits for it instead of exiting: provisioning retries what the cluster cannot answer yet and
+// succeeds once the nodes are back.
+func TestProvisionWaitsForTheClusterToAnswer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node nats-server cluster")
+	}
+	cluster := testkit.MustNATSCluster(t, 3)
+	_, js := connect(t, cluster.Nodes[0].URL())
+	for _, n := range cluster.Nodes[1:] {
+		n.Kill()
+	}
+	provision := natsbus.Provisioner([]string{streams.Payments}, []natsbus.Durable{{Stream: streams.Payments, Name: "sweeper"}}, nil)
+	type outcome struct {
+		changes []natsbus.Change
+		err     error
+		at      time.Time
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		changes, err := provision(context.Background(), js, natsbus.Sizing{Replicas: 3})
+		done <- outcome{changes, err, time.Now()}
+	}()
+	testkit.Never(t, 3*time.Second, "provisioning returned while the cluster had no quorum", func() bool { return len(done) > 0 })
+	back := time.Now()
+	for _, n := range cluster.Nodes[1:] {
+		if err := n.NATSProcess.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(90 * time.Second):
+		t.Fatal("provisioning did not finish after the nodes came back")
+	}
+	if o.err != nil {
+		t.Fatalf("provisioning failed: %v", o.err)
+	}
+	if len(o.changes) != 2 || o.at.Before(back) {
+		t.Fatalf("changes %v at %v (nodes back at %v), want the stream and the consumer created after", o.changes, o.at, back)
+	}
+	t.Logf("provisioned %v after the cluster came back", o.at.Sub(back).Round(time.Millisecond))
+}
