@@ -1,11 +1,11 @@
 # cTrip payment pipeline. Every target runs from the repository root on the Go workspace.
 SHELL := /bin/bash
 SERVICES := webhook-sender api scanner confirmer sweeper
-MODULES := ./shared/... ./streams/... $(addsuffix /...,$(addprefix ./services/,$(SERVICES))) ./deploy/devstack/...
+MODULES := ./shared/... ./streams/... $(addsuffix /...,$(addprefix ./services/,$(SERVICES))) ./deploy/devstack/... ./deploy/devsetup/...
 GOBIN ?= $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: build test test-short lint demo bench tools
+.PHONY: build test test-short lint check-deploy demo bench tools
 
 build: ## build every service binary into bin/
 	@mkdir -p bin
@@ -21,6 +21,10 @@ lint: ## gofmt, go vet, stream definitions accepted as JSON
 	@out=$$(gofmt -l shared streams services deploy); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(MODULES)
 	@for f in streams/*.json streams/consumers/*.json; do jq -e . $$f >/dev/null || { echo "bad JSON: $$f"; exit 1; }; done
+
+check-deploy: ## kustomize build of every k8s overlay and docker-compose config, with their promises asserted
+	scripts/check-deploy.sh
+	scripts/check-compose.sh
 
 demo: ## one machine, nothing else running: nats-server, private Postgres, a simulated chain, the five services, a demo merchant
 	go run ./deploy/devstack

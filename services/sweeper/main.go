@@ -29,7 +29,13 @@ const (
 	consumerName = "sweeper"
 )
 
-func main() { service.Main(serviceName, run) }
+func main() {
+	// "sweeper xpub" prints the api's WALLET_XPUB for this wallet (xpub.go) and exits.
+	if isXpubCommand() {
+		runXpubCommand()
+	}
+	service.Main(serviceName, run)
+}
 
 var run = service.Run(serviceName, provision, start)
 
