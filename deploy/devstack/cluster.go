@@ -61,9 +61,9 @@ func (s *stack) leaseHolder(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("%d sessions hold the scanner lease", len(pids))
 }
 
-// waitFor1 polls cond every 50 ms for at most a minute.
+// waitFor1 polls cond every 50 ms for at most two minutes.
 func (s *stack) waitFor1(ctx context.Context, what string, cond func() (bool, error)) error {
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		ok, err := cond()
 		if err != nil {
