@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,16 +91,12 @@ func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
 	}
 	defer db.Close()
 	for _, id := range res.Payments {
-		changes := statusChanges(t, db, id)
-		want := []string{"pending>detected", "detected>confirmed", "confirmed>swept"}
-		if len(changes) != len(want) {
-			t.Errorf("payment %s status changes %v, want %v", id, changes, want)
-			continue
-		}
-		for i := range want {
-			if changes[i] != want[i] {
-				t.Errorf("payment %s status changes %v, want %v", id, changes, want)
-			}
+		// Each change once, forward only. A confirmer restarted before it handled the
+		// detection counts the confirmations first (the scanner recorded the transfer) and goes
+		// pending → confirmed; the merchant still got payment.detected, from the scanner.
+		changes := strings.Join(statusChanges(t, db, id), " ")
+		if changes != "pending>detected detected>confirmed confirmed>swept" && changes != "pending>confirmed confirmed>swept" {
+			t.Errorf("payment %s status changes %q, want pending>detected>confirmed>swept (or pending>confirmed>swept), each once", id, changes)
 		}
 	}
 	var sweeps []struct {

@@ -36,6 +36,9 @@ type options struct {
 	natsNodes int
 	// replicas runs further processes of a service (scanner: 2 is a leader and a standby).
 	replicas map[string]int
+	// await is the webhook types every payment must have received before the run ends
+	// (default: payment.swept). Deliveries retried after a fault may arrive after the sweep's.
+	await []string
 	// crash, when set, names a service that is SIGKILLed and restarted at the moment it is
 	// most likely to hold the payments' work (see crashAt): the figure is paid → swept.
 	crash string
@@ -200,8 +203,14 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 		ids = append(ids, more...)
 	}
-	if err := s.waitFor(ctx, ids, "payment.swept", deadline); err != nil {
-		return nil, err
+	await := o.await
+	if len(await) == 0 {
+		await = []string{"payment.swept"}
+	}
+	for _, typ := range await {
+		if err := s.waitFor(ctx, ids, typ, deadline); err != nil {
+			return nil, err
+		}
 	}
 
 	res := &result{Payments: ids, Events: s.rcv.snapshot(), DBURL: s.dbURL, PaidToSwept: map[string]time.Duration{}, Missing: s.rcv.missingFields()}
