@@ -58,7 +58,7 @@ func (s *stack) configureServices(gasTank *chaintest.Account) error {
 		"CHAINS_FILE="+chainsFile, "API_ADDR="+apiAddr, "ADMIN_TOKEN="+adminToken, "WALLET_XPUB="+xpub,
 		"WALLET_MNEMONIC="+devMnemonic, "GAS_TANK_PRIVATE_KEY="+common.Bytes2Hex(crypto.FromECDSA(gasTank.Key)),
 		"WEBHOOK_ALLOW_HTTP=true", "WEBHOOK_ALLOW_PRIVATE_NETWORKS=true", "WEBHOOK_BACKOFF=1s,2s,5s,10s",
-		"SCAN_POLL_INTERVAL=250ms", "SCAN_START_BLOCK=0", "CONFIRMER_EXPIRY_INTERVAL=1s", "SWEEP_POLL_INTERVAL=250ms",
+		"SCAN_POLL_INTERVAL=250ms", "SCAN_START_BLOCK=0", "CONFIRMER_EXPIRY_INTERVAL=1s", "SWEEP_POLL_INTERVAL=250ms", "SWEEP_LEFTOVER_INTERVAL=1s",
 		"OUTBOX_INTERVAL=100ms")
 	if len(s.natsNodes) >= 3 {
 		s.env = append(s.env, "STREAMS_REPLICAS=3")

@@ -230,6 +230,7 @@ type payment struct {
 	AmountBaseUnits          string          `json:"amount_base_units"`
 	AmountReceivedBaseUnits  string          `json:"amount_received_base_units"`
 	AmountConfirmedBaseUnits string          `json:"amount_confirmed_base_units"`
+	AmountSweptBaseUnits     string          `json:"amount_swept_base_units"`
 	ExpiresAt                time.Time       `json:"expires_at"`
 	CreatedAt                time.Time       `json:"created_at"`
 	Metadata                 json.RawMessage `json:"metadata"`

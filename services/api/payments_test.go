@@ -442,15 +442,21 @@ func TestGetPaymentWithTransfers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var before payment
+	h.call("GET", "/v1/payments/"+p.ID, key, nil).json(t, &before)
+	if before.AmountSweptBaseUnits != "0" {
+		t.Fatalf("a new payment's amount_swept_base_units %q, want 0", before.AmountSweptBaseUnits)
+	}
+	// As the sweeper leaves it after sweeping an expired payment's 10 ETH, less its fee.
 	if _, err := h.db.Exec(`UPDATE payments SET status = 'detected', received_base_units = 15000000000000000001,
-		confirmed_base_units = 10000000000000000000 WHERE id = $1`, p.ID); err != nil {
+		confirmed_base_units = 10000000000000000000, swept_base_units = 9999979000000000000 WHERE id = $1`, p.ID); err != nil {
 		t.Fatal(err)
 	}
 	r := h.call("GET", "/v1/payments/"+p.ID, key, nil)
 	var got payment
 	r.json(t, &got)
 	if r.status != 200 || got.Status != "detected" || got.AmountReceivedBaseUnits != "15000000000000000001" ||
-		got.AmountConfirmedBaseUnits != "10000000000000000000" || len(got.Transfers) != 3 {
+		got.AmountConfirmedBaseUnits != "10000000000000000000" || got.AmountSweptBaseUnits != "9999979000000000000" || len(got.Transfers) != 3 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	if got.Transfers[0].TxHash != "0xaa" || got.Transfers[0].LogIndex != nil || got.Transfers[0].ValueBaseUnits != "10000000000000000000" ||

@@ -382,6 +382,11 @@ func TestExpiry(t *testing.T) {
 	if err := h.db.Get(&received, `SELECT received_base_units::text FROM payments WHERE id = $1`, unpaid.ID); err != nil || received != eth(10).String() {
 		t.Fatalf("late value not recorded: %s (%v)", received, err)
 	}
+	// Confirmed too: the sweeper's leftover pass sweeps confirmed value of expired payments.
+	var confirmed string
+	if err := h.db.Get(&confirmed, `SELECT confirmed_base_units::text FROM payments WHERE id = $1`, unpaid.ID); err != nil || confirmed != eth(10).String() {
+		t.Fatalf("late value not counted as confirmed: %s (%v)", confirmed, err)
+	}
 	if n := len(h.events(event.SubjectConfirmed, unpaid.ID)); n != 0 {
 		t.Fatalf("expired payment confirmed")
 	}

@@ -36,6 +36,9 @@ type Config struct {
 	// RepriceAfter: a broadcast sweep transaction without a receipt for this long is replaced
 	// by one with the same nonce and higher fees, up to the chain's max_fee_gwei.
 	RepriceAfter time.Duration `env:"SWEEP_REPRICE_AFTER, default=2m"`
+	// LeftoverInterval is how often value left at deposit addresses (expired short, paid late,
+	// paid after the sweep) is looked for and, once confirmed, swept.
+	LeftoverInterval time.Duration `env:"SWEEP_LEFTOVER_INTERVAL, default=30s"`
 }
 
 // ChainsPath makes it a service.ChainsConfig: service.Run loads CHAINS_FILE.
@@ -93,6 +96,9 @@ func (c Config) Validate() error {
 	if c.RepriceAfter <= 0 {
 		return bad("SWEEP_REPRICE_AFTER", "must be positive")
 	}
+	if c.LeftoverInterval <= 0 {
+		return bad("SWEEP_LEFTOVER_INTERVAL", "must be positive")
+	}
 	return nil
 }
 
@@ -132,6 +138,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("poll_interval", c.PollInterval),
 		slog.Int("concurrency", c.Concurrency),
 		slog.Duration("reprice_after", c.RepriceAfter),
+		slog.Duration("leftover_interval", c.LeftoverInterval),
 		slog.Bool("migrate_on_start", c.MigrateOnStart),
 		slog.Bool("streams_provision", c.StreamsProvision),
 	)

@@ -63,7 +63,7 @@ func newHarness(t *testing.T) *harness {
 		Base:              testkit.BaseConfig(h.nats.URL(), dsn),
 		WalletMnemonic:    testkit.Mnemonic,
 		GasTankPrivateKey: hex.EncodeToString(crypto.FromECDSA(h.gasTank.Key)),
-		ReceiptTimeout:    20 * time.Second, PollInterval: 20 * time.Millisecond, Concurrency: 4, RepriceAfter: time.Minute,
+		ReceiptTimeout:    20 * time.Second, PollInterval: 20 * time.Millisecond, Concurrency: 4, RepriceAfter: time.Minute, LeftoverInterval: 200 * time.Millisecond,
 	}
 	var err error
 	if h.wallet, err = wallet.FromMnemonic(testkit.Mnemonic); err != nil {

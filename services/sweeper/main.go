@@ -85,6 +85,7 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 		return err
 	}
 	deps.AddReadiness("consumer "+streams.Payments+"/"+consumerName, loop.Bound)
+	leftovers := sweepLeftovers(work, sweeper, cfg.LeftoverInterval, deps.Log)
 	deps.Ops.SetReady(true)
 	gasTankAddr := ""
 	if gasTank != nil {
@@ -94,7 +95,39 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 
 	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
 	loop.Stop(cfg.ShutdownTimeout)
+	leftovers()
 	return nil
+}
+
+// sweepLeftovers runs the sweeper's leftover pass every interval until stop is called (which
+// waits for a pass in progress). Two replicas may pass over one payment at once: the ledger
+// lets one of them record the round's transactions and mark it done.
+func sweepLeftovers(ctx context.Context, s *sweep.Sweeper, interval time.Duration, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			n, err := s.SweepLeftovers(ctx)
+			if n > 0 {
+				log.Info("swept value left at deposit addresses", "payments", n)
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Warn("leftover pass", "err", err)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // dialChains connects to every chain's RPC. A node that does not answer yet is not fatal (its

@@ -9,25 +9,31 @@ import (
 // reads. A store scans it with sqlx, embedded in its own row type beside the columns only that
 // service reads, and selects PaymentColumns plus those.
 type PaymentRow struct {
-	ID            string    `db:"id"`
-	MerchantID    string    `db:"merchant_id"`
-	Status        string    `db:"status"`
-	ChainID       int64     `db:"chain_id"`
-	Token         string    `db:"token"`
-	TokenContract *string   `db:"token_contract"` // nil for the native coin
-	Decimals      int       `db:"decimals"`
-	Address       string    `db:"address"`
-	AddressIndex  int64     `db:"address_index"`
-	Amount        Numeric   `db:"amount_base_units"`
-	Received      Numeric   `db:"received_base_units"`
-	Confirmed     Numeric   `db:"confirmed_base_units"`
-	Metadata      []byte    `db:"metadata"`
-	ExpiresAt     time.Time `db:"expires_at"`
+	ID            string  `db:"id"`
+	MerchantID    string  `db:"merchant_id"`
+	Status        string  `db:"status"`
+	ChainID       int64   `db:"chain_id"`
+	Token         string  `db:"token"`
+	TokenContract *string `db:"token_contract"` // nil for the native coin
+	Decimals      int     `db:"decimals"`
+	Address       string  `db:"address"`
+	AddressIndex  int64   `db:"address_index"`
+	Amount        Numeric `db:"amount_base_units"`
+	Received      Numeric `db:"received_base_units"`
+	Confirmed     Numeric `db:"confirmed_base_units"`
+	// Swept is what the sweeps moved to the treasury, all rounds; SweepRounds the rounds
+	// completed and SweepCovered the confirmed value the last one accounted for (migration 0009).
+	Swept        Numeric   `db:"swept_base_units"`
+	SweepRounds  int       `db:"sweep_rounds"`
+	SweepCovered Numeric   `db:"sweep_covered_base_units"`
+	Metadata     []byte    `db:"metadata"`
+	ExpiresAt    time.Time `db:"expires_at"`
 }
 
 // PaymentColumns are PaymentRow's columns, for a SELECT.
 const PaymentColumns = `id, merchant_id, status, chain_id, token, token_contract, decimals, address, address_index,
-	amount_base_units, received_base_units, confirmed_base_units, metadata, expires_at`
+	amount_base_units, received_base_units, confirmed_base_units, swept_base_units, sweep_rounds,
+	sweep_covered_base_units, metadata, expires_at`
 
 // TransferRow is the part of a payment_transfers row that the api and the confirmer read,
 // embedded like PaymentRow; TransferColumns selects it.

@@ -38,6 +38,7 @@ type Payment struct {
 	Amount         *big.Int
 	Received       *big.Int
 	Confirmed      *big.Int
+	Swept          *big.Int // moved to the treasury so far, all sweep rounds
 	Metadata       json.RawMessage
 	IdempotencyKey *string
 	RequestHash    []byte

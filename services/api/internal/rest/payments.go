@@ -503,6 +503,8 @@ type paymentResponse struct {
 	AmountReceived           string             `json:"amount_received"`
 	AmountReceivedBaseUnits  string             `json:"amount_received_base_units"`
 	AmountConfirmedBaseUnits string             `json:"amount_confirmed_base_units"`
+	AmountSwept              string             `json:"amount_swept"`
+	AmountSweptBaseUnits     string             `json:"amount_swept_base_units"`
 	ConfirmationsRequired    uint64             `json:"confirmations_required"`
 	ExpiresAt                time.Time          `json:"expires_at"`
 	Metadata                 json.RawMessage    `json:"metadata"`
@@ -532,6 +534,7 @@ func (h *Handler) paymentJSON(p Payment) paymentResponse {
 		Amount: event.FormatUnits(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
 		AmountReceived: event.FormatUnits(p.Received, p.Decimals), AmountReceivedBaseUnits: p.Received.String(),
 		AmountConfirmedBaseUnits: p.Confirmed.String(), ConfirmationsRequired: chain.Confirmations,
+		AmountSwept: event.FormatUnits(p.Swept, p.Decimals), AmountSweptBaseUnits: orZero(p.Swept).String(),
 		ExpiresAt: p.ExpiresAt, Metadata: p.Metadata, Transfers: make([]transferResponse, 0, len(p.Transfers)),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}
@@ -619,4 +622,12 @@ func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request, merchan
 	}
 	writeJSON(w, http.StatusOK, listResponse[attemptResponse]{Object: "list", Data: data, HasMore: next != nil, NextCursor: next})
 	return nil
+}
+
+// orZero is v, or 0 for nil (a payment built before it was stored).
+func orZero(v *big.Int) *big.Int {
+	if v == nil {
+		return new(big.Int)
+	}
+	return v
 }

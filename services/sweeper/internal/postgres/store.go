@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -35,6 +36,7 @@ func New(db *sqlx.DB) *Store { return &Store{db: db} }
 type paymentRow = sharedpg.PaymentRow
 
 type transferRow struct {
+	Late        bool   `db:"late"`
 	TxHash      string `db:"tx_hash"`
 	LogIndex    int64  `db:"log_index"`
 	BlockNumber int64  `db:"block_number"`
@@ -56,18 +58,23 @@ func (s *Store) Payment(ctx context.Context, id string) (sweep.Payment, error) {
 	p := sweep.Payment{
 		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
 		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
-		AmountBaseUnits: r.Amount.Int(), ReceivedBaseUnits: r.Received.Int(),
+		AmountBaseUnits: r.Amount.Int(), ReceivedBaseUnits: r.Received.Int(), ConfirmedBaseUnits: r.Confirmed.Int(),
+		SweptBaseUnits: r.Swept.Int(), SweepRounds: r.SweepRounds, CoveredBaseUnits: r.SweepCovered.Int(),
 		Metadata: r.Metadata, ExpiresAt: r.ExpiresAt.UTC(),
 	}
 	var ts []transferRow
 	if err := s.db.SelectContext(ctx, &ts, `SELECT tx_hash, log_index, block_number, block_hash,
-		value_base_units::text AS value_base_units, status
+		value_base_units::text AS value_base_units, status, detected_at > $2 AS late
 		FROM payment_transfers WHERE payment_id = $1 AND status IN ('detected', 'confirmed')
-		ORDER BY block_number, log_index`, id); err != nil {
+		ORDER BY block_number, log_index`, id, r.ExpiresAt); err != nil {
 		return sweep.Payment{}, fmt.Errorf("load transfers of %s: %w", id, err)
 	}
 	p.Transfers = make([]event.Transaction, 0, len(ts))
+	p.LateBaseUnits = new(big.Int)
 	for _, t := range ts {
+		if v, ok := new(big.Int).SetString(t.Value, 10); ok && t.Late {
+			p.LateBaseUnits.Add(p.LateBaseUnits, v)
+		}
 		tx := event.Transaction{TxHash: t.TxHash, BlockNumber: uint64(t.BlockNumber), BlockHash: t.BlockHash,
 			ValueBaseUnits: t.Value, Status: t.Status}
 		if t.LogIndex >= 0 { // -1: a native transfer has no log
@@ -79,32 +86,64 @@ func (s *Store) Payment(ctx context.Context, id string) (sweep.Payment, error) {
 	return p, nil
 }
 
-// MarkSwept moves the payment confirmed → swept, with its audit row and event, in one
-// transaction. False: the payment was not 'confirmed' (already swept, or stepped back).
-func (s *Store) MarkSwept(ctx context.Context, paymentID, reason string, evt outbox.Message) (bool, error) {
-	swept := false
+// MarkSwept records a completed sweep round, in one transaction with its event: round 0 of a
+// confirmed payment moves it to swept (with its audit row); a round of an expired or swept
+// payment adds to what was swept and leaves the status. False: the round is recorded already
+// (another replica finished it) or the payment stepped back (a reorg) — nothing is written.
+func (s *Store) MarkSwept(ctx context.Context, r sweep.Round) (bool, error) {
+	done := false
 	err := sharedpg.InTx(ctx, s.db, func(tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE payments SET status = 'swept', updated_at = now()
-			WHERE id = $1 AND status = 'confirmed'`, paymentID)
-		if err != nil {
-			return fmt.Errorf("mark %s swept: %w", paymentID, err)
+		var cur struct {
+			Status string `db:"status"`
+			Rounds int    `db:"sweep_rounds"`
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
+		if err := tx.GetContext(ctx, &cur, `SELECT status, sweep_rounds FROM payments WHERE id = $1 FOR UPDATE`, r.PaymentID); err != nil {
+			return fmt.Errorf("load %s: %w", r.PaymentID, err)
+		}
+		if cur.Rounds != r.Round || (cur.Status != event.StatusConfirmed && cur.Status != event.StatusExpired && cur.Status != event.StatusSwept) ||
+			(cur.Status == event.StatusConfirmed && r.Round != 0) {
 			return sharedpg.ErrRollback
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO payment_status_changes (payment_id, from_status, to_status, reason, event_id)
-			VALUES ($1, 'confirmed', 'swept', $2, $3)`, paymentID, reason, evt.EventID); err != nil {
-			return fmt.Errorf("audit %s: %w", paymentID, err)
+		to := cur.Status
+		if cur.Status == event.StatusConfirmed {
+			to = event.StatusSwept
 		}
-		if err := outbox.Add(ctx, tx, evt); err != nil {
-			return err
+		if _, err := tx.ExecContext(ctx, `UPDATE payments SET status = $2, swept_base_units = swept_base_units + $3,
+			sweep_rounds = $4, sweep_covered_base_units = GREATEST(sweep_covered_base_units, $5), updated_at = now()
+			WHERE id = $1`, r.PaymentID, to, sharedpg.NewNumeric(r.Swept), r.Round+1, sharedpg.NewNumeric(r.Covered)); err != nil {
+			return fmt.Errorf("record sweep round %d of %s: %w", r.Round, r.PaymentID, err)
 		}
-		swept = true
+		if to != cur.Status {
+			eventID := ""
+			if r.Event != nil {
+				eventID = r.Event.EventID
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO payment_status_changes (payment_id, from_status, to_status, reason, event_id)
+				VALUES ($1, $2, $3, $4, $5)`, r.PaymentID, cur.Status, to, r.Reason, eventID); err != nil {
+				return fmt.Errorf("audit %s: %w", r.PaymentID, err)
+			}
+		}
+		if r.Event != nil {
+			if err := outbox.Add(ctx, tx, *r.Event); err != nil {
+				return err
+			}
+		}
+		done = true
 		return nil
 	})
-	return swept, err
+	return done, err
+}
+
+// ValueLeft lists expired and swept payments whose confirmed value exceeds what their sweep
+// rounds covered (the partial index payments_value_left serves it).
+func (s *Store) ValueLeft(ctx context.Context, limit int) ([]string, error) {
+	var ids []string
+	if err := s.db.SelectContext(ctx, &ids, `SELECT id FROM payments
+		WHERE status IN ('expired', 'swept') AND confirmed_base_units > sweep_covered_base_units
+		ORDER BY id LIMIT $1`, limit); err != nil {
+		return nil, fmt.Errorf("payments with value left: %w", err)
+	}
+	return ids, nil
 }
 
 // ReportFailure writes the payments.sweep_failed event.
@@ -117,6 +156,7 @@ type sweepRow struct {
 	PaymentID   string           `db:"payment_id"`
 	Kind        string           `db:"kind"`
 	Seq         int              `db:"seq"`
+	Round       int              `db:"round"`
 	BroadcastAt sql.NullTime     `db:"broadcast_at"`
 	ChainID     int64            `db:"chain_id"`
 	From        string           `db:"from_address"`
@@ -133,16 +173,16 @@ type sweepRow struct {
 // sent: gas top-ups before the token transfer, each kind in Seq order.
 func (s *Store) Sweeps(ctx context.Context, paymentID string) ([]sweep.Tx, error) {
 	var rows []sweepRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT id, payment_id, kind, seq, chain_id, from_address, to_address, nonce,
+	if err := s.db.SelectContext(ctx, &rows, `SELECT id, payment_id, kind, seq, round, chain_id, from_address, to_address, nonce,
 		value_base_units, tx_hash, raw_tx, status, error, broadcast_at
 		FROM sweeps WHERE payment_id = $1
-		ORDER BY CASE kind WHEN 'gas_topup' THEN 0 ELSE 1 END, seq`, paymentID); err != nil {
+		ORDER BY round, CASE kind WHEN 'gas_topup' THEN 0 ELSE 1 END, seq`, paymentID); err != nil {
 		return nil, fmt.Errorf("load sweeps of %s: %w", paymentID, err)
 	}
 	out := make([]sweep.Tx, 0, len(rows))
 	for _, r := range rows {
 		out = append(out, sweep.Tx{
-			ID: r.ID, PaymentID: r.PaymentID, Kind: r.Kind, Seq: r.Seq, ChainID: r.ChainID,
+			ID: r.ID, PaymentID: r.PaymentID, Kind: r.Kind, Seq: r.Seq, Round: r.Round, ChainID: r.ChainID,
 			From: common.HexToAddress(r.From), To: common.HexToAddress(r.To), Nonce: uint64(r.Nonce), Value: r.Value.Int(),
 			Hash: common.HexToHash(r.TxHash), Raw: r.Raw, Status: r.Status, Error: r.Error.String, BroadcastAt: r.BroadcastAt.Time,
 		})
@@ -213,12 +253,12 @@ func recordDraft(ctx context.Context, tx *sqlx.Tx, paymentID string, chainID int
 		return sweep.Tx{}, fmt.Errorf("sign %s: signed nonce %d, allocated %d", d.Kind, signed.Nonce(), nonce)
 	}
 	t := sweep.Tx{
-		ID: event.NewID("swp"), PaymentID: paymentID, Kind: d.Kind, Seq: d.Seq, ChainID: chainID, From: d.From, To: d.To,
+		ID: event.NewID("swp"), PaymentID: paymentID, Kind: d.Kind, Seq: d.Seq, Round: d.Round, ChainID: chainID, From: d.From, To: d.To,
 		Nonce: uint64(nonce), Value: d.Value, Hash: signed.Hash(), Raw: raw, Status: sweep.StatusSigned,
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO sweeps (id, payment_id, kind, seq, chain_id, from_address, to_address,
-		nonce, value_base_units, tx_hash, raw_tx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		t.ID, paymentID, t.Kind, t.Seq, chainID, from, strings.ToLower(t.To.Hex()), nonce, sharedpg.NewNumeric(t.Value), t.Hash.Hex(), raw); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sweeps (id, payment_id, kind, seq, round, chain_id, from_address, to_address,
+		nonce, value_base_units, tx_hash, raw_tx) VALUES ($1, $2, $3, $4, $12, $5, $6, $7, $8, $9, $10, $11)`,
+		t.ID, paymentID, t.Kind, t.Seq, chainID, from, strings.ToLower(t.To.Hex()), nonce, sharedpg.NewNumeric(t.Value), t.Hash.Hex(), raw, t.Round); err != nil {
 		var pqErr *pq.Error
 		if errors.As(err, &pqErr) && pqErr.Code == "23505" { // unique_violation
 			return sweep.Tx{}, sweep.ErrAlreadyRecorded

@@ -2,6 +2,8 @@ package sweep
 
 import (
 	"context"
+	"fmt"
+	"math/big"
 	"strings"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
@@ -29,11 +31,25 @@ type SweepTransaction struct {
 }
 
 // Swept is the data of payments.swept. SweepTransactions are the mined transactions: the
-// version of each that the chain took.
+// version of each that the chain took. Status is the payment's after the sweep: swept for the
+// sweep of a confirmed payment (round 0), or expired / swept for a later sweep of value left at
+// the address (round > 0, or round 0 of an expired payment): partial value of a payment that
+// expired short, value paid after the deadline, value paid after the sweep.
 type Swept struct {
 	event.Payment
 	Treasury          string             `json:"treasury"`
 	SweepTransactions []SweepTransaction `json:"sweep_transactions"`
+	// SweepRound numbers the payment's sweeps from 0; AmountSweptBaseUnits is what this one
+	// moved to the treasury and AmountSweptTotalBaseUnits what all of them moved (native sweeps
+	// pay their fee from the value).
+	SweepRound                int    `json:"sweep_round"`
+	AmountSweptBaseUnits      string `json:"amount_swept_base_units"`
+	AmountSweptTotalBaseUnits string `json:"amount_swept_total_base_units"`
+	// LateBaseUnits is the value of the payment's transfers detected after its deadline;
+	// ShortBaseUnits, for an expired payment, how far its confirmed value fell short of the
+	// amount. Both "0" for an ordinary sweep.
+	LateBaseUnits  string `json:"late_base_units"`
+	ShortBaseUnits string `json:"short_base_units"`
 }
 
 // SweepFailed is the data of payments.sweep_failed; the payment stays 'confirmed'.
@@ -79,8 +95,28 @@ func sweepTransactions(ms []mined) []SweepTransaction {
 }
 
 func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
-	data := Swept{Payment: j.paymentData(event.StatusSwept), Treasury: strings.ToLower(j.treasury.Hex()), SweepTransactions: sweepTransactions(ms)}
-	evt, err := outbox.NewMessage(ctx, event.SubjectSwept, j.p.ID+".swept", data)
+	status, msgID := event.StatusSwept, j.p.ID+".swept"
+	if j.p.Status != event.StatusConfirmed {
+		status = j.p.Status // expired or swept: a sweep of value left at the address
+	}
+	if j.round > 0 {
+		msgID = fmt.Sprintf("%s.swept.%d", j.p.ID, j.round)
+	}
+	moved := new(big.Int)
+	for _, m := range ms {
+		if m.tx.Kind != TxGasTopup {
+			moved.Add(moved, m.tx.Value)
+		}
+	}
+	total := new(big.Int).Add(orZero(j.p.SweptBaseUnits), moved)
+	short := new(big.Int)
+	if j.p.Status == event.StatusExpired && orZero(j.p.ConfirmedBaseUnits).Cmp(j.p.AmountBaseUnits) < 0 {
+		short.Sub(j.p.AmountBaseUnits, orZero(j.p.ConfirmedBaseUnits))
+	}
+	data := Swept{Payment: j.paymentData(status), Treasury: strings.ToLower(j.treasury.Hex()), SweepTransactions: sweepTransactions(ms),
+		SweepRound: j.round, AmountSweptBaseUnits: moved.String(), AmountSweptTotalBaseUnits: total.String(),
+		LateBaseUnits: orZero(j.p.LateBaseUnits).String(), ShortBaseUnits: short.String()}
+	evt, err := outbox.NewMessage(ctx, event.SubjectSwept, msgID, data)
 	if err != nil {
 		return fault.Transient(err)
 	}
@@ -88,17 +124,27 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 	for i, st := range data.SweepTransactions {
 		hashes[i] = st.Kind + " " + st.TxHash
 	}
-	ok, err := s.Payments.MarkSwept(ctx, j.p.ID, "swept: "+strings.Join(hashes, ", "), evt)
+	ok, err := s.Payments.MarkSwept(ctx, Round{PaymentID: j.p.ID, Round: j.round, Swept: moved,
+		Covered: orZero(j.p.ConfirmedBaseUnits), Reason: "swept: " + strings.Join(hashes, ", "), Event: &evt})
 	if err != nil {
 		return fault.Transient(err)
 	}
 	if !ok {
-		j.log.WarnContext(ctx, "funds swept but the payment had left 'confirmed'; status not changed")
+		j.log.WarnContext(ctx, "funds swept but the round was recorded already or the payment stepped back; nothing changed",
+			"round", j.round, "status", j.p.Status)
 		return nil
 	}
-	j.log.InfoContext(ctx, "payment swept", "event_id", evt.EventID, "transactions", strings.Join(hashes, ", "))
+	j.log.InfoContext(ctx, "payment swept", "event_id", evt.EventID, "round", j.round, "status", status,
+		"swept", moved.String(), "transactions", strings.Join(hashes, ", "))
 	s.OutboxWake()
 	return nil
+}
+
+func orZero(v *big.Int) *big.Int {
+	if v == nil {
+		return new(big.Int)
+	}
+	return v
 }
 
 func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mined) error {

@@ -88,9 +88,18 @@ type Payment struct {
 	AddressIndex      int64
 	AmountBaseUnits   *big.Int
 	ReceivedBaseUnits *big.Int
-	Metadata          json.RawMessage
-	ExpiresAt         time.Time
-	Transfers         []event.Transaction
+	// ConfirmedBaseUnits is the confirmed value; SweptBaseUnits what earlier rounds moved to
+	// the treasury, SweepRounds how many completed and CoveredBaseUnits the confirmed value the
+	// last one accounted for: more confirmed than covered is value left at the address.
+	ConfirmedBaseUnits *big.Int
+	SweptBaseUnits     *big.Int
+	SweepRounds        int
+	CoveredBaseUnits   *big.Int
+	// LateBaseUnits is the value of the transfers detected after the payment's deadline.
+	LateBaseUnits *big.Int
+	Metadata      json.RawMessage
+	ExpiresAt     time.Time
+	Transfers     []event.Transaction
 }
 
 // Tx is one recorded sweep transaction (a sweeps row): one signed version. For a token
@@ -101,6 +110,7 @@ type Tx struct {
 	PaymentID   string
 	Kind        string
 	Seq         int // its place among the payment's transactions of Kind, from 0
+	Round       int // the sweep round it belongs to: 0 the payment's sweep, then one per leftover sweep
 	ChainID     int64
 	From        common.Address
 	To          common.Address
@@ -120,6 +130,7 @@ type Draft struct {
 	// one more for each replacement or further top-up. Two handlers recording the same step
 	// collide on it (ErrAlreadyRecorded).
 	Seq          int
+	Round        int // set by the job: the round being swept
 	From         common.Address
 	To           common.Address
 	Value        *big.Int
@@ -133,11 +144,28 @@ type Draft struct {
 // Payments reads payments and records the sweep's outcome.
 type Payments interface {
 	Payment(ctx context.Context, id string) (Payment, error)
-	// MarkSwept moves the payment confirmed → swept with an audit row and writes evt, in one
-	// DB transaction. It reports false if the payment was no longer 'confirmed'.
-	MarkSwept(ctx context.Context, paymentID, reason string, evt outbox.Message) (bool, error)
+	// MarkSwept records a completed sweep round and writes its event, in one DB transaction:
+	// round 0 of a confirmed payment moves it confirmed → swept (with an audit row); a round of
+	// an expired or swept payment leaves its status. It reports false, writing nothing, if the
+	// round was recorded already or the payment is in no status a sweep completes in (a
+	// reorg stepped it back).
+	MarkSwept(ctx context.Context, r Round) (bool, error)
+	// ValueLeft lists up to limit payments, expired or swept, whose confirmed value exceeds what
+	// their sweep rounds covered: value that would otherwise stay at the deposit address.
+	ValueLeft(ctx context.Context, limit int) ([]string, error)
 	// ReportFailure writes evt (payments.sweep_failed); the payment stays 'confirmed'.
 	ReportFailure(ctx context.Context, evt outbox.Message) error
+}
+
+// Round is one completed sweep round of a payment, as MarkSwept records it.
+type Round struct {
+	PaymentID string
+	Round     int
+	// Swept is what the round moved to the treasury (native or token value; top-ups aside),
+	// Covered the confirmed value it accounts for.
+	Swept, Covered *big.Int
+	Reason         string          // the audit row's reason, when the status changes
+	Event          *outbox.Message // payments.swept; nil when the round found nothing to move
 }
 
 // Ledger records sweep transactions and their nonces.
@@ -289,6 +317,7 @@ func (s *Sweeper) HandleConfirmed(ctx context.Context, env event.Envelope, in ev
 	if err != nil {
 		return fault.Transient(err)
 	}
+	recorded = ofRound(recorded, 0)
 	switch {
 	case p.Status == event.StatusSwept:
 		log.InfoContext(ctx, "already swept")
@@ -302,7 +331,7 @@ func (s *Sweeper) HandleConfirmed(ctx context.Context, env event.Envelope, in ev
 	// payment's status: they are signed, and a recorded gas-tank nonce left unsent would block
 	// every later top-up.
 
-	j := &job{s: s, p: p, in: in, recorded: recorded, log: log}
+	j := &job{s: s, p: p, in: in, round: 0, recorded: recorded, log: log}
 	txs, err := j.run(ctx)
 	var f *failure
 	if errors.As(err, &f) {
@@ -320,7 +349,8 @@ type job struct {
 	s        *Sweeper
 	p        Payment
 	in       event.Payment
-	recorded []Tx
+	round    int
+	recorded []Tx // the round's
 	log      *slog.Logger
 
 	net      Network
@@ -410,6 +440,9 @@ func (j *job) fees(ctx context.Context) (tip, feeCap *big.Int, err error) {
 // record signs and records drafts, or — if a concurrent handler won the race — returns what
 // that handler recorded. Either way j.recorded is the ledger afterwards.
 func (j *job) record(ctx context.Context, drafts []Draft) ([]Tx, error) {
+	for i := range drafts {
+		drafts[i].Round = j.round
+	}
 	txs, err := j.s.Ledger.Record(ctx, j.p.ID, j.p.ChainID, drafts)
 	if errors.Is(err, ErrAlreadyRecorded) {
 		j.log.InfoContext(ctx, "sweep recorded concurrently, using that one")
@@ -431,8 +464,19 @@ func (j *job) reload(ctx context.Context) ([]Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	j.recorded = txs
-	return txs, nil
+	j.recorded = ofRound(txs, j.round)
+	return j.recorded, nil
+}
+
+// ofRound returns the recorded transactions of a sweep round.
+func ofRound(txs []Tx, round int) []Tx {
+	var out []Tx
+	for _, tx := range txs {
+		if tx.Round == round {
+			out = append(out, tx)
+		}
+	}
+	return out
 }
 
 // ofKind returns the recorded transactions of kind, in Seq order.

@@ -14,7 +14,6 @@ import (
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
-	"github.com/ctrip-pay/pipeline/shared/outbox"
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
@@ -62,12 +61,12 @@ type crashPayments struct {
 	crashed bool
 }
 
-func (p *crashPayments) MarkSwept(ctx context.Context, paymentID, reason string, evt outbox.Message) (bool, error) {
+func (p *crashPayments) MarkSwept(ctx context.Context, r sweep.Round) (bool, error) {
 	if !p.crashed {
 		p.crashed = true
 		return false, errCrash
 	}
-	return p.Payments.MarkSwept(ctx, paymentID, reason, evt)
+	return p.Payments.MarkSwept(ctx, r)
 }
 
 // A crash at any step of a sweep, followed by a redelivery, ends with exactly one transaction
