@@ -236,18 +236,22 @@ for dname, d in deployments.items():
 
 stats = {}
 
+
+def expect_env(dname, d, **want):
+    """Every container of Deployment dname has each variable of want at its value."""
+    for c in pod_spec(d).get("containers") or []:
+        env = env_of(c)
+        for var, value in want.items():
+            if env.get(var) != value:
+                fail(f"Deployment {dname}: {var} is {env.get(var)!r}, want {value!r}")
+
 # ---- dev -----------------------------------------------------------------------------------
 
 if mode == "dev":
     for dname, d in deployments.items():
         if d.get("spec", {}).get("replicas") != 1:
             fail(f"Deployment {dname}: replicas {d.get('spec', {}).get('replicas')}, want 1")
-        for c in pod_spec(d).get("containers") or []:
-            env = env_of(c)
-            if env.get("STREAMS_REPLICAS") != "1":
-                fail(f"Deployment {dname}: STREAMS_REPLICAS is {env.get('STREAMS_REPLICAS')!r}, want \"1\"")
-            if env.get("MIGRATE_ON_START") != "true":
-                fail(f"Deployment {dname}: MIGRATE_ON_START is {env.get('MIGRATE_ON_START')!r}, want \"true\"")
+        expect_env(dname, d, STREAMS_REPLICAS="1", MIGRATE_ON_START="true")
     if nats is not None and nats.get("spec", {}).get("replicas") != 1:
         fail(f"StatefulSet nats: replicas {nats['spec'].get('replicas')}, want 1")
     summary = (f"dev: OK: {len(deployments)} Deployments x1, StatefulSet nats x1, "
@@ -271,12 +275,7 @@ else:
             fail(f"Deployment {dname}: replicas {r}, want >= 2")
         if not spread_by_hostname(d):
             fail(f"Deployment {dname}: no topology spread / anti-affinity by kubernetes.io/hostname")
-        for c in pod_spec(d).get("containers") or []:
-            env = env_of(c)
-            if env.get("STREAMS_REPLICAS") != "3":
-                fail(f"Deployment {dname}: STREAMS_REPLICAS is {env.get('STREAMS_REPLICAS')!r}, want \"3\"")
-            if env.get("MIGRATE_ON_START") != "false":
-                fail(f"Deployment {dname}: MIGRATE_ON_START is {env.get('MIGRATE_ON_START')!r}, want \"false\"")
+        expect_env(dname, d, STREAMS_REPLICAS="3", MIGRATE_ON_START="false")
         covering = [p for p in pdbs if selects(p.get("spec", {}).get("selector"), d)]
         if len(covering) != 1:
             fail(f"Deployment {dname}: want one PodDisruptionBudget, got {len(covering)}")

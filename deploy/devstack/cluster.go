@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/postgres"
 )
@@ -61,16 +63,13 @@ func (s *stack) leaseHolder(ctx context.Context) (int, error) {
 	return 0, fmt.Errorf("%d sessions hold the scanner lease", len(pids))
 }
 
-// waitFor1 polls cond every 50 ms for at most two minutes.
-func (s *stack) waitFor1(ctx context.Context, what string, cond func() (bool, error)) error {
-	deadline := time.Now().Add(2 * time.Minute)
+// poll checks cond every interval until it holds, it fails, ctx ends or deadline passes (then
+// the error names what was awaited).
+func poll(ctx context.Context, what string, deadline time.Time, interval time.Duration, cond func() (bool, error)) error {
 	for {
 		ok, err := cond()
-		if err != nil {
+		if err != nil || ok {
 			return err
-		}
-		if ok {
-			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out waiting for %s", what)
@@ -78,9 +77,28 @@ func (s *stack) waitFor1(ctx context.Context, what string, cond func() (bool, er
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
+}
+
+// waitFor1 polls cond every 50 ms for at most two minutes.
+func (s *stack) waitFor1(ctx context.Context, what string, cond func() (bool, error)) error {
+	return poll(ctx, what, time.Now().Add(2*time.Minute), 50*time.Millisecond, cond)
+}
+
+// connectJS connects a JetStream client to url; close the connection when done.
+func connectJS(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 // payETH creates an ETH payment of amount (in ETH) for the demo merchant through the REST API

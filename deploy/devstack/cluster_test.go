@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 	"github.com/ctrip-pay/pipeline/streams"
@@ -23,11 +20,7 @@ import (
 // then it is restarted. Every payment reaches swept with every webhook delivered once, each
 // sweep transaction is signed once, and nothing is lost.
 func TestClusterSurvivesANodeAndTheLeadingScanner(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs every service on a three-node nats-server cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx := systemTest(t, "builds and runs every service on a three-node nats-server cluster", 5*time.Minute)
 	t.Setenv("DATABASE_URL", testkit.MustDatabaseURL(t))
 	var takeover time.Duration
 	var replicas map[string]int
@@ -35,9 +28,9 @@ func TestClusterSurvivesANodeAndTheLeadingScanner(t *testing.T) {
 		natsNodes: 3,
 		replicas:  map[string]int{"scanner": 2, "sweeper": 2},
 		// A delivery retried while a node was down may come after the payment's later ones.
-		await: []string{"payment.created", "payment.detected", "payment.confirmed", "payment.swept"},
-		timeout:   3 * time.Minute,
-		log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		await:   []string{"payment.created", "payment.detected", "payment.confirmed", "payment.swept"},
+		timeout: 3 * time.Minute,
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		midFlow: func(s *stack) ([]string, error) {
 			var err error
 			if replicas, err = streamReplicas(ctx, s.natsURL); err != nil {
@@ -135,15 +128,11 @@ func TestClusterSurvivesANodeAndTheLeadingScanner(t *testing.T) {
 
 // streamReplicas is every stream's replica count.
 func streamReplicas(ctx context.Context, url string) (map[string]int, error) {
-	nc, err := nats.Connect(url)
+	nc, js, err := connectJS(url)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]int{}
 	for _, name := range []string{streams.Payments, streams.Chain, streams.Webhooks, streams.DLQ} {
 		st, err := js.Stream(ctx, name)

@@ -17,16 +17,24 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
+// systemTest skips in -short mode (the test builds and runs service processes: what), and
+// returns a context that ends after timeout or with the test.
+func systemTest(t *testing.T, what string, timeout time.Duration) context.Context {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(what)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // The system test: the real binaries against a chain served over HTTP. Every service is killed
 // with SIGKILL and restarted once both payments are detected; both must still reach swept with
 // each status change made once, one sweep transaction per kind, the treasury credited once, and
 // every webhook type delivered.
 func TestPaymentsReachSweptThroughServiceCrashes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs every service")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx := systemTest(t, "builds and runs every service", 5*time.Minute)
 	t.Setenv("DATABASE_URL", testkit.MustDatabaseURL(t))
 	natsPort, err := testkit.FreePort()
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -25,11 +24,7 @@ import (
 // into a different block: the merchant is told the transfer was reorged (once), then that the
 // payment is confirmed (once) in its new block.
 func TestReorgedTransferIsReportedThenConfirmedInItsNewBlock(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the scanner and the confirmer")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := systemTest(t, "builds and runs the scanner and the confirmer", 3*time.Minute)
 	chain := chaintest.New(t, chaintest.WithHTTP())
 	ns := testkit.MustNATSProcess(t)
 	db, dsn := testkit.MustDB(t)

@@ -16,8 +16,6 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
@@ -254,15 +252,11 @@ func (s *stack) confirmLatency(ctx context.Context, ids []string) (map[string]ti
 		return nil, err
 	}
 	defer db.Close()
-	nc, err := nats.Connect(s.natsURL)
+	nc, js, err := connectJS(s.natsURL)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 	stream, err := js.Stream(ctx, "PAYMENTS")
 	if err != nil {
 		return nil, err
@@ -301,19 +295,11 @@ func (s *stack) confirmLatency(ctx context.Context, ids []string) (map[string]ti
 }
 
 func (s *stack) waitFor(ctx context.Context, ids []string, typ string, deadline time.Time) error {
-	for {
-		if s.rcv.allHave(ids, typ) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out waiting for %s; webhooks so far: %v", typ, s.rcv.snapshot())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	err := poll(ctx, typ, deadline, 200*time.Millisecond, func() (bool, error) { return s.rcv.allHave(ids, typ), nil })
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w; webhooks so far: %v", err, s.rcv.snapshot())
 	}
+	return err
 }
 
 func (s *stack) call(ctx context.Context, method, path, token string, body, out any) error {
@@ -384,22 +370,8 @@ func (s *stack) crashAt(ctx context.Context, svc string, ids []string, deadline 
 			return n > 0, err
 		}
 	}
-	for {
-		ok, err := ready()
-		if err != nil {
-			return err
-		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("-crash %s: its moment never came", svc)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := poll(ctx, "-crash "+svc+": its moment", deadline, 10*time.Millisecond, ready); err != nil {
+		return err
 	}
 	s.log.Info("crashing", "service", svc)
 	s.kill(svc)

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient"
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // BenchmarkBackfill measures how fast the scanner catches up on blocks already mined — the
@@ -30,10 +30,7 @@ import (
 //
 //	go test -run '^$' -bench Backfill -benchtime 1x ./services/scanner/
 func BenchmarkBackfill(b *testing.B) {
-	blocks := 500
-	if v, err := strconv.Atoi(os.Getenv("BENCH_BLOCKS")); err == nil && v > 0 {
-		blocks = v
-	}
+	blocks := testkit.EnvInt("BENCH_BLOCKS", 500)
 	for _, latency := range []time.Duration{0, 5 * time.Millisecond} {
 		for _, perBlock := range []int{0, 10} {
 			b.Run(fmt.Sprintf("rpc_latency=%v/transfers=%d", latency, perBlock), func(b *testing.B) {
@@ -93,9 +90,7 @@ func runBackfill(b *testing.B, blocks, perBlock int, latency time.Duration) back
 	raw := rawRate(b, h, rpcURL, first, last)
 
 	h.cfg.StartBlock = strconv.FormatUint(first, 10)
-	if v, err := strconv.Atoi(os.Getenv("BENCH_PREFETCH")); err == nil && v > 0 {
-		h.cfg.Prefetch = v
-	}
+	h.cfg.Prefetch = testkit.EnvInt("BENCH_PREFETCH", h.cfg.Prefetch)
 	b.StartTimer()
 	h.start()
 	// Timed from the first committed block, so start-up (migrations, provisioning) is left out.

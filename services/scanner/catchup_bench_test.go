@@ -19,6 +19,7 @@ import (
 	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
+	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
 // BenchmarkCatchUp measures how fast the scanner catches up after downtime on blocks already
@@ -40,7 +41,7 @@ import (
 //
 //	go test -run '^$' -bench CatchUp -benchtime 1x ./services/scanner/
 func BenchmarkCatchUp(b *testing.B) {
-	blocks, txs := envInt("BENCH_BLOCKS", 1000), envInt("BENCH_TXS", 10)
+	blocks, txs := testkit.EnvInt("BENCH_BLOCKS", 1000), testkit.EnvInt("BENCH_TXS", 10)
 	for _, open := range []int{100, 10_000} {
 		b.Run(fmt.Sprintf("open_payments=%d", open), func(b *testing.B) {
 			for range b.N {
@@ -63,21 +64,14 @@ type catchUpRates struct {
 	rpcBatch, prefetch     int
 }
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
 	b.StopTimer()
 	h := newHarness(b)
-	h.cfg.RPCBatch = envInt("BENCH_RPC_BATCH", scan.DefaultRPCBatch)
-	h.cfg.Prefetch = envInt("BENCH_PREFETCH", h.cfg.Prefetch)
-	h.cfg.BatchBlocks = uint64(envInt("BENCH_BATCH_BLOCKS", int(h.cfg.BatchBlocks)))
+	h.cfg.RPCBatch = testkit.EnvInt("BENCH_RPC_BATCH", scan.DefaultRPCBatch)
+	h.cfg.Prefetch = testkit.EnvInt("BENCH_PREFETCH", h.cfg.Prefetch)
+	h.cfg.BatchBlocks = uint64(testkit.EnvInt("BENCH_BATCH_BLOCKS", int(h.cfg.BatchBlocks)))
 	paid := min(100, open)
-	deposits := min(envInt("BENCH_DEPOSITS", txsPerBlock), txsPerBlock)
+	deposits := min(testkit.EnvInt("BENCH_DEPOSITS", txsPerBlock), txsPerBlock)
 	total := blocks * txsPerBlock
 
 	first := h.head() + 1

@@ -148,24 +148,14 @@ func TestReorgRescansFromCommonAncestor(t *testing.T) {
 // events, which JetStream drops as duplicates: one message per transfer on the stream.
 func TestRestartResumesFromCursor(t *testing.T) {
 	h := startHarness(t)
-	var payments []payment
-	pay := func() {
-		p := h.newPayment("ETH", ether(1), time.Now().Add(time.Hour))
-		h.mine(h.chain.SendETH(h.payer, p.Address, ether(1)))
-		payments = append(payments, p)
-	}
-	for range 3 {
-		pay()
-	}
+	payments := h.paidETHPayments(3)
 	h.waitScanned(h.head())
 	if n := len(h.detected()); n != 3 {
 		t.Fatalf("%d events before the restart, want 3", n)
 	}
 	h.stop()
 
-	for range 3 {
-		pay()
-	}
+	payments = append(payments, h.paidETHPayments(3)...)
 	h.chain.Mine(testConfirmations + 2) // the default start (head − confirmations) is past these
 	cursor := h.cursor()
 	rewound := cursor - 2

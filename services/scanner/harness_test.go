@@ -206,6 +206,18 @@ func (h *harness) detected() []detectedMsg {
 	return out
 }
 
+// paidETHPayments creates n payments of 1 ETH, each paid in full in a block of its own.
+func (h *harness) paidETHPayments(n int) []payment {
+	h.t.Helper()
+	var out []payment
+	for range n {
+		p := h.newPayment("ETH", ether(1), time.Now().Add(time.Hour))
+		h.mine(h.chain.SendETH(h.payer, p.Address, ether(1)))
+		out = append(out, p)
+	}
+	return out
+}
+
 // checkNothingLost: through a proxy that failed some requests, every payment was detected once
 // and every block from first to head recorded.
 func (h *harness) checkNothingLost(proxy *chaintest.Proxy, payments []payment, first, head uint64) {

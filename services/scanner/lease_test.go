@@ -25,15 +25,7 @@ func TestStandbyReplicaTakesOverTheChain(t *testing.T) {
 	testkit.Eventually(t, 10*time.Second, "the first replica leading the chain", func() bool { return holders() == 1 })
 	standby := testkit.StartInProcess(t, "scanner-standby", h.cfg, run)
 
-	var payments []payment
-	pay := func() {
-		p := h.newPayment("ETH", ether(1), time.Now().Add(time.Hour))
-		h.mine(h.chain.SendETH(h.payer, p.Address, ether(1)))
-		payments = append(payments, p)
-	}
-	for range 3 {
-		pay()
-	}
+	payments := h.paidETHPayments(3)
 	h.waitScanned(h.head())
 	if n := holders(); n != 1 {
 		t.Fatalf("%d replicas hold the chain's lease, want 1", n)
@@ -41,9 +33,7 @@ func TestStandbyReplicaTakesOverTheChain(t *testing.T) {
 
 	stopped := time.Now()
 	h.stop() // the leader; its lease is now the standby's
-	for range 3 {
-		pay()
-	}
+	payments = append(payments, h.paidETHPayments(3)...)
 	h.waitScanned(h.head())
 	t.Logf("standby scanned the blocks mined after the leader stopped within %v", time.Since(stopped).Round(time.Millisecond))
 	if exited, err := standby.Exited(); exited {

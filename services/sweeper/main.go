@@ -20,6 +20,7 @@ import (
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/periodic"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
@@ -107,14 +108,7 @@ func sweepLeftovers(ctx context.Context, s *sweep.Sweeper, interval time.Duratio
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		periodic.Every(ctx, interval, func(ctx context.Context) bool {
 			n, err := s.SweepLeftovers(ctx)
 			if n > 0 {
 				log.Info("swept value left at deposit addresses", "payments", n)
@@ -122,7 +116,8 @@ func sweepLeftovers(ctx context.Context, s *sweep.Sweeper, interval time.Duratio
 			if err != nil && ctx.Err() == nil {
 				log.Warn("leftover pass", "err", err)
 			}
-		}
+			return true
+		})
 	}()
 	return func() {
 		cancel()

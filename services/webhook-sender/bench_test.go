@@ -32,14 +32,8 @@ import (
 // and in the same run measures the raw rate at which that receiver takes plain POSTs of the
 // same body from a Go client at the same concurrency. Run it with scripts/bench-webhooks.sh.
 func BenchmarkWebhookThroughput(b *testing.B) {
-	events := 20000
-	if v, err := strconv.Atoi(os.Getenv("BENCH_EVENTS")); err == nil && v > 0 {
-		events = v
-	}
-	concurrency := 64
-	if v, err := strconv.Atoi(os.Getenv("BENCH_CONCURRENCY")); err == nil && v > 0 {
-		concurrency = v
-	}
+	events := testkit.EnvInt("BENCH_EVENTS", 20000)
+	concurrency := testkit.EnvInt("BENCH_CONCURRENCY", 64)
 	for range b.N {
 		r := runThroughput(b, events, concurrency)
 		b.ReportMetric(r.deliveriesPerSec, "deliveries/s")
@@ -124,10 +118,8 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 
 	// 2. Through the sender, publishing while it runs.
 	// One merchant endpoint takes everything, so its per-endpoint limit is the global one.
-	h.cfg.Concurrency, h.cfg.EndpointConcurrency, h.cfg.FanoutConcurrency = concurrency, concurrency, 4
-	if v, err := strconv.Atoi(os.Getenv("BENCH_FANOUT")); err == nil && v > 0 {
-		h.cfg.FanoutConcurrency = v
-	}
+	h.cfg.Concurrency, h.cfg.EndpointConcurrency = concurrency, concurrency
+	h.cfg.FanoutConcurrency = testkit.EnvInt("BENCH_FANOUT", 4)
 	h.start()
 	// Measure from when both stages are pulling, not while the sender is still starting.
 	testkit.Eventually(b, 10*time.Second, "sender pulling", func() bool {
@@ -171,8 +163,8 @@ func runThroughput(b *testing.B, events, concurrency int) throughput {
 	// BENCH_RATE paces publishing (events/s) to measure latency below saturation; unset, all
 	// events are published at once and the figure is throughput under a burst.
 	var pace time.Duration
-	if v, err := strconv.Atoi(os.Getenv("BENCH_RATE")); err == nil && v > 0 {
-		pace = time.Second / time.Duration(v)
+	if rate := testkit.EnvInt("BENCH_RATE", 0); rate > 0 {
+		pace = time.Second / time.Duration(rate)
 	}
 	// BENCH_CPUPROFILE writes a CPU profile of this stage alone (the whole process: sender,
 	// embedded NATS server, receiver).

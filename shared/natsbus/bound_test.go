@@ -2,7 +2,6 @@ package natsbus_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -128,21 +127,5 @@ func TestLoopBound(t *testing.T) {
 // consumer c on it. The context ends with the test (2 min at most).
 func boundConsumer(t *testing.T) (context.Context, jetstream.JetStream, jetstream.Consumer, *slog.Logger) {
 	t.Helper()
-	srv := testkit.MustNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nc, js, err := natsbus.Connect(ctx, srv.URL(), "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.CreateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctx, js, cons, log
+	return backlogConsumerWithin(t, 0, 2*time.Minute)
 }

@@ -21,8 +21,14 @@ import (
 // durable explicit-ack consumer on it. The context ends with the test (30 s at most).
 func backlogConsumer(t *testing.T, n int) (context.Context, jetstream.JetStream, jetstream.Consumer, *slog.Logger) {
 	t.Helper()
+	return backlogConsumerWithin(t, n, 30*time.Second)
+}
+
+// backlogConsumerWithin is backlogConsumer with a context of at most timeout.
+func backlogConsumerWithin(t *testing.T, n int, timeout time.Duration) (context.Context, jetstream.JetStream, jetstream.Consumer, *slog.Logger) {
+	t.Helper()
 	srv := testkit.MustNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nc, js, err := natsbus.Connect(ctx, srv.URL(), "test", log)

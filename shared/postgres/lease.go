@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/periodic"
 )
 
 // Lease is leadership of one named role among the replicas of a service (the scanner of one
@@ -39,7 +41,7 @@ func AcquireLease(ctx context.Context, db *sql.DB, name string, interval time.Du
 	for {
 		// An error (the database down or restarting) is retried like a lease held elsewhere.
 		if l, _ := tryLease(ctx, db, name, key); l != nil {
-			go l.watch(ctx, interval)
+			go l.watch(interval)
 			return l, nil
 		}
 		select {
@@ -61,38 +63,27 @@ func tryLease(ctx context.Context, db *sql.DB, name string, key int64) (*Lease, 
 		return nil, err
 	}
 	l := &Lease{name: name, key: key, conn: conn, stopped: make(chan struct{})}
-	l.Held, l.cancel = context.WithCancel(context.Background())
+	l.Held, l.cancel = context.WithCancel(ctx)
 	return l, nil
 }
 
-// watch pings the lease's connection every interval; a failed ping (or ctx's end) ends the
-// lease. The connection is then discarded, not returned to the pool: closing it ends the
-// session, which releases the lock even if the unlock could not be sent.
-func (l *Lease) watch(ctx context.Context, interval time.Duration) {
+// watch pings the lease's connection every interval; a failed ping (or the end of the
+// caller's context) ends the lease. The connection is then discarded, not returned to the
+// pool: closing it ends the session, which releases the lock even if no unlock could be sent.
+func (l *Lease) watch(interval time.Duration) {
 	defer close(l.stopped)
 	defer func() {
 		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
 		_ = l.conn.Close()
 	}()
 	defer l.cancel()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.Held.Done():
-			return
-		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, interval)
-			// The lock is the session's until it ends: a live session still holds it.
-			_, err := l.conn.ExecContext(pctx, `SELECT 1`)
-			cancel()
-			if err != nil {
-				return
-			}
-		}
-	}
+	periodic.Every(l.Held, interval, func(ctx context.Context) bool {
+		pctx, cancel := context.WithTimeout(ctx, interval)
+		defer cancel()
+		// The lock is the session's until it ends: a live session still holds it.
+		_, err := l.conn.ExecContext(pctx, `SELECT 1`)
+		return err == nil
+	})
 }
 
 // Release gives the lease up: Held is cancelled and the session holding the lock ends.

@@ -3,6 +3,8 @@ package postgres
 import (
 	"strings"
 	"time"
+
+	"github.com/ctrip-pay/pipeline/shared/event"
 )
 
 // PaymentRow is the part of a payments row (the one table, in migrations/) that every service
@@ -28,6 +30,16 @@ type PaymentRow struct {
 	SweepCovered Numeric   `db:"sweep_covered_base_units"`
 	Metadata     []byte    `db:"metadata"`
 	ExpiresAt    time.Time `db:"expires_at"`
+}
+
+// Core is the row as the services' domain reads it (amounts as big.Int, times in UTC).
+func (r PaymentRow) Core() event.PaymentCore {
+	return event.PaymentCore{
+		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
+		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
+		Amount: r.Amount.Int(), Received: r.Received.Int(), Confirmed: r.Confirmed.Int(), Swept: r.Swept.Int(),
+		Metadata: r.Metadata, ExpiresAt: r.ExpiresAt.UTC(),
+	}
 }
 
 // PaymentColumns are PaymentRow's columns, for a SELECT.

@@ -2,6 +2,8 @@ package testkit
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
@@ -29,3 +31,12 @@ func LoadConfig(cfg config.Validator, env map[string]string) error {
 // first Ethereum account on m/44'/60'/0'/0/0 is the published
 // 0x9858EfFD232B4033E47d90003D41EC34EcaEda94.
 const Mnemonic = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+
+// EnvInt is the positive integer in the environment variable name (a benchmark's size, say),
+// or def when it is unset or not one.
+func EnvInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}

@@ -101,3 +101,13 @@ func PaymentStatus(tb testing.TB, db *sqlx.DB, paymentID string) string {
 	}
 	return s
 }
+
+// BigInt is the base-10 integer s, failing the test if it is not one.
+func BigInt(tb testing.TB, s string) *big.Int {
+	tb.Helper()
+	v, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		tb.Fatalf("not an integer: %q", s)
+	}
+	return v
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient/simulated"
 	"github.com/ethereum/go-ethereum/node"
 
+	"github.com/ctrip-pay/pipeline/shared/periodic"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
 
@@ -196,25 +197,19 @@ func freePort() (int, error) { return testkit.FreePort() }
 
 // startBlockTimer commits a block every d; the returned func stops it and waits for it.
 func (c *Chain) startBlockTimer(d time.Duration) (stop func()) {
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		ticker := time.NewTicker(d)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ticker.C:
-				c.mineMu.Lock()
-				c.backend.Commit()
-				c.mineMu.Unlock()
-			}
-		}
+		periodic.Every(ctx, d, func(context.Context) bool {
+			c.mineMu.Lock()
+			c.backend.Commit()
+			c.mineMu.Unlock()
+			return true
+		})
 	}()
 	return func() {
-		close(done)
+		cancel()
 		<-stopped
 	}
 }

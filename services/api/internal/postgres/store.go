@@ -7,7 +7,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -106,12 +105,8 @@ type paymentRow struct {
 
 func (r paymentRow) payment() rest.Payment {
 	return rest.Payment{
-		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
-		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
-		Amount: r.Amount.Int(), Received: r.Received.Int(), Confirmed: r.Confirmed.Int(), Swept: r.Swept.Int(),
-		Metadata: json.RawMessage(r.Metadata), IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
-		ExpiresAt: r.ExpiresAt.UTC(), CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		Transfers: []rest.Transfer{},
+		PaymentCore: r.Core(), IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
+		CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), Transfers: []rest.Transfer{},
 	}
 }
 

@@ -2,7 +2,6 @@ package rest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/big"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/deadletter"
+	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
@@ -26,23 +26,9 @@ var ErrReplayRaced = deadletter.ErrReplayRaced
 
 // Payment is a row of payments with, when loaded by id or listed, its transfers.
 type Payment struct {
-	ID             string
-	MerchantID     string
-	Status         string
-	ChainID        int64
-	Token          string
-	TokenContract  *string
-	Decimals       int
-	Address        string
-	AddressIndex   int64
-	Amount         *big.Int
-	Received       *big.Int
-	Confirmed      *big.Int
-	Swept          *big.Int // moved to the treasury so far, all sweep rounds
-	Metadata       json.RawMessage
+	event.PaymentCore
 	IdempotencyKey *string
 	RequestHash    []byte
-	ExpiresAt      time.Time
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	Transfers      []Transfer

@@ -417,11 +417,13 @@ func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchant
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond) // Postgres keeps microseconds
 	p := Payment{
-		ID: event.NewID("pay"), MerchantID: merchantID, Status: event.StatusPending, ChainID: np.chain.ID,
-		Token: np.token.Symbol, Decimals: np.token.Decimals, Address: address, AddressIndex: index,
-		Amount: np.amount, Received: new(big.Int), Confirmed: new(big.Int), Metadata: np.metadata,
-		IdempotencyKey: idemKey, RequestHash: np.hash, ExpiresAt: now.Add(np.ttl), CreatedAt: now, UpdatedAt: now,
-		Transfers: []Transfer{},
+		PaymentCore: event.PaymentCore{
+			ID: event.NewID("pay"), MerchantID: merchantID, Status: event.StatusPending, ChainID: np.chain.ID,
+			Token: np.token.Symbol, Decimals: np.token.Decimals, Address: address, AddressIndex: index,
+			Amount: np.amount, Received: new(big.Int), Confirmed: new(big.Int), Swept: new(big.Int),
+			Metadata: np.metadata, ExpiresAt: now.Add(np.ttl),
+		},
+		IdempotencyKey: idemKey, RequestHash: np.hash, CreatedAt: now, UpdatedAt: now, Transfers: []Transfer{},
 	}
 	if !np.token.IsNative() {
 		c := strings.ToLower(np.token.Contract)

@@ -1,6 +1,7 @@
 package confirm
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/fault"
 )
 
 // Chain is a configured chain and its RPC node.
@@ -75,4 +77,13 @@ func New(cfg Config) (*Confirmer, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// chain is a configured chain; an event for another is invalid (terminated, not retried).
+func (c *Confirmer) chain(id int64) (Chain, error) {
+	ch, ok := c.chains[id]
+	if !ok {
+		return Chain{}, fault.Invalid(ReasonUnknownChain, fmt.Errorf("chain %d", id))
+	}
+	return ch, nil
 }

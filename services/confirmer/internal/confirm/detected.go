@@ -54,9 +54,9 @@ func (c *Confirmer) HandleDetected(ctx context.Context, env event.Envelope) erro
 	if err != nil || !differs {
 		return err
 	}
-	chain, ok := c.chains[seen.ChainID]
-	if !ok {
-		return fault.Invalid(ReasonUnknownChain, fmt.Errorf("chain %d", seen.ChainID))
+	chain, err := c.chain(seen.ChainID)
+	if err != nil {
+		return err
 	}
 	if seen.BlockHash == "" {
 		log.WarnContext(ctx, "detected transfer differs from the record and the event names no block", "tx_hash", seen.TxHash)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/periodic"
 )
 
 // ExpireDue expires the payments past their deadline without their full amount detected and
@@ -70,14 +71,7 @@ func (c *Confirmer) ExpireDue(ctx context.Context) (int, error) {
 
 // RunExpiry runs ExpireDue every interval until ctx is cancelled.
 func (c *Confirmer) RunExpiry(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Every(ctx, interval, func(ctx context.Context) bool {
 		ctx, span := c.tracer.Start(ctx, "confirmer.expire")
 		n, err := c.ExpireDue(ctx)
 		span.SetAttributes(attribute.Int("expired", n))
@@ -85,5 +79,6 @@ func (c *Confirmer) RunExpiry(ctx context.Context, interval time.Duration) {
 		if err != nil && ctx.Err() == nil {
 			c.log.WarnContext(ctx, "expiry pass", "err", err, "expired", n)
 		}
-	}
+		return true
+	})
 }

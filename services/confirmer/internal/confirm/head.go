@@ -13,9 +13,9 @@ import (
 // top is re-verified against the chain at this moment and confirmed, or marked reorged if its
 // block left the canonical chain; then each touched payment's status follows its totals.
 func (c *Confirmer) HandleHead(ctx context.Context, h event.ChainHead) error {
-	chain, ok := c.chains[h.ChainID]
-	if !ok {
-		return fault.Invalid(ReasonUnknownChain, fmt.Errorf("chain %d", h.ChainID))
+	chain, err := c.chain(h.ChainID)
+	if err != nil {
+		return err
 	}
 	c.observeHead(h.ChainID, h.Number)
 	upTo, ok := confirmableUpTo(h.Number, chain.Confirmations)

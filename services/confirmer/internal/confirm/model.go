@@ -6,10 +6,8 @@ package confirm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/big"
-	"time"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
@@ -22,19 +20,7 @@ func counts(status string) bool {
 
 // Payment is a payments row.
 type Payment struct {
-	ID            string
-	MerchantID    string
-	Status        string
-	ChainID       int64
-	Token         string
-	TokenContract *string // nil for the native coin
-	Decimals      int
-	Address       string
-	Amount        *big.Int
-	Received      *big.Int // detected or confirmed: not reorged, not failed
-	Confirmed     *big.Int // with enough confirmations, re-verified
-	Metadata      json.RawMessage
-	ExpiresAt     time.Time
+	event.PaymentCore
 	// TraceContext is the W3C trace context (traceparent, tracestate) of the payment's first
 	// detection: the events the confirmer publishes continue that trace. Nil until detected.
 	TraceContext map[string]string

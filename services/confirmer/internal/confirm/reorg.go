@@ -16,9 +16,9 @@ import (
 // <payment_id>.reorged.<common_ancestor_hash>), naming also the transfers a head already found
 // orphaned; reorged ones whose block is canonical again (the chain flipped back) count again.
 func (c *Confirmer) HandleReorg(ctx context.Context, r event.ChainReorg) error {
-	chain, ok := c.chains[r.ChainID]
-	if !ok {
-		return fault.Invalid(ReasonUnknownChain, fmt.Errorf("chain %d", r.ChainID))
+	chain, err := c.chain(r.ChainID)
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	// Heads of the new branch may be lower than the old branch's: let them retry again.

@@ -208,12 +208,7 @@ func (s *Store) DueForExpiry(ctx context.Context, limit int) ([]string, error) {
 }
 
 func (r paymentRow) payment() (confirm.Payment, error) {
-	p := confirm.Payment{
-		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
-		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address,
-		Amount: r.Amount.Int(), Received: r.Received.Int(), Confirmed: r.Confirmed.Int(),
-		Metadata: r.Metadata, ExpiresAt: r.ExpiresAt,
-	}
+	p := confirm.Payment{PaymentCore: r.Core()}
 	if len(r.TraceContext) > 0 {
 		if err := json.Unmarshal(r.TraceContext, &p.TraceContext); err != nil {
 			return p, fmt.Errorf("payment %s trace context: %w", r.ID, err)

@@ -55,13 +55,7 @@ func (s *Store) Payment(ctx context.Context, id string) (sweep.Payment, error) {
 	if err != nil {
 		return sweep.Payment{}, fmt.Errorf("load payment %s: %w", id, err)
 	}
-	p := sweep.Payment{
-		ID: r.ID, MerchantID: r.MerchantID, Status: r.Status, ChainID: r.ChainID, Token: r.Token,
-		TokenContract: r.TokenContract, Decimals: r.Decimals, Address: r.Address, AddressIndex: r.AddressIndex,
-		AmountBaseUnits: r.Amount.Int(), ReceivedBaseUnits: r.Received.Int(), ConfirmedBaseUnits: r.Confirmed.Int(),
-		SweptBaseUnits: r.Swept.Int(), SweepRounds: r.SweepRounds, CoveredBaseUnits: r.SweepCovered.Int(),
-		Metadata: r.Metadata, ExpiresAt: r.ExpiresAt.UTC(),
-	}
+	p := sweep.Payment{PaymentCore: r.Core(), SweepRounds: r.SweepRounds, CoveredBaseUnits: r.SweepCovered.Int()}
 	var ts []transferRow
 	if err := s.db.SelectContext(ctx, &ts, `SELECT tx_hash, log_index, block_number, block_hash,
 		value_base_units::text AS value_base_units, status, detected_at > $2 AS late

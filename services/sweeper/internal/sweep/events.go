@@ -68,7 +68,7 @@ func (j *job) paymentData(status string) event.Payment {
 	return event.NewPayment(event.PaymentRow{
 		ID: p.ID, MerchantID: p.MerchantID, Status: status, ChainID: p.ChainID, Chain: chain,
 		Address: p.Address, Token: p.Token, TokenContract: p.TokenContract, Decimals: p.Decimals,
-		Amount: p.AmountBaseUnits, Received: p.ReceivedBaseUnits, Confirmations: j.in.Confirmations,
+		Amount: p.Amount, Received: p.Received, Confirmations: j.in.Confirmations,
 		Transactions: p.Transfers, Metadata: p.Metadata, ExpiresAt: p.ExpiresAt,
 	})
 }
@@ -108,10 +108,10 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 			moved.Add(moved, m.tx.Value)
 		}
 	}
-	total := new(big.Int).Add(orZero(j.p.SweptBaseUnits), moved)
+	total := new(big.Int).Add(orZero(j.p.Swept), moved)
 	short := new(big.Int)
-	if j.p.Status == event.StatusExpired && orZero(j.p.ConfirmedBaseUnits).Cmp(j.p.AmountBaseUnits) < 0 {
-		short.Sub(j.p.AmountBaseUnits, orZero(j.p.ConfirmedBaseUnits))
+	if j.p.Status == event.StatusExpired && orZero(j.p.Confirmed).Cmp(j.p.Amount) < 0 {
+		short.Sub(j.p.Amount, orZero(j.p.Confirmed))
 	}
 	data := Swept{Payment: j.paymentData(status), Treasury: strings.ToLower(j.treasury.Hex()), SweepTransactions: sweepTransactions(ms),
 		SweepRound: j.round, AmountSweptBaseUnits: moved.String(), AmountSweptTotalBaseUnits: total.String(),
@@ -125,7 +125,7 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 		hashes[i] = st.Kind + " " + st.TxHash
 	}
 	ok, err := s.Payments.MarkSwept(ctx, Round{PaymentID: j.p.ID, Round: j.round, Swept: moved,
-		Covered: orZero(j.p.ConfirmedBaseUnits), Reason: "swept: " + strings.Join(hashes, ", "), Event: &evt})
+		Covered: orZero(j.p.Confirmed), Reason: "swept: " + strings.Join(hashes, ", "), Event: &evt})
 	if err != nil {
 		return fault.Transient(err)
 	}

@@ -43,7 +43,7 @@ func (s *Sweeper) sweepLeftover(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if (p.Status != event.StatusExpired && p.Status != event.StatusSwept) || orZero(p.ConfirmedBaseUnits).Cmp(orZero(p.CoveredBaseUnits)) <= 0 {
+	if (p.Status != event.StatusExpired && p.Status != event.StatusSwept) || orZero(p.Confirmed).Cmp(orZero(p.CoveredBaseUnits)) <= 0 {
 		return false, nil // swept by another replica meanwhile, or no longer terminal
 	}
 	all, err := s.Ledger.Sweeps(ctx, id)
@@ -60,7 +60,7 @@ func (s *Sweeper) sweepLeftover(ctx context.Context, id string) (bool, error) {
 		// Nothing to move: an earlier round's sweep took the value along before it was
 		// confirmed, or what is left does not pay its own fee. The round accounts for it.
 		log.InfoContext(ctx, "nothing left to sweep", "why", f.Error())
-		_, err := s.Payments.MarkSwept(ctx, Round{PaymentID: id, Round: round, Swept: new(big.Int), Covered: orZero(p.ConfirmedBaseUnits)})
+		_, err := s.Payments.MarkSwept(ctx, Round{PaymentID: id, Round: round, Swept: new(big.Int), Covered: orZero(p.Confirmed)})
 		return false, err
 	case errors.As(err, &f):
 		// Retried on the next pass; the payment's status is terminal, so no payments.sweep_failed.

@@ -24,12 +24,7 @@ type leftover struct {
 
 func (w *world) terminalPayment(t *testing.T, status string, amount *big.Int, onTime, late *big.Int) leftover {
 	t.Helper()
-	index := w.next
-	w.next++
-	deposit, err := w.wallet.Address(index)
-	if err != nil {
-		t.Fatal(err)
-	}
+	index, deposit := w.nextDeposit(t)
 	i := int64(index)
 	confirmed := new(big.Int)
 	for _, v := range []*big.Int{onTime, late} {
@@ -180,14 +175,7 @@ func TestValuePaidAfterTheSweepIsSwept(t *testing.T) {
 
 func ether10() *big.Int { return new(big.Int).Mul(big.NewInt(10), ether) }
 
-func mustInt(t *testing.T, s string) *big.Int {
-	t.Helper()
-	v, ok := new(big.Int).SetString(s, 10)
-	if !ok {
-		t.Fatalf("not an integer: %q", s)
-	}
-	return v
-}
+func mustInt(t *testing.T, s string) *big.Int { return testkit.BigInt(t, s) }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 

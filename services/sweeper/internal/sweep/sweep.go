@@ -77,28 +77,13 @@ var ErrAlreadyRecorded = errors.New("sweep transaction already recorded")
 
 // Payment is the payments row the sweeper works from, with its transfers for the event.
 type Payment struct {
-	ID                string
-	MerchantID        string
-	Status            string
-	ChainID           int64
-	Token             string
-	TokenContract     *string // lower-case 0x address; nil for the native coin
-	Decimals          int
-	Address           string // lower-case 0x deposit address
-	AddressIndex      int64
-	AmountBaseUnits   *big.Int
-	ReceivedBaseUnits *big.Int
-	// ConfirmedBaseUnits is the confirmed value; SweptBaseUnits what earlier rounds moved to
-	// the treasury, SweepRounds how many completed and CoveredBaseUnits the confirmed value the
-	// last one accounted for: more confirmed than covered is value left at the address.
-	ConfirmedBaseUnits *big.Int
-	SweptBaseUnits     *big.Int
-	SweepRounds        int
-	CoveredBaseUnits   *big.Int
+	event.PaymentCore
+	// SweepRounds is how many sweep rounds completed and CoveredBaseUnits the confirmed value
+	// the last one accounted for: more confirmed than covered is value left at the address.
+	SweepRounds      int
+	CoveredBaseUnits *big.Int
 	// LateBaseUnits is the value of the transfers detected after the payment's deadline.
 	LateBaseUnits *big.Int
-	Metadata      json.RawMessage
-	ExpiresAt     time.Time
 	Transfers     []event.Transaction
 }
 

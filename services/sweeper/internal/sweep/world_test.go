@@ -122,12 +122,7 @@ type payment struct {
 // newPayment inserts a confirmed payment at the next deposit index, for token (nil: ETH).
 func (w *world) newPayment(t *testing.T, token *common.Address, amount *big.Int) payment {
 	t.Helper()
-	index := w.next
-	w.next++
-	deposit, err := w.wallet.Address(index)
-	if err != nil {
-		t.Fatal(err)
-	}
+	index, deposit := w.nextDeposit(t)
 	id := event.NewID("pay")
 	p := payment{ID: id, Index: index, Deposit: deposit, Token: token, Treasury: chaintest.NewAccount("treasury/" + id).Address}
 	i := int64(index)
@@ -142,6 +137,18 @@ func (w *world) newPayment(t *testing.T, token *common.Address, amount *big.Int)
 		t.Fatal(err)
 	}
 	return p
+}
+
+// nextDeposit takes the next deposit index and its address.
+func (w *world) nextDeposit(t *testing.T) (uint32, common.Address) {
+	t.Helper()
+	index := w.next
+	w.next++
+	deposit, err := w.wallet.Address(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return index, deposit
 }
 
 // paidTokenPayment is a confirmed token payment of amount whose deposit address holds it.
