@@ -20,6 +20,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
+	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
 // BenchmarkCatchUp measures how fast the scanner catches up after downtime on blocks already
@@ -39,6 +40,14 @@ import (
 // SCAN_PREFETCH and SCAN_BATCH_BLOCKS; BENCH_CPUPROFILE=FILE writes a CPU profile of each
 // case's scanner phase (FILE.open<N>).
 //
+// The scanner and the raw loop reach the chain through a chaintest.Meter that hides the debug
+// API, as most RPC providers do: the scanner then reconciles the balances of the open native
+// payments' addresses, and the benchmark prints what that cost — eth_getBalance calls per
+// block and the node's time for them as a share of the catch-up's (the readings go with the
+// prefetched blocks, so part of it overlaps other work), and apart the first reading of every
+// address at start-up. BENCH_TRACE=1 leaves the debug API on: the scanner traces the
+// blocks instead, and the benchmark prints the cost of the traces.
+//
 //	go test -run '^$' -bench CatchUp -benchtime 1x ./services/scanner/
 func BenchmarkCatchUp(b *testing.B) {
 	blocks, txs := testkit.EnvInt("BENCH_BLOCKS", 1000), testkit.EnvInt("BENCH_TXS", 10)
@@ -52,6 +61,10 @@ func BenchmarkCatchUp(b *testing.B) {
 				fmt.Printf("  raw batched RPC (getLogs per batch + batched getBlockByNumber): %.0f blocks/s\n", r.raw)
 				fmt.Printf("  scanner (RPC + Postgres + JetStream acks):                      %.0f blocks/s, ratio %.2f\n",
 					r.scanner, r.scanner/r.raw)
+				c := r.cost
+				fmt.Printf("  %s: %d %s calls (%.1f per block) in %d requests; node time %s = %.0f%% of the catch-up's %s; %d more before the first commit\n",
+					c.what, c.calls, c.method, float64(c.calls)/float64(r.blocks), c.requests,
+					c.spent.Round(time.Millisecond), 100*c.spent.Seconds()/c.elapsed.Seconds(), c.elapsed.Round(time.Millisecond), c.startCalls)
 			}
 		})
 	}
@@ -62,11 +75,30 @@ type catchUpRates struct {
 	blocks, paid, deposits int
 	batch                  uint64
 	rpcBatch, prefetch     int
+	cost                   detectionCost
+}
+
+// detectionCost is what finding the transfers inside transactions cost the catch-up: the
+// calls of method (eth_getBalance, or the block traces), the requests carrying them and the
+// node's time for those requests, next to the catch-up's time; startCalls were made before
+// the first block was committed.
+type detectionCost struct {
+	what, method                string
+	calls, requests, startCalls int64
+	spent, elapsed              time.Duration
 }
 
 func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
 	b.StopTimer()
-	h := newHarness(b)
+	trace := os.Getenv("BENCH_TRACE") == "1"
+	var meter *chaintest.Meter
+	h := newHarness(b, viaRPC(func(chainURL string) string {
+		meter = chaintest.NewMeter(b, chainURL)
+		if !trace {
+			meter.HideDebug()
+		}
+		return meter.URL()
+	}))
 	h.cfg.RPCBatch = testkit.EnvInt("BENCH_RPC_BATCH", scan.DefaultRPCBatch)
 	h.cfg.Prefetch = testkit.EnvInt("BENCH_PREFETCH", h.cfg.Prefetch)
 	h.cfg.BatchBlocks = uint64(testkit.EnvInt("BENCH_BATCH_BLOCKS", int(h.cfg.BatchBlocks)))
@@ -126,7 +158,12 @@ func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
 		}
 	}
 
-	raw := max(rawBatchedRate(b, h, first, last), rawBatchedRate(b, h, first, last))
+	raw := max(rawBatchedRate(b, h, meter.URL(), first, last), rawBatchedRate(b, h, meter.URL(), first, last))
+	cost := detectionCost{what: "balance reconciliation", method: "eth_getBalance"}
+	if trace {
+		cost = detectionCost{what: "block traces", method: "debug_traceBlockByHash"}
+	}
+	calls0 := meter.Calls(cost.method)
 
 	h.cfg.StartBlock = strconv.FormatUint(first, 10)
 	stopProfile := func() {}
@@ -143,28 +180,47 @@ func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
 	}
 	b.StartTimer()
 	h.start()
+	// The cost is counted, like the time, from the first committed block: the first reading
+	// of every address at start-up is left out with the rest of the start-up, and counted
+	// apart.
+	atStart := make(chan detectionCost, 1)
+	go func() {
+		for {
+			var n int64 = -1
+			if err := h.db.Get(&n, `SELECT COALESCE((SELECT block_number FROM chain_cursors WHERE chain_id = $1), -1)`, testChainID); err == nil && n >= 0 {
+				atStart <- detectionCost{calls: meter.Calls(cost.method), requests: meter.Requests(cost.method), spent: meter.Spent(cost.method)}
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
 	// Timed from the first committed block, so start-up (migrations, provisioning, the first
 	// read of the deposit addresses) is left out.
 	from, elapsed := h.timeToCursor(b, last)
 	b.StopTimer()
 	stopProfile()
 	h.stop()
+	started := <-atStart
+	cost.startCalls = started.calls - calls0
+	cost.calls, cost.requests = meter.Calls(cost.method)-started.calls, meter.Requests(cost.method)-started.requests
+	cost.spent, cost.elapsed = meter.Spent(cost.method)-started.spent, elapsed
 	if got := len(h.detected()); got != sent {
 		b.Fatalf("%d events, want %d", got, sent)
 	}
 	return catchUpRates{
 		scanner: float64(int64(last)-from) / elapsed.Seconds(), raw: raw,
 		blocks: int(last - first + 1), paid: paid, deposits: sent,
-		batch: h.cfg.BatchBlocks, rpcBatch: h.cfg.RPCBatch, prefetch: h.cfg.Prefetch,
+		batch: h.cfg.BatchBlocks, rpcBatch: h.cfg.RPCBatch, prefetch: h.cfg.Prefetch, cost: cost,
 	}
 }
 
 // rawBatchedRate is blocks/s for one pass of the loop the scanner is measured against: per
 // range of SCAN_BATCH_BLOCKS, one eth_getLogs for the token transfers, then the blocks with
-// their transactions in batch requests of SCAN_RPC_BATCH, one request at a time.
-func rawBatchedRate(b *testing.B, h *harness, first, last uint64) float64 {
+// their transactions in batch requests of SCAN_RPC_BATCH, one request at a time, through
+// rpcURL (the meter the scanner goes through).
+func rawBatchedRate(b *testing.B, h *harness, rpcURL string, first, last uint64) float64 {
 	ctx := context.Background()
-	c, err := rpc.DialContext(ctx, h.chain.RPCURL())
+	c, err := rpc.DialContext(ctx, rpcURL)
 	if err != nil {
 		b.Fatal(err)
 	}

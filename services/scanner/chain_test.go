@@ -159,14 +159,7 @@ func TestRestartResumesFromCursor(t *testing.T) {
 	h.chain.Mine(testConfirmations + 2) // the default start (head − confirmations) is past these
 	cursor := h.cursor()
 	rewound := cursor - 2
-	if _, err := h.db.Exec(`UPDATE chain_cursors SET block_number = $2,
-			block_hash = (SELECT hash FROM chain_blocks WHERE chain_id = $1 AND number = $2) WHERE chain_id = $1`,
-		testChainID, rewound); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.db.Exec(`DELETE FROM chain_blocks WHERE chain_id = $1 AND number > $2`, testChainID, rewound); err != nil {
-		t.Fatal(err)
-	}
+	h.rewindCursor(rewound)
 
 	h.start()
 	h.waitScanned(h.head())

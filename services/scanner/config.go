@@ -33,6 +33,11 @@ type Config struct {
 	// backoff between retries of a failed one.
 	RPCTimeout time.Duration `env:"SCAN_RPC_TIMEOUT, default=20s"`
 	RetryMax   time.Duration `env:"SCAN_RETRY_MAX, default=30s"`
+	// ReconcileBudget is how many eth_getBalance calls a block may cost where the node has no
+	// debug API and ETH paid to deposit addresses from inside contracts' transactions is found
+	// by reconciling the open payments' balances: each address is read at least every
+	// ceil(open native payments / budget) blocks. 0 means scan.DefaultReconcileBudget.
+	ReconcileBudget int `env:"SCAN_RECONCILE_BUDGET, default=200"`
 	// LeaseInterval is how often a standby replica tries to take a chain's lease, and how
 	// often the leader checks it still holds it: a dead leader's chain is taken over within
 	// about this long.
@@ -76,6 +81,8 @@ func (c Config) Validate() error {
 		return bad("SCAN_PREFETCH", "must be between 1 and 64")
 	case c.RPCBatch < 0 || c.RPCBatch > 1000:
 		return bad("SCAN_RPC_BATCH", "must be between 1 and 1000")
+	case c.ReconcileBudget < 0 || c.ReconcileBudget > 100_000:
+		return bad("SCAN_RECONCILE_BUDGET", "must be between 1 and 100000 (0: the default)")
 	case c.RPCTimeout <= 0:
 		return bad("SCAN_RPC_TIMEOUT", "must be positive")
 	case c.RetryMax < retryMin:

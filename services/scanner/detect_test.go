@@ -199,12 +199,7 @@ func TestDetection(t *testing.T) {
 		}},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			outer := h.t
-			h.t = t
-			defer func() { h.t = outer }()
-			c.run(t, h)
-		})
+		h.subtest(t, c.name, c.run)
 	}
 }
 

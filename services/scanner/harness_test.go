@@ -206,6 +206,31 @@ func (h *harness) detected() []detectedMsg {
 	return out
 }
 
+// subtest runs f as the subtest name of t on this harness, which reports to the subtest
+// while it runs.
+func (h *harness) subtest(t *testing.T, name string, f func(t *testing.T, h *harness)) {
+	t.Run(name, func(t *testing.T) {
+		outer := h.t
+		h.t = t
+		defer func() { h.t = outer }()
+		f(t, h)
+	})
+}
+
+// rewindCursor moves the chain's cursor back to block n and forgets the blocks above it, as a
+// crash between publishing blocks' events and committing them leaves the scanner.
+func (h *harness) rewindCursor(n int64) {
+	h.t.Helper()
+	if _, err := h.db.Exec(`UPDATE chain_cursors SET block_number = $2,
+			block_hash = (SELECT hash FROM chain_blocks WHERE chain_id = $1 AND number = $2) WHERE chain_id = $1`,
+		testChainID, n); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.db.Exec(`DELETE FROM chain_blocks WHERE chain_id = $1 AND number > $2`, testChainID, n); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // paidETHPayments creates n payments of 1 ETH, each paid in full in a block of its own.
 func (h *harness) paidETHPayments(n int) []payment {
 	h.t.Helper()

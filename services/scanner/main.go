@@ -73,7 +73,7 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 		s, err := scan.New(scan.Config{
 			Chain: c, RPC: scan.NewRPCClient(client), Store: store, JS: deps.JS,
 			Batch: cfg.BatchBlocks, Poll: cfg.PollInterval, StartBlock: startBlock,
-			Prefetch: cfg.Prefetch, RPCBatch: cfg.RPCBatch,
+			Prefetch: cfg.Prefetch, RPCBatch: cfg.RPCBatch, ReconcileBudget: cfg.ReconcileBudget,
 			Retry: scan.Backoff{Min: retryMin, Max: cfg.RetryMax}, CallTimeout: cfg.RPCTimeout,
 			Tracer: deps.Tel.Tracer, Metrics: metrics, Log: deps.Log,
 			OnHead: func(n uint64) {

@@ -61,7 +61,7 @@ type Chain struct {
 	Accounts []*Account
 
 	tb       testing.TB
-	backend  *simulated.Backend
+	backend  *backend
 	client   simulated.Client
 	chainID  *big.Int
 	rpcURL   string
@@ -85,8 +85,9 @@ type settings struct {
 // Option configures New.
 type Option func(*settings)
 
-// WithHTTP serves the node's JSON-RPC (eth, net, web3) over HTTP on 127.0.0.1 at a free port;
-// RPCURL returns the address for ethclient.Dial or another process.
+// WithHTTP serves the node's JSON-RPC (eth, net, web3, and debug with the tracing API) over
+// HTTP on 127.0.0.1 at a free port; RPCURL returns the address for ethclient.Dial or another
+// process.
 func WithHTTP() Option { return func(s *settings) { s.http = true } }
 
 // WithBlockInterval mines a block every d in the background until the test ends, the way a
@@ -154,13 +155,17 @@ func New(tb testing.TB, opts ...Option) *Chain {
 	return c
 }
 
-// startBackend starts the simulated node. With HTTP on, the port is picked by listening on :0
-// and closing; the simulated backend hides its node, so the port cannot be read back after
-// start. Another process may take the port in between, so a failed start is retried.
-func startBackend(tb testing.TB, alloc types.GenesisAlloc, withHTTP bool) (*simulated.Backend, string) {
+// startBackend starts the simulated node, which serves the tracing API too (backend.go). With
+// HTTP on, the port is picked by listening on :0 and closing; the node is started on it
+// afterwards, so another process may take the port in between, and a failed start is retried.
+func startBackend(tb testing.TB, alloc types.GenesisAlloc, withHTTP bool) (*backend, string) {
 	tb.Helper()
 	if !withHTTP {
-		return simulated.NewBackend(alloc), ""
+		b, err := newBackend(alloc, nil)
+		if err != nil {
+			tb.Fatalf("chaintest: start node: %v", err)
+		}
+		return b, ""
 	}
 	var lastErr error
 	for range 5 {
@@ -168,29 +173,18 @@ func startBackend(tb testing.TB, alloc types.GenesisAlloc, withHTTP bool) (*simu
 		if err != nil {
 			tb.Fatalf("chaintest: free port: %v", err)
 		}
-		backend, err := newBackendRecover(alloc, func(nodeConf *node.Config, _ *ethconfig.Config) {
+		b, err := newBackend(alloc, func(nodeConf *node.Config, _ *ethconfig.Config) {
 			nodeConf.HTTPHost = "127.0.0.1"
 			nodeConf.HTTPPort = port
-			nodeConf.HTTPModules = []string{"eth", "net", "web3"}
+			nodeConf.HTTPModules = []string{"eth", "net", "web3", "debug"}
 		})
 		if err == nil {
-			return backend, fmt.Sprintf("http://127.0.0.1:%d", port)
+			return b, fmt.Sprintf("http://127.0.0.1:%d", port)
 		}
 		lastErr = err
 	}
 	tb.Fatalf("chaintest: start node with HTTP: %v", lastErr)
 	return nil, ""
-}
-
-// newBackendRecover turns simulated.NewBackend's panic on a failed node start (a taken port)
-// into an error.
-func newBackendRecover(alloc types.GenesisAlloc, opt func(*node.Config, *ethconfig.Config)) (b *simulated.Backend, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%v", r)
-		}
-	}()
-	return simulated.NewBackend(alloc, opt), nil
 }
 
 func freePort() (int, error) { return testkit.FreePort() }

@@ -242,3 +242,16 @@ func (s *Store) RecordTransfers(ctx context.Context, from uint64, ts []scan.Tran
 	}
 	return out, nil
 }
+
+var _ scan.OpenPaymentFinder = (*Store)(nil)
+
+// OpenPayments returns the ids of the chain's open native payments (pending or detected): the
+// addresses balance reconciliation watches.
+func (s *Store) OpenPayments(ctx context.Context, chainID int64) ([]string, error) {
+	var ids []string
+	if err := s.db.SelectContext(ctx, &ids, `SELECT id FROM payments
+		WHERE chain_id = $1 AND token_contract IS NULL AND status IN ('pending', 'detected')`, chainID); err != nil {
+		return nil, fmt.Errorf("open payments of chain %d: %w", chainID, err)
+	}
+	return ids, nil
+}

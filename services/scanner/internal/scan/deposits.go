@@ -97,6 +97,9 @@ func (s *Scanner) refreshDeposits(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if !s.traces {
+		s.recon.noteDeposits(s.chainID(), rows)
+	}
 	if n := s.deposits.add(s.chainID(), rows, time.Now()); n > 0 {
 		s.log.WarnContext(ctx, "address indexes missing below the highest seen not tracked", "count", n, "tracked", maxMissing)
 	}

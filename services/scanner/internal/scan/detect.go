@@ -77,13 +77,15 @@ func (s *Scanner) bloomMayHaveTransfers(b types.Bloom) bool {
 }
 
 // transfers returns the transfers to deposit addresses in the block, in transaction then log
-// order: the value of successful transactions sent to a native payment's address, and Transfer
-// logs of the payment's own token.
+// order: the value of successful transactions sent to a native payment's address, the value
+// calls inside transactions paid to one (on a node that traces blocks), and Transfer logs of
+// the payment's own token.
 func (s *Scanner) transfers(ctx context.Context, f fetched, logs []types.Log) ([]Transfer, error) {
 	out, err := s.nativeTransfers(ctx, f)
 	if err != nil {
 		return nil, err
 	}
+	out = append(out, f.internal...)
 	for _, l := range logs {
 		if t, ok := s.tokenTransfer(ctx, l); ok {
 			out = append(out, t)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"sync"
 
 	"github.com/ethereum/go-ethereum"
@@ -16,12 +17,19 @@ import (
 
 // fetched is a block with what the scanner needs of it: the Transfer logs of the configured
 // tokens that the range's eth_getLogs returned for it, the transactions paying a deposit
-// address and, if there are any, their receipts (receipts[i] is candidates[i]'s).
+// address and, if there are any, their receipts (receipts[i] is candidates[i]'s). On a node
+// that traces blocks, internal holds the transfers made inside its transactions (untraced: the
+// node could not trace it); elsewhere balances holds the readings the reconciliation schedule
+// has due at it (noState: the node could not give them).
 type fetched struct {
 	block      *types.Block
 	logs       []types.Log
 	candidates []candidate
 	receipts   []*types.Receipt
+	internal   []Transfer
+	untraced   bool
+	balances   map[common.Address]*big.Int
+	noState    bool
 }
 
 // candidate is a transaction with value sent to a native payment's deposit address.
@@ -57,7 +65,7 @@ type chunkResult struct {
 	err    error
 }
 
-func (s *Scanner) prefetch(ctx context.Context, from, to uint64) *prefetcher {
+func (s *Scanner) prefetch(ctx context.Context, from, to uint64, sched schedule) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prefetcher{
 		queue:  make(chan chan chunkResult, s.cfg.Prefetch),
@@ -82,7 +90,7 @@ func (s *Scanner) prefetch(ctx context.Context, from, to uint64) *prefetcher {
 					logs = &blockSpan{lo, rangeEnd}
 				}
 				chunkFrom := lo // lo moves on below
-				p.wg.Go(func() { res <- s.fetchRange(ctx, chunkFrom, hi, logs) })
+				p.wg.Go(func() { res <- s.fetchRange(ctx, chunkFrom, hi, logs, sched) })
 				if hi == to {
 					return // lo+1 could wrap at the top of uint64
 				}
@@ -137,11 +145,13 @@ func (p *prefetcher) stop() {
 type blockSpan struct{ from, to uint64 }
 
 // fetchRange gets blocks from..to in one batch request — with, unless logs is nil, the
-// configured tokens' Transfer logs of the blocks in logs — and, in a second, the receipts of
-// those with a transaction paying a native deposit address, retrying failures. A block that
-// does not exist (the chain got shorter, or a node behind a load balancer lags) ends the range
-// there: the blocks before it come back with errChainMoved, so the scan resumes from the cursor.
-func (s *Scanner) fetchRange(ctx context.Context, from, to uint64, logSpan *blockSpan) chunkResult {
+// configured tokens' Transfer logs of the blocks in logs — then, on a node that traces blocks,
+// their traces in a second, or else the balances sched has due at them, and in a last the
+// receipts of those with a transaction paying a native deposit address, retrying failures. A
+// block that does not exist (the chain got shorter, or a node behind a load balancer lags)
+// ends the range there: the blocks before it come back with errChainMoved, so the scan resumes
+// from the cursor.
+func (s *Scanner) fetchRange(ctx context.Context, from, to uint64, logSpan *blockSpan, sched schedule) chunkResult {
 	var (
 		blocks []*types.Block
 		logs   map[uint64][]types.Log
@@ -197,9 +207,30 @@ func (s *Scanner) fetchRange(ctx context.Context, from, to uint64, logSpan *bloc
 		return chunkResult{err: err}
 	}
 	out := make([]fetched, len(blocks))
-	var needReceipts []int
 	for i, b := range blocks {
 		out[i] = fetched{block: b, candidates: s.nativeCandidates(ctx, b)}
+	}
+	// Traces and balances are of blocks pinned by hash: one the node no longer knows has left
+	// the chain, and ends the range like a missing block.
+	extra := func(ctx context.Context, out []fetched) (int, error) { return len(out), nil }
+	switch {
+	case s.traces:
+		extra = s.fetchTraces
+	case sched.stride > 0:
+		extra = func(ctx context.Context, out []fetched) (int, error) { return s.fetchBalances(ctx, sched, out) }
+	}
+	stand, err := extra(ctx, out)
+	if stand < len(out) {
+		out = out[:stand]
+		if err == nil {
+			err = fmt.Errorf("block %d: %w", from+uint64(stand), errChainMoved)
+		}
+		gone = err
+	} else if err != nil {
+		return chunkResult{err: err}
+	}
+	var needReceipts []int
+	for i := range out {
 		if len(out[i].candidates) > 0 {
 			needReceipts = append(needReceipts, i)
 		}

@@ -48,7 +48,7 @@ func TestPrefetchHandsOverBlocksInOrder(t *testing.T) {
 	}
 	s := fetchScanner(t, c, deposit, 3)
 	last := first + 10
-	p := s.prefetch(context.Background(), first, last)
+	p := s.prefetch(context.Background(), first, last, schedule{})
 	defer p.stop()
 	for n := first; n <= last; n++ {
 		f, err := p.next(context.Background())
@@ -73,7 +73,7 @@ func TestFetchRangeEndsAtAVanishedBlock(t *testing.T) {
 	c.Commit()
 	head := c.Head().Number.Uint64()
 	s := fetchScanner(t, c, common.Address{1}, 10)
-	r := s.fetchRange(context.Background(), head-1, head+2, nil)
+	r := s.fetchRange(context.Background(), head-1, head+2, nil, schedule{})
 	if !errors.Is(r.err, errChainMoved) || len(r.blocks) != 2 || r.blocks[1].block.NumberU64() != head {
 		t.Fatalf("%d blocks, err %v; want blocks %d..%d, then errChainMoved", len(r.blocks), r.err, head-1, head)
 	}

@@ -17,6 +17,8 @@ type Metrics struct {
 	retries metric.Int64Counter
 	head    metric.Int64Gauge
 	scanned metric.Int64Gauge
+	reads   metric.Int64Counter
+	blind   metric.Int64Counter
 }
 
 // NewMetrics creates the instruments on m (nil: no-op).
@@ -33,6 +35,8 @@ func NewMetrics(m metric.Meter) *Metrics {
 	x.retries, _ = m.Int64Counter("scanner_retries", metric.WithDescription("failed RPC, database or JetStream calls retried"))
 	x.head, _ = m.Int64Gauge("scanner_chain_head", metric.WithDescription("chain head block number"))
 	x.scanned, _ = m.Int64Gauge("scanner_cursor", metric.WithDescription("last processed block number"))
+	x.reads, _ = m.Int64Counter("scanner_balance_reads", metric.WithDescription("eth_getBalance calls of balance reconciliation"))
+	x.blind, _ = m.Int64Counter("scanner_blocks_untraced", metric.WithDescription("blocks the node could not trace: transfers inside their transactions not seen"))
 	return x
 }
 
@@ -56,6 +60,14 @@ func (m *Metrics) detected(ctx context.Context, chainID int64, n int) {
 func (m *Metrics) reorg(ctx context.Context, chainID int64, depth uint64) {
 	m.reorgs.Add(ctx, 1, chainAttr(chainID))
 	m.depth.Record(ctx, int64(depth), chainAttr(chainID))
+}
+
+func (m *Metrics) balanceReads(ctx context.Context, chainID int64, n int) {
+	m.reads.Add(ctx, int64(n), chainAttr(chainID))
+}
+
+func (m *Metrics) untraced(ctx context.Context, chainID int64) {
+	m.blind.Add(ctx, 1, chainAttr(chainID))
 }
 
 func (m *Metrics) retry(ctx context.Context, chainID int64, op string) {

@@ -1,5 +1,7 @@
 // Package scan follows one EVM chain's head block by block: it detects native and ERC-20
-// transfers to deposit addresses, publishes payments.detected and chain.<id>.head, and detects
+// transfers to deposit addresses — ETH paid from inside a contract's transaction too, from
+// block traces where the node has the debug API and by reconciling balances where it has not
+// (internal.go, reconcile.go) — publishes payments.detected and chain.<id>.head, and detects
 // reorgs by the parent hash of each block, walking back to the common ancestor.
 package scan
 
@@ -31,16 +33,52 @@ type Deposit struct {
 	Index         int64
 }
 
-// NativeLogIndex is the log_index of a native transfer: it has no log, the value is the
-// transaction's own.
+// Native transfers have no log, so their log_index (payment_transfers' key is chain, tx_hash,
+// log_index; a log's index is ≥ 0) holds a negative number that says what moved the value and
+// stays the same however often a block is scanned:
+//
+//   - NativeLogIndex (−1): the transaction's own value, paid to the deposit address by a
+//     transaction sent to it.
+//   - InternalLogIndex(n) (−2 … −2^30+1): the value of a CALL inside the transaction (a Safe,
+//     an exchange's batch payout, a payment router), seen in the node's callTracer trace; n is
+//     the frame's place among the transaction's value-carrying CALL frames below the top
+//     call, counted depth-first in call order, reverted ones included — a property of the
+//     transaction alone, not of which addresses are deposits.
+//   - ReconciledLogIndex(i) (−2^30 … −2^31+1): a balance increase of deposit address index i
+//     in a block that no transfer the scanner detected explains (chains whose node has no
+//     debug API). No transaction carries it, so its tx_hash is the hash of that block, which is
+//     the evidence; the block hash with the address's index is unique per address and block,
+//     and no real transaction has a block's hash.
+//
+// The ranges do not overlap each other or any log index.
 const NativeLogIndex = -1
+
+const (
+	// maxInternalOrdinal is the last frame place InternalLogIndex encodes: a transaction
+	// would need a billion value-carrying calls (9,000 gas each) to go past it.
+	maxInternalOrdinal = 1<<30 - 3
+	reconciledBase     = -(1 << 30)
+	reconciledSpan     = 1 << 30
+)
+
+// InternalLogIndex is the log_index of the transfer made by the n-th (from 0) value-carrying
+// CALL frame below a transaction's top call.
+func InternalLogIndex(n int) int64 { return int64(-2 - n) }
+
+// ReconciledLogIndex is the log_index of a reconciled balance increase of the deposit address
+// with address_index index. Indexes are BIP-32 child numbers (below 2^31); two open payments
+// share a log_index only if their indexes are 2^30 apart, and then only in a block where both
+// balances rose unexplained.
+func ReconciledLogIndex(index int64) int64 {
+	return int64(reconciledBase) - ((index%reconciledSpan)+reconciledSpan)%reconciledSpan
+}
 
 // Transfer is one transfer to a deposit address, counted towards Deposit's payment.
 type Transfer struct {
 	ChainID       int64
 	TxHash        common.Hash
 	TxIndex       uint
-	LogIndex      int64 // NativeLogIndex for a native transfer
+	LogIndex      int64 // NativeLogIndex, InternalLogIndex or ReconciledLogIndex for a native transfer
 	PaymentID     string
 	TokenContract *common.Address
 	Value         *big.Int
@@ -96,6 +134,15 @@ type TransferRecorder interface {
 	// recorded in another block (re-included after a reorg) to its new one — and returns
 	// their payments by id.
 	RecordTransfers(ctx context.Context, from uint64, ts []Transfer) (map[string]Payment, error)
+}
+
+// OpenPaymentFinder is what a Store may offer besides: the payments of a chain that are open
+// (pending or detected). Balance reconciliation then reads only the addresses of open native
+// payments; with a Store without it, every native deposit address is reconciled, whatever its
+// payment's status.
+type OpenPaymentFinder interface {
+	// OpenPayments returns the ids of the chain's open payments.
+	OpenPayments(ctx context.Context, chainID int64) ([]string, error)
 }
 
 // Store is everything the scanner keeps in Postgres.

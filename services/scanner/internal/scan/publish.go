@@ -119,7 +119,10 @@ func (s *Scanner) detectedData(p Payment, received *big.Int, t Transfer) (event.
 	if !ok {
 		return event.Payment{}, fmt.Errorf("payment %s: amount %q is not a number", p.ID, p.AmountBaseUnits)
 	}
-	var logIndex *int64 // null for a native transfer: it has no log
+	// null for a transaction's own value: it has no log. A transfer inside a transaction and a
+	// reconciled one carry their negative key, so that the confirmer, which records the
+	// transfer from the event, keys it as the scanner did.
+	var logIndex *int64
 	if t.LogIndex != NativeLogIndex {
 		li := t.LogIndex
 		logIndex = &li

@@ -1,11 +1,13 @@
 package scan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
@@ -42,6 +44,11 @@ type Config struct {
 	// Keep is how many recent blocks are kept for reorg detection: the deepest reorg the
 	// scanner can walk back exactly.
 	Keep uint64
+	// ReconcileBudget is how many eth_getBalance calls a block may cost on a node without the
+	// debug API, where ETH paid to a deposit address from inside a contract's transaction is
+	// found by reconciling the open payments' balances (reconcile.go): each address is read at
+	// least every ceil(addresses / budget) blocks. 0 means DefaultReconcileBudget.
+	ReconcileBudget int
 
 	Tracer  trace.Tracer
 	Metrics *Metrics
@@ -85,6 +92,14 @@ type Scanner struct {
 	// deposits is only written between polls, before a poll's prefetcher starts, so the
 	// prefetcher's goroutines may read it.
 	deposits *deposits
+
+	// traces: the node traces blocks (probed once, at the first Run); otherwise recon
+	// reconciles balances. late holds reconciled transfers of blocks before those waiting in
+	// detected, detected first, each with its own block's totals.
+	probed bool
+	traces bool
+	recon  *reconciler
+	late   []Transfer
 }
 
 // New checks cfg and returns a scanner for its chain.
@@ -106,6 +121,9 @@ func New(cfg Config) (*Scanner, error) {
 	if cfg.RPCBatch < 1 {
 		cfg.RPCBatch = DefaultRPCBatch
 	}
+	if cfg.ReconcileBudget < 1 {
+		cfg.ReconcileBudget = DefaultReconcileBudget
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -119,6 +137,7 @@ func New(cfg Config) (*Scanner, error) {
 		cfg: cfg, rpc: cfg.RPC, store: cfg.Store, metrics: cfg.Metrics, tracer: cfg.Tracer,
 		log:      cfg.Log.With("chain_id", cfg.Chain.ID, "chain", cfg.Chain.Name),
 		deposits: newDeposits(),
+		recon:    newReconciler(cfg.ReconcileBudget),
 	}
 	for _, t := range cfg.Chain.Tokens {
 		s.tokens = append(s.tokens, common.HexToAddress(t.Contract))
@@ -137,8 +156,11 @@ func (s *Scanner) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := s.loadCursor(ctx); err != nil {
+	if err := s.probeTraces(ctx); err != nil {
 		return nil // only the end of ctx stops a retry
+	}
+	if err := s.loadCursor(ctx); err != nil {
+		return nil
 	}
 	s.log.InfoContext(ctx, "scanner started", "cursor", describe(s.cursor), "batch", s.cfg.Batch)
 	for ctx.Err() == nil {
@@ -189,8 +211,9 @@ func (s *Scanner) loadCursor(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	s.cursor, s.pending, s.detected, s.started = nil, nil, nil, false
+	s.cursor, s.pending, s.detected, s.late, s.started = nil, nil, nil, nil, false
 	s.dispatched, s.unsettled = 0, 0
+	s.recon.reset()
 	if ok {
 		s.cursor, s.next, s.started = &cur, cur.Number+1, true
 	}
@@ -245,11 +268,18 @@ func (s *Scanner) poll(ctx context.Context) (caughtUp bool, err error) {
 		}
 		s.log.InfoContext(ctx, "no cursor: starting", "block", s.next, "head", s.head)
 	}
+	var sched schedule
+	if !s.traces {
+		if err := s.prepareReconcile(ctx); err != nil {
+			return false, err
+		}
+		sched = s.recon.sched
+	}
 	if s.head < s.next {
 		return true, s.checkTip(ctx)
 	}
 	// One prefetcher for the way to the head, so blocks keep coming while a batch settles.
-	blocks := s.prefetch(ctx, s.next, s.head)
+	blocks := s.prefetch(ctx, s.next, s.head, sched)
 	defer blocks.stop()
 	for {
 		before := s.cursor
@@ -315,9 +345,53 @@ func (s *Scanner) processBlock(ctx context.Context, f fetched) error {
 	if err != nil {
 		return err
 	}
+	if f.untraced {
+		s.metrics.untraced(ctx, s.chainID())
+		s.log.ErrorContext(ctx, "the node no longer holds the state to trace the block: ETH paid to deposit addresses from inside its transactions is not seen",
+			"block", f.block.NumberU64(), "block_hash", f.block.Hash().Hex())
+	}
+	var found []Transfer
+	if !s.traces {
+		if found, err = s.reconcileBlock(ctx, f, transfers); err != nil {
+			return err
+		}
+	}
 	s.pending = append(s.pending, Block{Number: f.block.NumberU64(), Hash: f.block.Hash(), Parent: f.block.ParentHash(), Time: blockTime(f.block.Header())})
 	s.detected = append(s.detected, transfers...)
-	s.unsettled += len(transfers)
+	s.unsettled += len(transfers) + len(found)
+	for _, t := range found {
+		s.addReconciled(t)
+	}
+	return nil
+}
+
+// addReconciled queues a reconciled transfer of block t.BlockNumber, at most the block just
+// processed. One in a block whose transfers still wait goes among them in block order; one in
+// an earlier block (already being recorded, or committed) is detected on its own, before them,
+// with the totals of its own block: a rescan that finds it again then reports the same amounts.
+func (s *Scanner) addReconciled(t Transfer) {
+	if s.dispatched < len(s.pending) && t.BlockNumber >= s.pending[s.dispatched].Number {
+		i, _ := slices.BinarySearchFunc(s.detected, t.BlockNumber+1, func(d Transfer, n uint64) int { return cmp.Compare(d.BlockNumber, n) })
+		s.detected = slices.Insert(s.detected, i, t)
+		return
+	}
+	s.late = append(s.late, t)
+}
+
+// detectLate detects reconciled transfers of earlier blocks, block by block.
+func (s *Scanner) detectLate(ctx context.Context, late []Transfer) error {
+	late = slices.Clone(late)
+	slices.SortStableFunc(late, func(a, b Transfer) int { return cmp.Compare(a.BlockNumber, b.BlockNumber) })
+	for len(late) > 0 {
+		n := 1
+		for n < len(late) && late[n].BlockNumber == late[0].BlockNumber {
+			n++
+		}
+		if err := s.detect(ctx, late[0].BlockNumber, late[:n]); err != nil {
+			return err
+		}
+		late = late[n:]
+	}
 	return nil
 }
 
@@ -327,6 +401,7 @@ type detecting struct {
 	first     int
 	from      uint64
 	transfers []Transfer
+	late      []Transfer // detected first (detectLate)
 	done      chan struct{}
 	err       error
 }
@@ -347,15 +422,17 @@ func (s *Scanner) detectAhead(ctx context.Context) {
 		}
 		s.inflight = nil
 	}
-	if len(s.detected) == 0 {
+	if len(s.detected) == 0 && len(s.late) == 0 {
 		s.dispatched = len(s.pending)
 		return
 	}
-	d := &detecting{first: s.dispatched, from: s.pending[s.dispatched].Number, transfers: s.detected, done: make(chan struct{})}
-	s.inflight, s.detected, s.dispatched = d, nil, len(s.pending)
+	d := &detecting{first: s.dispatched, from: s.pending[s.dispatched].Number, transfers: s.detected, late: s.late, done: make(chan struct{})}
+	s.inflight, s.detected, s.late, s.dispatched = d, nil, nil, len(s.pending)
 	go func() {
 		defer close(d.done)
-		d.err = s.detect(ctx, d.from, d.transfers)
+		if d.err = s.detectLate(ctx, d.late); d.err == nil {
+			d.err = s.detect(ctx, d.from, d.transfers)
+		}
 	}()
 }
 
@@ -369,6 +446,7 @@ func (s *Scanner) awaitDetect() error {
 	s.inflight = nil
 	if d.err != nil {
 		s.detected = append(d.transfers, s.detected...)
+		s.late = append(d.late, s.late...)
 		s.dispatched = d.first
 	}
 	return d.err
@@ -384,6 +462,10 @@ func (s *Scanner) settle(ctx context.Context) error {
 	if len(s.pending) == 0 {
 		return nil
 	}
+	if err := s.detectLate(ctx, s.late); err != nil {
+		return err
+	}
+	s.late = nil
 	if len(s.detected) > 0 {
 		if err := s.detect(ctx, s.pending[s.dispatched].Number, s.detected); err != nil {
 			return err
@@ -401,7 +483,7 @@ func (s *Scanner) settle(ctx context.Context) error {
 	}
 	last := s.pending[len(s.pending)-1]
 	s.metrics.committed(ctx, s.chainID(), len(s.pending), last.Number)
-	s.cursor, s.pending, s.detected = &last, nil, nil
+	s.cursor, s.pending, s.detected, s.late = &last, nil, nil, nil
 	s.dispatched, s.unsettled = 0, 0
 	return nil
 }
@@ -496,6 +578,7 @@ func (s *Scanner) reorg(ctx context.Context, from uint64, newHead *types.Header)
 		return err
 	}
 	s.cursor, s.next = &ancestor, ancestor.Number+1
+	s.recon.rewind(ancestor.Number)
 	s.metrics.reorg(ctx, s.chainID(), old.Number-ancestor.Number)
 	return nil
 }
