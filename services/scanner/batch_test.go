@@ -13,34 +13,43 @@ import (
 )
 
 func TestRPCBatchFromEnvironment(t *testing.T) {
-	cases := []struct {
-		name, value string
-		want        int // 0: an error naming SCAN_RPC_BATCH
-	}{
-		{"default", "", 25},
-		{"one block per request", "1", 1},
-		{"largest", "1000", 1000},
-		{"too large", "1001", 0},
-		{"negative", "-1", 0},
-		{"not a number", "many", 0},
-	}
+	checkIntVariable(t, "SCAN_RPC_BATCH", func(c Config) int { return c.RPCBatch }, []intCase{
+		{"default", "", 25, false},
+		{"one block per request", "1", 1, false},
+		{"largest", "1000", 1000, false},
+		{"too large", "1001", 0, true},
+		{"negative", "-1", 0, true},
+		{"not a number", "many", 0, true},
+	})
+}
+
+// intCase is a value of an integer variable and what the config makes of it.
+type intCase struct {
+	name, value string
+	want        int
+	refused     bool // an error naming the variable
+}
+
+// checkIntVariable loads the scanner's config with variable set to each case's value ("":
+// unset) and checks the field get reads, or that the value is refused, naming the variable.
+func checkIntVariable(t *testing.T, variable string, get func(Config) int, cases []intCase) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			env := map[string]string{"CHAINS_FILE": "c"}
+			env := map[string]string{"CHAINS_FILE": "chains.yaml"}
 			if c.value != "" {
-				env["SCAN_RPC_BATCH"] = c.value
+				env[variable] = c.value
 			}
 			var cfg Config
 			err := testkit.LoadConfig(&cfg, env)
-			if c.want == 0 {
+			if c.refused {
 				var ce *config.Error
-				if !errors.As(err, &ce) || ce.Var != "SCAN_RPC_BATCH" {
-					t.Fatalf("error %v, want one naming SCAN_RPC_BATCH", err)
+				if !errors.As(err, &ce) || ce.Var != variable {
+					t.Fatalf("error %v, want one naming %s", err, variable)
 				}
 				return
 			}
-			if err != nil || cfg.RPCBatch != c.want {
-				t.Fatalf("SCAN_RPC_BATCH=%q: %d, %v; want %d", c.value, cfg.RPCBatch, err, c.want)
+			if err != nil || get(cfg) != c.want {
+				t.Fatalf("%s=%q: %d, %v; want %d", variable, c.value, get(cfg), err, c.want)
 			}
 		})
 	}

@@ -225,7 +225,5 @@ func (h *harness) nonce(addr common.Address) uint64 {
 	return n
 }
 
-func bigOf(t *testing.T, s string) *big.Int { return testkit.BigInt(t, s) }
-
 func mul(a *big.Int, b uint64) *big.Int { return new(big.Int).Mul(a, new(big.Int).SetUint64(b)) }
 func sub(a, b *big.Int) *big.Int        { return new(big.Int).Sub(a, b) }

@@ -108,10 +108,10 @@ func TestSweepsConfirmedPaymentsToTheTreasury(t *testing.T) {
 		if err := tokenTx.UnmarshalBinary(rows[1].Raw); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := bigOf(t, rows[0].Value), mul(tokenTx.GasFeeCap(), tokenTx.Gas()); got.Cmp(want) != 0 {
+		if got, want := testkit.BigInt(t, rows[0].Value), mul(tokenTx.GasFeeCap(), tokenTx.Gas()); got.Cmp(want) != 0 {
 			t.Errorf("top-up %s wei, want estimate %d × fee cap %s = %s", got, tokenTx.Gas(), tokenTx.GasFeeCap(), want)
 		}
-		if got := bigOf(t, rows[1].Value); got.Cmp(p.Amount) != 0 {
+		if got := testkit.BigInt(t, rows[1].Value); got.Cmp(p.Amount) != 0 {
 			t.Errorf("token transfer of %s, want the full %s", got, p.Amount)
 		}
 		if got := h.chain.TokenBalance(h.token, p.Deposit); got.Sign() != 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"fmt"
 	"hash/fnv"
 	"time"
 
@@ -20,7 +19,6 @@ type Lease struct {
 	// Held is cancelled when the lease is lost or released: run the leader's work on it.
 	Held context.Context
 
-	name    string
 	key     int64
 	conn    *sql.Conn
 	cancel  context.CancelFunc
@@ -40,7 +38,7 @@ func AcquireLease(ctx context.Context, db *sql.DB, name string, interval time.Du
 	key := LeaseKey(name)
 	for {
 		// An error (the database down or restarting) is retried like a lease held elsewhere.
-		if l, _ := tryLease(ctx, db, name, key); l != nil {
+		if l, _ := tryLease(ctx, db, key); l != nil {
 			go l.watch(interval)
 			return l, nil
 		}
@@ -52,7 +50,7 @@ func AcquireLease(ctx context.Context, db *sql.DB, name string, interval time.Du
 	}
 }
 
-func tryLease(ctx context.Context, db *sql.DB, name string, key int64) (*Lease, error) {
+func tryLease(ctx context.Context, db *sql.DB, key int64) (*Lease, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -62,7 +60,7 @@ func tryLease(ctx context.Context, db *sql.DB, name string, key int64) (*Lease, 
 		conn.Close()
 		return nil, err
 	}
-	l := &Lease{name: name, key: key, conn: conn, stopped: make(chan struct{})}
+	l := &Lease{key: key, conn: conn, stopped: make(chan struct{})}
 	l.Held, l.cancel = context.WithCancel(ctx)
 	return l, nil
 }
@@ -91,5 +89,3 @@ func (l *Lease) Release() {
 	l.cancel()
 	<-l.stopped
 }
-
-func (l *Lease) String() string { return fmt.Sprintf("lease %s (key %d)", l.name, l.key) }

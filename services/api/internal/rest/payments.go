@@ -536,7 +536,7 @@ func (h *Handler) paymentJSON(p Payment) paymentResponse {
 		Amount: event.FormatUnits(p.Amount, p.Decimals), AmountBaseUnits: p.Amount.String(),
 		AmountReceived: event.FormatUnits(p.Received, p.Decimals), AmountReceivedBaseUnits: p.Received.String(),
 		AmountConfirmedBaseUnits: p.Confirmed.String(), ConfirmationsRequired: chain.Confirmations,
-		AmountSwept: event.FormatUnits(p.Swept, p.Decimals), AmountSweptBaseUnits: orZero(p.Swept).String(),
+		AmountSwept: event.FormatUnits(p.Swept, p.Decimals), AmountSweptBaseUnits: p.Swept.String(),
 		ExpiresAt: p.ExpiresAt, Metadata: p.Metadata, Transfers: make([]transferResponse, 0, len(p.Transfers)),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}
@@ -624,12 +624,4 @@ func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request, merchan
 	}
 	writeJSON(w, http.StatusOK, listResponse[attemptResponse]{Object: "list", Data: data, HasMore: next != nil, NextCursor: next})
 	return nil
-}
-
-// orZero is v, or 0 for nil (a payment built before it was stored).
-func orZero(v *big.Int) *big.Int {
-	if v == nil {
-		return new(big.Int)
-	}
-	return v
 }

@@ -15,14 +15,10 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/testkit/chaintest"
 )
 
-// leftover is a payment in the state the confirmer leaves it: its status, confirmed value and
-// transfers (each confirmed; late ones detected after the deadline, which has passed).
-type leftover struct {
-	payment
-	amount *big.Int
-}
-
-func (w *world) terminalPayment(t *testing.T, status string, amount *big.Int, onTime, late *big.Int) leftover {
+// terminalPayment is a payment in the state the confirmer leaves it: status, the confirmed
+// value and its transfers (each confirmed; late ones detected after the deadline, which has
+// passed).
+func (w *world) terminalPayment(t *testing.T, status string, amount *big.Int, onTime, late *big.Int) payment {
 	t.Helper()
 	index, deposit := w.nextDeposit(t)
 	i := int64(index)
@@ -49,8 +45,8 @@ func (w *world) terminalPayment(t *testing.T, status string, amount *big.Int, on
 			t.Fatal(err)
 		}
 	}
-	return leftover{payment: payment{ID: row.ID, Index: index, Deposit: deposit,
-		Treasury: chaintest.NewAccount("treasury/" + row.ID).Address}, amount: amount}
+	return payment{ID: row.ID, Index: index, Deposit: deposit,
+		Treasury: chaintest.NewAccount("treasury/" + row.ID).Address}
 }
 
 // setConfirmed is the confirmer counting a further confirmed transfer of value.
@@ -62,12 +58,12 @@ func (w *world) addConfirmed(t *testing.T, id string, v *big.Int) {
 	}
 }
 
-func (w *world) sweptData(t *testing.T, p leftover, round int) sweep.Swept {
+func (w *world) sweptData(t *testing.T, p payment, round int) sweep.Swept {
 	t.Helper()
 	var out []sweep.Swept
 	for _, e := range w.outbox(t, event.SubjectSwept, p.ID) {
 		var d sweep.Swept
-		if err := jsonUnmarshal(e.Data, &d); err != nil {
+		if err := json.Unmarshal(e.Data, &d); err != nil {
 			t.Fatal(err)
 		}
 		if d.SweepRound == round {
@@ -91,8 +87,8 @@ func TestValueLeftAtDepositAddressesIsSwept(t *testing.T) {
 
 	short := w.terminalPayment(t, event.StatusExpired, ether10(), big.NewInt(4e18), nil)
 	late := w.terminalPayment(t, event.StatusExpired, ether10(), nil, big.NewInt(3e18))
-	for _, p := range []leftover{short, late} {
-		w.fundETH(t, p.Deposit, mustInt(t, w.confirmedOf(t, p.ID)))
+	for _, p := range []payment{short, late} {
+		w.fundETH(t, p.Deposit, testkit.BigInt(t, w.confirmedOf(t, p.ID)))
 	}
 	treasury := chaintest.NewAccount("leftover treasury").Address
 	s := w.sweeper(treasury)
@@ -101,7 +97,7 @@ func TestValueLeftAtDepositAddressesIsSwept(t *testing.T) {
 		t.Fatalf("swept %d payments (%v), want 2", n, err)
 	}
 	for _, c := range []struct {
-		p            leftover
+		p            payment
 		paid         *big.Int
 		late, short_ string
 	}{
@@ -112,7 +108,7 @@ func TestValueLeftAtDepositAddressesIsSwept(t *testing.T) {
 			t.Errorf("%s: status %s after the sweep, want expired", c.p.ID, got)
 		}
 		d := w.sweptData(t, c.p, 0)
-		moved := mustInt(t, d.AmountSweptBaseUnits)
+		moved := testkit.BigInt(t, d.AmountSweptBaseUnits)
 		if d.Status != event.StatusExpired || d.LateBaseUnits != c.late || d.ShortBaseUnits != c.short_ ||
 			d.AmountSweptTotalBaseUnits != d.AmountSweptBaseUnits || new(big.Int).Sub(c.paid, moved).Cmp(fee) > 0 || moved.Cmp(c.paid) >= 0 {
 			t.Errorf("%s: payments.swept %+v, want status expired, late %s, short %s, about %s swept", c.p.ID, d, c.late, c.short_, c.paid)
@@ -130,8 +126,8 @@ func TestValueLeftAtDepositAddressesIsSwept(t *testing.T) {
 		t.Fatalf("swept %d (%v) after the further payment, want 1", n, err)
 	}
 	d := w.sweptData(t, late, 1)
-	if d.Status != event.StatusExpired || d.SweepRound != 1 || mustInt(t, d.AmountSweptBaseUnits).Cmp(big.NewInt(2e18)) >= 0 ||
-		mustInt(t, d.AmountSweptTotalBaseUnits).Cmp(mustInt(t, d.AmountSweptBaseUnits)) <= 0 {
+	if d.Status != event.StatusExpired || d.SweepRound != 1 || testkit.BigInt(t, d.AmountSweptBaseUnits).Cmp(big.NewInt(2e18)) >= 0 ||
+		testkit.BigInt(t, d.AmountSweptTotalBaseUnits).Cmp(testkit.BigInt(t, d.AmountSweptBaseUnits)) <= 0 {
 		t.Errorf("round 1: %+v", d)
 	}
 	var swept string
@@ -162,10 +158,9 @@ func TestValuePaidAfterTheSweepIsSwept(t *testing.T) {
 	if n, err := s.SweepLeftovers(ctx); err != nil || n != 1 {
 		t.Fatalf("swept %d (%v), want the late half ETH", n, err)
 	}
-	lp := leftover{payment: p}
-	first, second := w.sweptData(t, lp, 0), w.sweptData(t, lp, 1)
+	first, second := w.sweptData(t, p, 0), w.sweptData(t, p, 1)
 	if second.Status != event.StatusSwept || second.LateBaseUnits != "0" || first.SweepRound != 0 ||
-		mustInt(t, second.AmountSweptTotalBaseUnits).Cmp(new(big.Int).Add(mustInt(t, first.AmountSweptBaseUnits), mustInt(t, second.AmountSweptBaseUnits))) != 0 {
+		testkit.BigInt(t, second.AmountSweptTotalBaseUnits).Cmp(new(big.Int).Add(testkit.BigInt(t, first.AmountSweptBaseUnits), testkit.BigInt(t, second.AmountSweptBaseUnits))) != 0 {
 		t.Errorf("rounds: %+v then %+v", first, second)
 	}
 	if got := w.status(t, p.ID); got != event.StatusSwept {
@@ -174,10 +169,6 @@ func TestValuePaidAfterTheSweepIsSwept(t *testing.T) {
 }
 
 func ether10() *big.Int { return new(big.Int).Mul(big.NewInt(10), ether) }
-
-func mustInt(t *testing.T, s string) *big.Int { return testkit.BigInt(t, s) }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func (w *world) confirmedOf(t *testing.T, id string) string {
 	t.Helper()
@@ -200,8 +191,8 @@ func TestOverPaymentIsSweptWhole(t *testing.T) {
 	if err := s.Sweep(ctx, p.Body); err != nil {
 		t.Fatal(err)
 	}
-	d := w.sweptData(t, leftover{payment: p}, 0)
-	if moved := mustInt(t, d.AmountSweptBaseUnits); moved.Cmp(paid) >= 0 || new(big.Int).Sub(paid, moved).Cmp(big.NewInt(1e15)) > 0 {
+	d := w.sweptData(t, p, 0)
+	if moved := testkit.BigInt(t, d.AmountSweptBaseUnits); moved.Cmp(paid) >= 0 || new(big.Int).Sub(paid, moved).Cmp(big.NewInt(1e15)) > 0 {
 		t.Errorf("swept %s of the %s paid, want all but the fee", moved, paid)
 	}
 	if n, err := s.SweepLeftovers(ctx); err != nil || n != 0 {
