@@ -42,11 +42,13 @@ import (
 //
 // The scanner and the raw loop reach the chain through a chaintest.Meter that hides the debug
 // API, as most RPC providers do: the scanner then reconciles the balances of the open native
-// payments' addresses, and the benchmark prints what that cost — eth_getBalance calls per
-// block and the node's time for them as a share of the catch-up's (the readings go with the
-// prefetched blocks, so part of it overlaps other work), and apart the first reading of every
-// address at start-up. BENCH_TRACE=1 leaves the debug API on: the scanner traces the
-// blocks instead, and the benchmark prints the cost of the traces.
+// payments' addresses, and the benchmark prints what that cost — the balance reader's eth_call
+// calls per block and the node's time for them as a share of the catch-up's (the readings go
+// with the prefetched blocks, so part of it overlaps other work), and apart the first reading
+// of every address at start-up. BENCH_OVERRIDE=0 makes the meter refuse eth_call's state
+// override, so the balances are read with eth_getBalance, and prints the cost of those;
+// BENCH_TRACE=1 leaves the debug API on: the scanner traces the blocks instead, and the
+// benchmark prints the cost of the traces.
 //
 //	go test -run '^$' -bench CatchUp -benchtime 1x ./services/scanner/
 func BenchmarkCatchUp(b *testing.B) {
@@ -90,12 +92,15 @@ type detectionCost struct {
 
 func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
 	b.StopTimer()
-	trace := os.Getenv("BENCH_TRACE") == "1"
+	trace, override := os.Getenv("BENCH_TRACE") == "1", os.Getenv("BENCH_OVERRIDE") != "0"
 	var meter *chaintest.Meter
 	h := newHarness(b, viaRPC(func(chainURL string) string {
 		meter = chaintest.NewMeter(b, chainURL)
 		if !trace {
 			meter.HideDebug()
+		}
+		if !override {
+			meter.RefuseStateOverride()
 		}
 		return meter.URL()
 	}))
@@ -159,9 +164,12 @@ func runCatchUp(b *testing.B, blocks, txsPerBlock, open int) catchUpRates {
 	}
 
 	raw := max(rawBatchedRate(b, h, meter.URL(), first, last), rawBatchedRate(b, h, meter.URL(), first, last))
-	cost := detectionCost{what: "balance reconciliation", method: "eth_getBalance"}
-	if trace {
+	cost := detectionCost{what: "balance reconciliation (balance reader)", method: "eth_call"}
+	switch {
+	case trace:
 		cost = detectionCost{what: "block traces", method: "debug_traceBlockByHash"}
+	case !override:
+		cost = detectionCost{what: "balance reconciliation", method: "eth_getBalance"}
 	}
 	calls0 := meter.Calls(cost.method)
 

@@ -16,16 +16,18 @@ import (
 )
 
 // rpcMode is how the chain's node is reached: with the debug API (the scanner reads transfers
-// inside transactions from block traces) or without it (it reconciles balances).
+// inside transactions from block traces) or without it (it reconciles balances, read with the
+// balance reader where eth_call takes a state override, else with eth_getBalance).
 type rpcMode struct {
-	name  string
-	debug bool
+	name       string
+	debug      bool
+	noOverride bool
 }
 
-var rpcModes = []rpcMode{{"debug API", true}, {"no debug API", false}}
+var rpcModes = []rpcMode{{"debug API", true, false}, {"no debug API", false, false}, {"no debug API or state override", false, true}}
 
 // meteredHarness is a harness whose scanner reaches the chain through a chaintest.Meter,
-// which hides the debug API unless mode has it.
+// which hides the debug API unless mode has it, and refuses state overrides if mode does.
 func meteredHarness(t *testing.T, mode rpcMode, opts ...harnessOption) (*harness, *chaintest.Meter) {
 	t.Helper()
 	var m *chaintest.Meter
@@ -34,15 +36,16 @@ func meteredHarness(t *testing.T, mode rpcMode, opts ...harnessOption) (*harness
 		if !mode.debug {
 			m.HideDebug()
 		}
+		if mode.noOverride {
+			m.RefuseStateOverride()
+		}
 		return m.URL()
 	}))
 	return newHarness(t, opts...), m
 }
 
-// checkMode fails the test unless the scanner used the way of mode: traces with the debug
-// API, balance readings without (a scanner that did neither would pass no test here).
-// inEachMode runs test once with the debug API and once without (a subtest each), on a
-// metered harness, and checks afterwards that the scanner used the mode's way of detection.
+// inEachMode runs test once in each rpcMode (a subtest each), on a metered harness, and
+// checks afterwards that the scanner used the mode's way of detection.
 func inEachMode(t *testing.T, test func(t *testing.T, h *harness, mode rpcMode)) {
 	for _, mode := range rpcModes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -53,11 +56,23 @@ func inEachMode(t *testing.T, test func(t *testing.T, h *harness, mode rpcMode))
 	}
 }
 
+// checkMode fails the test unless the scanner used the way of mode: traces with the debug
+// API; else balance readings, by eth_call (the probe and at least one reading) or by
+// eth_getBalance, and not the other way.
 func checkMode(t *testing.T, mode rpcMode, m *chaintest.Meter) {
 	t.Helper()
-	traces, reads := m.Requests("debug_traceBlockByHash"), m.Calls("eth_getBalance")
-	if mode.debug && (traces < 2 || reads != 0) || !mode.debug && (m.Requests("debug_traceBlockByHash") != 0 || reads == 0) {
-		t.Fatalf("%s: %d trace requests reached the node, %d eth_getBalance calls", mode.name, traces, reads)
+	traces, calls, reads := m.Requests("debug_traceBlockByHash"), m.Calls("eth_call"), m.Calls("eth_getBalance")
+	var ok bool
+	switch {
+	case mode.debug:
+		ok = traces >= 2 && calls == 0 && reads == 0
+	case mode.noOverride:
+		ok = traces == 0 && reads > 0
+	default:
+		ok = traces == 0 && calls >= 2 && reads == 0
+	}
+	if !ok {
+		t.Fatalf("%s: %d trace requests reached the node, %d eth_call and %d eth_getBalance calls", mode.name, traces, calls, reads)
 	}
 }
 
@@ -217,6 +232,9 @@ func TestContractPaymentsRescannedOnce(t *testing.T) {
 	inEachMode(t, func(t *testing.T, h *harness, mode rpcMode) {
 		fwd := h.chain.DeployForwarder()
 		h.start()
+		// The cursor is rewound below to the block before the first payment: the scanner must
+		// have started below it (it starts at the head it first sees, less the confirmations).
+		h.waitScanned(h.head())
 		later := time.Now().Add(30 * time.Minute)
 		var payments []payment
 		var receipts []*types.Receipt

@@ -18,16 +18,21 @@ import (
 // geth and RPC providers answer a method they do not serve with.
 const MethodNotFoundCode = -32601
 
+// InvalidParamsCode is the JSON-RPC error code for parameters a method does not take.
+const InvalidParamsCode = -32602
+
 // Meter is a JSON-RPC over HTTP proxy to a node that counts the calls of each method and the
 // time the node took to answer the requests carrying them. With HideDebug it also plays a node
 // without the debug API, as most RPC providers are: it answers every debug_* call itself with
-// "method not found" and passes the rest of a batch on.
+// "method not found" and passes the rest of a batch on; with RefuseStateOverride it plays a
+// node whose eth_call takes no state override.
 type Meter struct {
 	srv    *httptest.Server
 	target string
 	client *http.Client
 
-	hideDebug atomic.Bool
+	hideDebug      atomic.Bool
+	refuseOverride atomic.Bool
 
 	mu    sync.Mutex
 	calls map[string]int64
@@ -57,6 +62,10 @@ func (m *Meter) URL() string { return m.srv.URL }
 // HideDebug makes the meter answer debug_* calls with "method not found" from now on.
 func (m *Meter) HideDebug() { m.hideDebug.Store(true) }
 
+// RefuseStateOverride makes the meter answer every eth_call with a third parameter (a state
+// override) with "too many arguments", as a node without overrides does, from now on.
+func (m *Meter) RefuseStateOverride() { m.refuseOverride.Store(true) }
+
 // Calls is how many calls of method the meter has received (hidden ones included).
 func (m *Meter) Calls(method string) int64 {
 	m.mu.Lock()
@@ -81,8 +90,9 @@ func (m *Meter) Spent(method string) time.Duration {
 
 // rpcCall is one JSON-RPC request object; only the fields the meter reads are decoded.
 type rpcCall struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
+	ID     json.RawMessage   `json:"id"`
+	Method string            `json:"method"`
+	Params []json.RawMessage `json:"params"`
 }
 
 func (m *Meter) serve(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +129,11 @@ func (m *Meter) serve(w http.ResponseWriter, r *http.Request) {
 	for i, c := range calls {
 		m.calls[c.Method]++
 		if m.hideDebug.Load() && strings.HasPrefix(c.Method, "debug_") {
-			answers[i] = methodNotFound(c)
+			answers[i] = errorAnswer(c, MethodNotFoundCode, fmt.Sprintf("the method %s does not exist/is not available", c.Method))
+			continue
+		}
+		if m.refuseOverride.Load() && c.Method == "eth_call" && len(c.Params) > 2 {
+			answers[i] = errorAnswer(c, InvalidParamsCode, "too many arguments, want at most 2")
 			continue
 		}
 		forward = append(forward, raws[i])
@@ -221,15 +235,12 @@ func matchAnswers(resp json.RawMessage, forward []json.RawMessage, forwarded []i
 	return nil
 }
 
-// methodNotFound is geth's answer to a method it does not serve.
-func methodNotFound(c rpcCall) json.RawMessage {
+// errorAnswer is a JSON-RPC error answer to c, as geth words one.
+func errorAnswer(c rpcCall, code int, message string) json.RawMessage {
 	id := c.ID
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
-	out, _ := json.Marshal(map[string]any{
-		"jsonrpc": "2.0", "id": id,
-		"error": map[string]any{"code": MethodNotFoundCode, "message": fmt.Sprintf("the method %s does not exist/is not available", c.Method)},
-	})
+	out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": code, "message": message}})
 	return out
 }

@@ -19,7 +19,13 @@ import (
 // address, and batches of rpcBatch blocks.
 func fetchScanner(t *testing.T, c *chaintest.Chain, deposit common.Address, rpcBatch int) *Scanner {
 	t.Helper()
-	client, err := rpc.DialContext(context.Background(), c.RPCURL())
+	return fetchScannerAt(t, c.RPCURL(), deposit, rpcBatch)
+}
+
+// fetchScannerAt is fetchScanner reaching the chain at rpcURL (a proxy in front of it).
+func fetchScannerAt(t *testing.T, rpcURL string, deposit common.Address, rpcBatch int) *Scanner {
+	t.Helper()
+	client, err := rpc.DialContext(context.Background(), rpcURL)
 	if err != nil {
 		t.Fatal(err)
 	}

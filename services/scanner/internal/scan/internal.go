@@ -35,8 +35,8 @@ const probeAnswers = 3
 
 // probeTraces finds out, once per process, whether the node traces blocks: it traces the head
 // block. A "method not found" (or "not supported", "tracer not found", ...) answer means no
-// debug API: the scanner reconciles balances instead. Transport failures are retried like any
-// other call.
+// debug API: the scanner reconciles balances instead, and probes how it can read them.
+// Transport failures are retried like any other call.
 func (s *Scanner) probeTraces(ctx context.Context) error {
 	if s.probed {
 		return nil
@@ -78,13 +78,16 @@ func (s *Scanner) probeTraces(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.probed = true
 	if s.traces {
 		s.log.InfoContext(ctx, "the node traces blocks: transfers inside transactions are read from callTracer traces", "method", traceMethod)
 	} else {
 		s.log.InfoContext(ctx, "the node does not trace blocks: transfers inside transactions are found by reconciling the balances of open payments' addresses",
 			"reason", why.Error(), "budget_per_block", s.cfg.ReconcileBudget)
+		if err := s.probeBalanceReader(ctx); err != nil {
+			return err
+		}
 	}
+	s.probed = true
 	return nil
 }
 

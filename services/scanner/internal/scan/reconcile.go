@@ -27,13 +27,14 @@ import (
 // same two readings hides is not seen, but a deposit address sends only once its payment is
 // confirmed.
 //
-// Cost: stride = ceil(watched / budget) blocks, so a block costs at most budget eth_getBalance
-// calls (pinned to the block's hash, in JSON-RPC batches), read ahead by the prefetcher with
-// the block. While the scanner is further behind the head than that, the readings are spread
-// over the blocks up to the head instead (at most 10 × SCAN_BATCH_BLOCKS apart), and every
-// address is read at the head as well: what came in during the catch-up is reported by its end.
-// Bisecting costs about log2(stride) readings per unexplained increase; the first reading of
-// an address, one.
+// Cost: stride = ceil(watched / budget) blocks, so a block costs at most budget readings
+// (pinned to the block's hash), read ahead by the prefetcher with the block — in a few eth_call
+// requests where the node takes a state override (balancereader.go), else in JSON-RPC batches
+// of eth_getBalance. While the scanner is further behind the head than that, the readings are
+// spread over the blocks up to the head instead (at most 10 × SCAN_BATCH_BLOCKS apart) and
+// gathered at the last block of each request of blocks, and every address is read at the head
+// as well: what came in during the catch-up is reported by its end. Bisecting costs about
+// log2(stride) readings per unexplained increase; the first reading of an address, one.
 
 // DefaultReconcileBudget is the eth_getBalance calls per block when Config.ReconcileBudget is
 // 0: with 10,000 open payments each address is read every 50 blocks.
@@ -75,12 +76,16 @@ type reconciler struct {
 }
 
 // schedule says which addresses are read at which block: slots[n % stride] at block n, and
-// all of them at block last when it is set (the head a catch-up ends at).
+// all of them at block last when it is set (the head a catch-up ends at). gather (while
+// catching up) moves the readings due in the blocks of one request to its last block: one
+// state read per request instead of one per block, each address read at most RPCBatch−1
+// blocks later than its slot says.
 type schedule struct {
 	stride uint64
 	slots  [][]common.Address
 	last   uint64
 	all    []common.Address
+	gather bool
 }
 
 func (sc schedule) due(n uint64) []common.Address {
@@ -172,7 +177,7 @@ func (s *Scanner) prepareReconcile(ctx context.Context) error {
 		r.sched = r.buildSchedule(stride)
 		r.dirty = false
 	}
-	r.sched.all, r.sched.last = nil, 0
+	r.sched.all, r.sched.last, r.sched.gather = nil, 0, catchUp
 	if catchUp {
 		// Every address is read at the head as well: what was paid while catching up is
 		// reported by the catch-up's end, not a stride of later blocks after it. Over the
@@ -285,7 +290,7 @@ func (s *Scanner) primeReconcile(ctx context.Context, stride uint64) error {
 		return nil
 	}
 	r.hashes[last.Number] = last.Hash
-	from := subFloor(last.Number, max(stride, s.catchUpStride())) + 1
+	from := subFloor(last.Number, s.readingLag(stride)) + 1
 	blocks, err := s.blocksUpTo(ctx, from, *last)
 	if err != nil {
 		return err
@@ -316,6 +321,13 @@ func (s *Scanner) primeReconcile(ctx context.Context, stride uint64) error {
 
 // catchUpStride is the longest a reading waits while the scanner is far behind the head.
 func (s *Scanner) catchUpStride() uint64 { return 10 * s.cfg.Batch }
+
+// readingLag is the most blocks a processed block can be ahead of an address's last reading:
+// a stride (at the head, or the longest one while catching up), and the gathering of a
+// catch-up's readings at the end of their request.
+func (s *Scanner) readingLag(stride uint64) uint64 {
+	return max(stride, s.catchUpStride()) + uint64(s.cfg.RPCBatch)
+}
 
 // rebase makes every watched address read first at block base.
 func (r *reconciler) rebase(base uint64) {
@@ -429,6 +441,9 @@ func (s *Scanner) balanceBatch() int { return min(maxBalanceBatch, 4*s.cfg.RPCBa
 // readBalances makes the readings in JSON-RPC batch requests, retrying failed requests; a
 // reading the node answers with "no state" or "no such block" keeps that answer in its err.
 func (s *Scanner) readBalances(ctx context.Context, reads []balanceRead) error {
+	if s.balanceCalls {
+		return s.readBalancesByCall(ctx, reads)
+	}
 	for len(reads) > 0 {
 		chunk := reads[:min(len(reads), s.balanceBatch())]
 		reads = reads[len(chunk):]
@@ -472,10 +487,21 @@ func (s *Scanner) readBalances(ctx context.Context, reads []balanceRead) error {
 // by its hash ends them. A block whose state the node no longer holds gets no readings.
 func (s *Scanner) fetchBalances(ctx context.Context, sched schedule, out []fetched) (int, error) {
 	var reads []balanceRead
+	gathered := map[common.Address]bool{}
 	for i := range out {
-		b := out[i].block
-		for _, a := range sched.due(b.NumberU64()) {
-			reads = append(reads, balanceRead{addr: a, block: b.NumberU64(), hash: b.Hash(), pos: i})
+		at := i
+		if sched.gather {
+			at = len(out) - 1
+		}
+		b := out[at].block
+		for _, a := range sched.due(out[i].block.NumberU64()) {
+			if sched.gather {
+				if gathered[a] {
+					continue
+				}
+				gathered[a] = true
+			}
+			reads = append(reads, balanceRead{addr: a, block: b.NumberU64(), hash: b.Hash(), pos: at})
 		}
 	}
 	if len(reads) == 0 {

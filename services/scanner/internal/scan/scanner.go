@@ -95,11 +95,13 @@ type Scanner struct {
 
 	// traces: the node traces blocks (probed once, at the first Run); otherwise recon
 	// reconciles balances. late holds reconciled transfers of blocks before those waiting in
-	// detected, detected first, each with its own block's totals.
-	probed bool
-	traces bool
-	recon  *reconciler
-	late   []Transfer
+	// detected, detected first, each with its own block's totals. balanceCalls: the node
+	// runs the balance reader (balancereader.go), probed with the traces.
+	probed       bool
+	traces       bool
+	balanceCalls bool
+	recon        *reconciler
+	late         []Transfer
 }
 
 // New checks cfg and returns a scanner for its chain.
