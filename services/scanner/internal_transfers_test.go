@@ -292,7 +292,17 @@ func TestContractPaymentsRescannedOnce(t *testing.T) {
 // the rise) still puts each forwarded payment in the block that holds it, next to direct
 // payments in the same range.
 func TestContractPaymentsFoundWhileCatchingUp(t *testing.T) {
+	// The catch-up of about 30 blocks is shorter than the catch-up stride (10 × 100 blocks):
+	// the balances are read at its end only. In polls of 2 blocks (stride 20) they are read
+	// spread over it as well.
+	for _, batch := range []uint64{100, 2} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) { foundWhileCatchingUp(t, batch) })
+	}
+}
+
+func foundWhileCatchingUp(t *testing.T, batch uint64) {
 	inEachMode(t, func(t *testing.T, h *harness, mode rpcMode) {
+		h.cfg.BatchBlocks = batch
 		fwd := h.chain.DeployForwarder()
 		later := time.Now().Add(30 * time.Minute)
 		first := h.head() + 1

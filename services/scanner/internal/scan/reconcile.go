@@ -31,9 +31,10 @@ import (
 // (pinned to the block's hash), read ahead by the prefetcher with the block — in a few eth_call
 // requests where the node takes a state override (balancereader.go), else in JSON-RPC batches
 // of eth_getBalance. While the scanner is further behind the head than that, the readings are
-// spread over the blocks up to the head instead (at most 10 × SCAN_BATCH_BLOCKS apart) and
-// gathered at the last block of each request of blocks, and every address is read at the head
-// as well: what came in during the catch-up is reported by its end. Bisecting costs about
+// spread over the blocks up to the head instead (10 × SCAN_BATCH_BLOCKS apart) and gathered at
+// the last block of each request of blocks, and every address is read at the head as well:
+// what came in during the catch-up is reported by its end. A catch-up shorter than that
+// stride reads them at the head only, once each. Bisecting costs about
 // log2(stride) readings per unexplained increase; the first reading of an address, one.
 
 // DefaultReconcileBudget is the eth_getBalance calls per block when Config.ReconcileBudget is
@@ -75,17 +76,18 @@ type reconciler struct {
 	primed bool
 }
 
-// schedule says which addresses are read at which block: slots[n % stride] at block n, and
-// all of them at block last when it is set (the head a catch-up ends at). gather (while
+// schedule says which addresses are read at which block: slots[n % stride] at block n (none
+// with onlyLast), and all of them at block last when it is set (the head a catch-up ends at). gather (while
 // catching up) moves the readings due in the blocks of one request to its last block: one
 // state read per request instead of one per block, each address read at most RPCBatch−1
 // blocks later than its slot says.
 type schedule struct {
-	stride uint64
-	slots  [][]common.Address
-	last   uint64
-	all    []common.Address
-	gather bool
+	stride   uint64
+	slots    [][]common.Address
+	last     uint64
+	all      []common.Address
+	gather   bool
+	onlyLast bool // nothing is read before block last
 }
 
 func (sc schedule) due(n uint64) []common.Address {
@@ -94,6 +96,8 @@ func (sc schedule) due(n uint64) []common.Address {
 		return nil
 	case sc.all != nil && n == sc.last:
 		return sc.all
+	case sc.onlyLast:
+		return nil
 	}
 	return sc.slots[n%sc.stride]
 }
@@ -158,11 +162,11 @@ func (s *Scanner) prepareReconcile(ctx context.Context) error {
 	if r.dirty {
 		r.sync(subFloor(s.next, 1))
 	}
-	stride, catchUp := uint64(0), false
+	stride, catchUp, short := uint64(0), false, false
 	if n := len(r.watched); n > 0 {
 		stride = uint64((n + r.budget - 1) / r.budget)
 		if behind := s.head + 1 - min(s.next, s.head+1); behind > stride {
-			stride, catchUp = max(stride, min(s.catchUpStride(), behind)), true
+			stride, catchUp, short = max(stride, s.catchUpStride()), true, behind <= s.catchUpStride()
 		}
 	}
 	if !r.primed {
@@ -177,11 +181,12 @@ func (s *Scanner) prepareReconcile(ctx context.Context) error {
 		r.sched = r.buildSchedule(stride)
 		r.dirty = false
 	}
-	r.sched.all, r.sched.last, r.sched.gather = nil, 0, catchUp
+	r.sched.all, r.sched.last, r.sched.gather, r.sched.onlyLast = nil, 0, catchUp, short
 	if catchUp {
 		// Every address is read at the head as well: what was paid while catching up is
-		// reported by the catch-up's end, not a stride of later blocks after it. Over the
-		// blocks caught up on, that is less than the budget per block.
+		// reported by the catch-up's end, not a stride of later blocks after it. A catch-up
+		// shorter than the catch-up stride reads them there only: each address is read once,
+		// and a rise is bisected over the blocks caught up on.
 		r.sched.all, r.sched.last = slices.Concat(r.sched.slots...), s.head
 	}
 	return nil
@@ -271,8 +276,8 @@ func (r *reconciler) buildSchedule(stride uint64) schedule {
 }
 
 // primeReconcile sets every watched address's baseline at the start. With a cursor it goes
-// back over the blocks before it that a reading of the run before may have lagged behind (the
-// larger of the stride and the longest catch-up stride), taking in their detected transfers,
+// back over the blocks before it that a reading of the run before may have lagged behind
+// (readingLag), taking in their detected transfers,
 // so that a balance that rose in a block the run before processed but had not read yet is
 // still found; found again, it is the same transfer under the same key (and Nats-Msg-Id).
 func (s *Scanner) primeReconcile(ctx context.Context, stride uint64) error {
@@ -322,11 +327,12 @@ func (s *Scanner) primeReconcile(ctx context.Context, stride uint64) error {
 // catchUpStride is the longest a reading waits while the scanner is far behind the head.
 func (s *Scanner) catchUpStride() uint64 { return 10 * s.cfg.Batch }
 
-// readingLag is the most blocks a processed block can be ahead of an address's last reading:
-// a stride (at the head, or the longest one while catching up), and the gathering of a
-// catch-up's readings at the end of their request.
+// readingLag bounds how many blocks a processed block can be ahead of an address's last
+// reading: a stride at the head (at most stride), then a catch-up whose first reading of the
+// address comes within the catch-up stride (or only at its end, when it is shorter), gathered
+// at the end of a request of blocks.
 func (s *Scanner) readingLag(stride uint64) uint64 {
-	return max(stride, s.catchUpStride()) + uint64(s.cfg.RPCBatch)
+	return stride + s.catchUpStride() + uint64(s.cfg.RPCBatch)
 }
 
 // rebase makes every watched address read first at block base.
