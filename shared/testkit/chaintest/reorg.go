@@ -3,6 +3,7 @@ package chaintest
 import (
 	"context"
 	"math/big"
+	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -62,23 +63,32 @@ func (c *Chain) reorg(lowest func(head uint64) uint64, replacement func()) (orph
 	} else if n > 0 {
 		c.commitLocked()
 	}
-
-	head := c.Head().Number.Uint64()
-	from := lowest(head)
-	parent, err := c.client.HeaderByNumber(ctx, new(big.Int).SetUint64(from-1))
-	if err != nil {
-		c.tb.Fatalf("chaintest: reorg: block %d: %v", from-1, err)
-	}
-	for n := from; n <= head; n++ {
-		h, err := c.client.HeaderByNumber(ctx, new(big.Int).SetUint64(n))
+	// The pool may still be settling the transactions just sent when the count is read: Fork
+	// waits for it and then refuses a pool with pending transactions. Those are mined first, as
+	// the count's would have been, and the blocks to orphan are read again.
+	for attempt := 1; ; attempt++ {
+		head := c.Head().Number.Uint64()
+		from := lowest(head)
+		parent, err := c.client.HeaderByNumber(ctx, new(big.Int).SetUint64(from-1))
 		if err != nil {
-			c.tb.Fatalf("chaintest: reorg: block %d: %v", n, err)
+			c.tb.Fatalf("chaintest: reorg: block %d: %v", from-1, err)
 		}
-		orphaned = append(orphaned, h.Hash())
-	}
-
-	if err := c.backend.Fork(parent.Hash()); err != nil {
-		c.tb.Fatalf("chaintest: reorg: fork at %d: %v", from-1, err)
+		orphaned = orphaned[:0]
+		for n := from; n <= head; n++ {
+			h, err := c.client.HeaderByNumber(ctx, new(big.Int).SetUint64(n))
+			if err != nil {
+				c.tb.Fatalf("chaintest: reorg: block %d: %v", n, err)
+			}
+			orphaned = append(orphaned, h.Hash())
+		}
+		err = c.backend.Fork(parent.Hash())
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "pending block dirty") || attempt == 3 {
+			c.tb.Fatalf("chaintest: reorg: fork at %d: %v", from-1, err)
+		}
+		c.commitLocked()
 	}
 	// Fork's head event reaches the pool before Fork returns, and Rollback waits for the pool's
 	// reset (which re-injects the orphaned transactions) before clearing it.
