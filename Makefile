@@ -22,9 +22,10 @@ lint: ## gofmt, go vet, stream definitions accepted as JSON
 	go vet $(MODULES)
 	@for f in streams/*.json streams/consumers/*.json; do jq -e . $$f >/dev/null || { echo "bad JSON: $$f"; exit 1; }; done
 
-check-deploy: ## kustomize build of every k8s overlay and docker-compose config, with their promises asserted
+check-deploy: ## kustomize build of every k8s overlay and docker-compose config, with their promises asserted; alert rules (promtool) and dashboards
 	scripts/check-deploy.sh
 	scripts/check-compose.sh
+	scripts/check-alerts.sh
 
 demo: ## one machine, nothing else running: nats-server, private Postgres, a simulated chain, the five services, a demo merchant
 	go run ./deploy/devstack

@@ -30,7 +30,8 @@ fi
 unset_vars=(ADMIN_TOKEN WALLET_XPUB WALLET_MNEMONIC WALLET_XPRV GAS_TANK_PRIVATE_KEY GAS_TANK_FUNDING_ETH
 	CHAINS_FILE_HOST CHAIN_PORT NATS_PORT NATS_MONITOR_PORT POSTGRES_PORT API_PORT API_OPS_PORT
 	SCANNER_OPS_PORT CONFIRMER_OPS_PORT SWEEPER_OPS_PORT WEBHOOK_SENDER_OPS_PORT LOG_LEVEL
-	WEBHOOK_URL WEBHOOK_SECRET WEBHOOK_ALLOW_HTTP WEBHOOK_ALLOW_PRIVATE_NETWORKS)
+	WEBHOOK_URL WEBHOOK_SECRET WEBHOOK_ALLOW_HTTP WEBHOOK_ALLOW_PRIVATE_NETWORKS
+	PROMETHEUS_PORT GRAFANA_PORT GRAFANA_ADMIN_PASSWORD)
 envcmd=(env)
 for v in "${unset_vars[@]}"; do envcmd+=(-u "$v"); done
 
@@ -40,6 +41,9 @@ trap 'rm -rf "$tmp"' EXIT
 # JSON where the tool can print it (compose v2), else the YAML of compose 1.x, which answers
 # the unknown --format with its usage on stderr and exit status 0.
 format=yaml
+# With the observability profile on: compose v2 leaves a profile's services out of `config`
+# otherwise (1.x prints them all).
+compose+=(--profile observability)
 if "${envcmd[@]}" "${compose[@]}" -f "$file" config --format json >"$tmp/out" 2>"$tmp/err" &&
 	[[ $(head -c 1 "$tmp/out") == "{" ]]; then
 	format=json
@@ -66,10 +70,10 @@ if [[ $format == yaml ]] && ! python3 -c 'import yaml' 2>/dev/null; then
 	fi
 fi
 
-"$python" - "$tmp/out" "$format" <<'PY'
-import json, re, sys
+"$python" - "$tmp/out" "$format" "$(dirname "$file")" <<'PY'
+import json, os, re, sys
 
-path, fmt = sys.argv[1], sys.argv[2]
+path, fmt, compose_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 with open(path) as f:
     if fmt == "json":
         doc = json.load(f)
@@ -207,9 +211,91 @@ for name in ["api", "scanner", "confirmer", "sweeper"]:
     if not any("chains.compose.yaml:/etc/ctrip/chains.yaml" in v for v in vols):
         fail(f"{name}: volumes {vols} do not mount deploy/chains.compose.yaml at /etc/ctrip/chains.yaml")
 
+# Profile "observability": Prometheus with the pipeline's scrape config and alert rules, Grafana
+# with the datasource and the dashboards — pinned images, nothing of it started by default.
+OBS = ["prometheus", "grafana"]
+for name in OBS:
+    svc = services.get(name)
+    if svc is None:
+        fail(f"no service {name!r} (profile observability)")
+        continue
+    if list(svc.get("profiles") or []) != ["observability"]:
+        fail(f"{name}: profiles {svc.get('profiles')}, want [\"observability\"]")
+for name in ["chain", "devsetup", "nats", "postgres", "jaeger"] + APP:
+    if (services.get(name) or {}).get("profiles"):
+        fail(f"{name}: has profiles {services[name]['profiles']}: it would not start by default")
+pimage = str((services.get("prometheus") or {}).get("image", ""))
+if not re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", pimage):
+    fail(f"prometheus: image {pimage!r}, want a pinned prom/prometheus:vX.Y.Z")
+gimage = str((services.get("grafana") or {}).get("image", ""))
+if not re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", gimage):
+    fail(f"grafana: image {gimage!r}, want a pinned grafana/grafana:X.Y.Z")
+
+def mounts(name):
+    """A service's bind mounts as {container path: host path}."""
+    out = {}
+    for v in (services.get(name) or {}).get("volumes") or []:
+        if isinstance(v, dict):
+            out[str(v.get("target"))] = str(v.get("source"))
+        else:
+            parts = str(v).split(":")
+            if len(parts) >= 2:
+                out[parts[1]] = parts[0]
+    return out
+
+def host_path(p):
+    return os.path.normpath(p if os.path.isabs(p) else os.path.join(compose_dir, p))
+
+import yaml
+pm = mounts("prometheus")
+cmd = command("prometheus")
+config_path = flag(cmd, "--config.file") or "/etc/prometheus/prometheus.yml"
+if config_path not in pm:
+    fail(f"prometheus: {config_path} (--config.file) is not mounted")
+else:
+    with open(host_path(pm[config_path])) as f:
+        pconf = yaml.safe_load(f)
+    for rf in pconf.get("rule_files") or []:
+        if rf not in pm or not host_path(pm[rf]).endswith("deploy/prometheus/alerts.yml"):
+            fail(f"prometheus: rule file {rf} is not deploy/prometheus/alerts.yml mounted there")
+    if not pconf.get("rule_files"):
+        fail("prometheus: prometheus.yml loads no rule files")
+    scraped = {t for sc in pconf.get("scrape_configs") or [] for st in sc.get("static_configs") or [] for t in st.get("targets") or []}
+    ops = env("api").get("OPS_ADDR", "")
+    for name in APP:
+        want = f"{name}:{ops.rsplit(':', 1)[-1]}"
+        if want not in scraped:
+            fail(f"prometheus: does not scrape {want} (the service's OPS_ADDR {ops})")
+gm = mounts("grafana")
+prov = gm.get("/etc/grafana/provisioning")
+if not prov or not host_path(prov).endswith("deploy/grafana/provisioning"):
+    fail(f"grafana: deploy/grafana/provisioning not mounted at /etc/grafana/provisioning ({gm})")
+else:
+    ds = [d for f in os.listdir(os.path.join(host_path(prov), "datasources"))
+          for d in (yaml.safe_load(open(os.path.join(host_path(prov), "datasources", f))) or {}).get("datasources") or []]
+    if not any(d.get("uid") == "prometheus" and d.get("url") == "http://prometheus:9090" for d in ds):
+        fail(f"grafana: no datasource uid prometheus at http://prometheus:9090 (the dashboards' datasource): {ds}")
+    paths = [p.get("options", {}).get("path") for f in os.listdir(os.path.join(host_path(prov), "dashboards"))
+             for p in (yaml.safe_load(open(os.path.join(host_path(prov), "dashboards", f))) or {}).get("providers") or []]
+    for p in paths:
+        if p not in gm or not host_path(gm[p]).endswith("deploy/grafana/dashboards"):
+            fail(f"grafana: dashboard provider path {p} is not deploy/grafana/dashboards mounted there")
+    if not paths:
+        fail("grafana: no dashboard provider")
+# Host ports are unique: Prometheus' own 9090 must not take the webhook-sender's ops port.
+host_ports = {}
+for name, svc in services.items():
+    for p in svc.get("ports") or []:
+        hp = str(p.get("published")) if isinstance(p, dict) else (str(p).split(":")[0] if ":" in str(p) else None)
+        if hp:
+            if hp in host_ports:
+                fail(f"host port {hp} published by both {host_ports[hp]} and {name}")
+            host_ports[hp] = name
+
 if failures:
     print(f"check-compose: {len(failures)} assertion(s) failed", file=sys.stderr)
     sys.exit(1)
 print(f"check-compose: ok: {len(services)} services; chain {image}, devsetup before {', '.join(APP)}; "
-      f"{nats_image}; {jimage} (4317, 4318, 16686); api WALLET_XPUB {api['WALLET_XPUB'][:12]}..., ADMIN_TOKEN set")
+      f"{nats_image}; {jimage} (4317, 4318, 16686); api WALLET_XPUB {api['WALLET_XPUB'][:12]}..., ADMIN_TOKEN set; "
+      f"profile observability: {pimage} with alerts.yml scraping {len(APP)} services, {gimage} provisioned")
 PY

@@ -311,3 +311,22 @@ func (h *harness) serveHandler(log *slog.Logger) *httptest.Server {
 	h.t.Cleanup(srv.Close)
 	return srv
 }
+
+// registeredRoutes are the routes the api's handler registers.
+func (h *harness) registeredRoutes() []rest.Route {
+	h.t.Helper()
+	d, err := wallet.ParseXPub(h.cfg.WalletXPub)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cf, err := chains.Load(h.cfg.ChainsFile)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	handler, err := rest.New(rest.Config{Store: postgres.New(h.db), Chains: cf, Wallet: d, JS: h.js,
+		AdminToken: h.cfg.AdminToken, DefaultTTL: h.cfg.PaymentExpiry, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return handler.Routes()
+}

@@ -4,16 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"math/big"
 	"net/http"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,50 +54,18 @@ var hostilePathIDs = []struct{ name, segment string }{
 	{"129 characters", strings.Repeat("a", 129)},
 }
 
-// idRoutes lists, from the source of package rest, every pattern registered with h.admin or
-// h.merchant that has a path wildcard, so that TestHostilePathIDs notices a route added later.
-func idRoutes(t *testing.T) []string {
-	t.Helper()
-	dir := filepath.Join("internal", "rest")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+// idRoutes lists every registered route with a path wildcard (rest.Handler.Routes), so that
+// TestHostilePathIDs notices a route added later.
+func (h *harness) idRoutes() []string {
+	h.t.Helper()
 	var out []string
-	fset := token.NewFileSet()
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
-			continue
+	for _, rt := range h.registeredRoutes() {
+		if strings.Contains(rt.Pattern, "{") {
+			out = append(out, rt.Pattern)
 		}
-		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok || len(call.Args) == 0 {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || (sel.Sel.Name != "admin" && sel.Sel.Name != "merchant") {
-				return true
-			}
-			lit, ok := call.Args[0].(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			pattern, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.Contains(pattern, "{") {
-				out = append(out, pattern)
-			}
-			return true
-		})
 	}
 	if len(out) == 0 {
-		t.Fatal("found no route with a path id in internal/rest: has registration changed?")
+		h.t.Fatal("no route with a path id is registered: has registration changed?")
 	}
 	return out
 }
@@ -130,6 +92,9 @@ func TestHostilePathIDs(t *testing.T) {
 		{"POST /v1/endpoints/{id}/rotate-secret", false, map[string]string{"id": ep}, ""},
 		{"GET /v1/payments/{id}", false, map[string]string{"id": p.ID}, ""},
 		{"GET /v1/payments/{id}/deliveries", false, map[string]string{"id": p.ID}, ""},
+		{"GET /v1/payments/{id}/events", false, map[string]string{"id": p.ID}, ""},
+		{"POST /v1/endpoints/{id}/test", false, map[string]string{"id": ep}, ""},
+		{"POST /v1/endpoints/{id}/replay", false, map[string]string{"id": ep}, `{"since":"` + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `"}`},
 		{"GET /v1/dead-letters/{id}", false, map[string]string{"id": dl}, ""},
 		{"POST /v1/dead-letters/{id}/replay", false, map[string]string{"id": dl}, ""},
 		{"POST /v1/merchants/{id}/api-keys", true, map[string]string{"id": m.ID}, ""},
@@ -139,7 +104,7 @@ func TestHostilePathIDs(t *testing.T) {
 	for _, rt := range routes {
 		listed = append(listed, rt.pattern)
 	}
-	registered := idRoutes(t)
+	registered := h.idRoutes()
 	slices.Sort(listed)
 	slices.Sort(registered)
 	if !slices.Equal(listed, registered) {

@@ -30,10 +30,13 @@ func TestCrossMerchantIsolation(t *testing.T) {
 	}{
 		{"get payment", "GET", "/v1/payments/" + pay.ID, ""},
 		{"payment deliveries", "GET", "/v1/payments/" + pay.ID + "/deliveries", ""},
+		{"payment events", "GET", "/v1/payments/" + pay.ID + "/events", ""},
 		{"get endpoint", "GET", "/v1/endpoints/" + ep, ""},
 		{"patch endpoint", "PATCH", "/v1/endpoints/" + ep, `{"url":"https://attacker.example/steal","enabled":false}`},
 		{"delete endpoint", "DELETE", "/v1/endpoints/" + ep, ""},
 		{"rotate endpoint secret", "POST", "/v1/endpoints/" + ep + "/rotate-secret", ""},
+		{"test endpoint", "POST", "/v1/endpoints/" + ep + "/test", ""},
+		{"replay endpoint", "POST", "/v1/endpoints/" + ep + "/replay", `{"since":"` + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339) + `"}`},
 		{"get dead letter", "GET", "/v1/dead-letters/" + dl, ""},
 		{"replay dead letter", "POST", "/v1/dead-letters/" + dl + "/replay", ""},
 	}

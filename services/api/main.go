@@ -1,7 +1,7 @@
 // Command api is the merchant REST API: merchants and API keys, payments with fresh deposit
-// addresses derived from WALLET_XPUB, webhook endpoints, delivery attempts and dead-letter
-// replay. payments.created goes through the transactional outbox, published by a relay that
-// runs in this process.
+// addresses derived from WALLET_XPUB, webhook endpoints (with test events and replay), delivery
+// attempts, dead-letter replay and the OpenAPI document (GET /openapi.json). payments.created
+// goes through the transactional outbox, published by a relay that runs in this process.
 package main
 
 import (
@@ -81,5 +81,5 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) error {
 }
 
 // provision applies the streams the api publishes to: PAYMENTS (payments.created) and
-// WEBHOOKS (dead-letter replays).
+// WEBHOOKS (dead-letter replays, endpoint test events and endpoint replays).
 var provision = natsbus.Provisioner([]string{streams.Payments, streams.Webhooks}, nil, nil)

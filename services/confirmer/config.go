@@ -5,6 +5,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/retention"
 )
 
 // Config is the confirmer's environment (README, "Configuration").
@@ -15,6 +16,9 @@ type Config struct {
 	ChainsFile string `env:"CHAINS_FILE"`
 	// ExpiryInterval is how often payments past their deadline are expired.
 	ExpiryInterval time.Duration `env:"CONFIRMER_EXPIRY_INTERVAL, default=5s"`
+	// The retention of payment_status_changes and published outbox rows (RETENTION_AGE,
+	// RETENTION_BATCH, RETENTION_INTERVAL, RETENTION_PAUSE).
+	retention.Config
 }
 
 // ChainsPath makes it a service.ChainsConfig: service.Run loads CHAINS_FILE.
@@ -31,5 +35,5 @@ func (c Config) Validate() error {
 	if c.ExpiryInterval <= 0 {
 		return &config.Error{Var: "CONFIRMER_EXPIRY_INTERVAL", Msg: "must be positive"}
 	}
-	return nil
+	return c.Config.Validate()
 }

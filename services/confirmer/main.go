@@ -7,14 +7,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/jmoiron/sqlx"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/confirm"
 	"github.com/ctrip-pay/pipeline/services/confirmer/internal/postgres"
+	"github.com/ctrip-pay/pipeline/shared/chains"
+	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/retention"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
 )
@@ -42,10 +48,11 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 
 	var cs []confirm.Chain
 	for _, ch := range deps.Chains.Chains {
-		client, err := ethclient.DialContext(ctx, ch.RPCURL)
+		rpcClient, err := chains.DialRPC(ctx, ch, deps.Tel.Meter)
 		if err != nil {
 			return fmt.Errorf("chain %d (%s): dial rpc: %w", ch.ID, ch.Name, err)
 		}
+		client := ethclient.NewClient(rpcClient)
 		defer client.Close()
 		cs = append(cs, confirm.Chain{Chain: ch, RPC: client})
 	}
@@ -75,6 +82,12 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	// (deps.Close then publishes its events); it is cancelled if shutdown overruns.
 	work := deps.WorkContext(ctx)
 
+	stopConsumerMetrics, err := natsbus.WatchConsumers(ctx, deps.JS, deps.Tel.Meter, 0, deps.Log,
+		natsbus.Durable{Stream: streams.Payments, Name: durable}, natsbus.Durable{Stream: streams.Chain, Name: durable})
+	if err != nil {
+		return err
+	}
+	defer stopConsumerMetrics()
 	rt := natsbus.Runtime{Name: serviceName, Tracer: deps.Tel.Tracer, Log: deps.Log, Timeout: handlerTimeout}
 	paymentsLoop, err := natsbus.StartLoop(work, paymentsCons, paymentWorkers, 4*paymentWorkers, c.HandlePaymentMsg, rt)
 	if err != nil {
@@ -90,16 +103,39 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	expiryCtx, stopExpiry := context.WithCancel(work)
 	var expiry sync.WaitGroup
 	expiry.Go(func() { c.RunExpiry(expiryCtx, cfg.ExpiryInterval) })
+	stopPruning := retention.Start(ctx, pruners(cfg, deps.DB, deps.Log, deps.Tel.Meter)...)
 
 	deps.Ops.SetReady(true)
 	deps.Log.Info("confirmer running", "chains", len(cs), "expiry_interval", cfg.ExpiryInterval.String(), "ops_addr", deps.Ops.Addr())
 
 	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
+	stopPruning()
 	stopExpiry()
 	expiry.Wait()
 	chainLoop.Stop(cfg.ShutdownTimeout)
 	paymentsLoop.Stop(cfg.ShutdownTimeout)
 	return nil
+}
+
+// pruners are the confirmer's retention: the status history of a payment that can no longer
+// change (swept or expired) once its last change is older than RETENTION_AGE, whole, so the
+// api shows a payment's history complete or not at all — an open payment's history stays, the
+// confirmer counts its confirmations in it (TimesConfirmed); and published outbox rows, for
+// every service that writes them (the api, the confirmer, the sweeper): a published row is done
+// for all of them, unpublished and parked rows are never pruned, and one pruner, beside the
+// status changes written in the same transactions, ages a payment's events and history out
+// together, as the PAYMENTS stream does (MaxAge 30d).
+func pruners(cfg Config, db *sqlx.DB, log *slog.Logger, meter metric.Meter) []*retention.Pruner {
+	final := fmt.Sprintf("'%s', '%s'", event.StatusSwept, event.StatusExpired)
+	return []*retention.Pruner{{
+		DB: db, Table: "payment_status_changes", TimeColumn: "created_at",
+		Where: `EXISTS (SELECT 1 FROM payments p WHERE p.id = t.payment_id AND p.status IN (` + final + `))
+			AND NOT EXISTS (SELECT 1 FROM payment_status_changes n WHERE n.payment_id = t.payment_id AND n.created_at >= $1)`,
+		Config: cfg.Config, Log: log, Meter: meter,
+	}, {
+		DB: db, Table: "outbox", TimeColumn: "published_at", Where: "t.published_at IS NOT NULL",
+		Config: cfg.Config, Log: log, Meter: meter,
+	}}
 }
 
 // provision applies the streams and consumers the confirmer uses.

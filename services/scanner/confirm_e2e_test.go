@@ -67,6 +67,8 @@ func TestContractPaymentsAreConfirmed(t *testing.T) {
 			p.ID, txHash, logIndex); n != 1 {
 			t.Fatalf("%d confirmed transfers under the scanner's key, want 1", n)
 		}
+		// The event goes out through the confirmer's outbox relay, after the status changed.
+		testkit.Poll(10*time.Second, func() bool { return len(h.streamMsgs("PAYMENTS", event.SubjectConfirmed)) > 0 })
 		if n := len(h.streamMsgs("PAYMENTS", event.SubjectConfirmed)); n != 1 {
 			t.Fatalf("%d payments.confirmed messages, want 1", n)
 		}

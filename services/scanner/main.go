@@ -31,8 +31,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ethereum/go-ethereum/rpc"
-
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
 	"github.com/ctrip-pay/pipeline/shared/chains"
@@ -65,7 +63,7 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	for i, c := range deps.Chains.Chains {
 		// For HTTP(S) URLs Dial does not connect: an RPC that is down at start-up is retried
 		// by the scanner like any other failure.
-		client, err := rpc.DialContext(ctx, c.RPCURL)
+		client, err := chains.DialRPC(ctx, c, deps.Tel.Meter)
 		if err != nil {
 			return &config.Error{Var: "CHAINS_FILE", Msg: fmt.Sprintf("chain %d: rpc_url: %v", c.ID, err)}
 		}
@@ -109,6 +107,7 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 			err := lead(scanCtx, deps, cfg.LeaseInterval, chain.ID, func(ctx context.Context) error {
 				watches[i].Store(chains.NewHeadWatch(chain, time.Now()))
 				defer watches[i].Store(nil)
+				defer metrics.Forget(chain.ID) // a standby reports no head figures
 				return s.Run(ctx)
 			})
 			if err != nil {

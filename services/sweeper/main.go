@@ -15,6 +15,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
@@ -51,7 +52,7 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 			return errors.New("GAS_TANK_PRIVATE_KEY: not a hex secp256k1 private key")
 		}
 	}
-	networks, closeClients, err := dialChains(ctx, deps.Chains, deps.Log)
+	networks, closeClients, err := dialChains(ctx, deps.Chains, deps.Tel.Meter, deps.Log)
 	if err != nil {
 		return err
 	}
@@ -68,11 +69,21 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) (err error) {
 	sweeper, err := sweep.New(sweep.Config{
 		Networks: networks, Keys: keys, GasTank: gasTank, Payments: store, Ledger: store,
 		ReceiptTimeout: cfg.ReceiptTimeout, PollInterval: cfg.PollInterval, RepriceAfter: cfg.RepriceAfter,
-		OutboxWake: wake, Tracer: deps.Tel.Tracer, Log: deps.Log,
+		OutboxWake: wake, Tracer: deps.Tel.Tracer, Meter: deps.Tel.Meter, Log: deps.Log,
 	})
 	if err != nil {
 		return err
 	}
+	stopConsumerMetrics, err := natsbus.WatchConsumers(ctx, deps.JS, deps.Tel.Meter, 0, deps.Log, natsbus.Durable{Stream: streams.Payments, Name: consumerName})
+	if err != nil {
+		return err
+	}
+	defer stopConsumerMetrics()
+	stopGauges, err := sweeper.WatchGauges(ctx, deps.Tel.Meter, 0, store)
+	if err != nil {
+		return err
+	}
+	defer stopGauges()
 	// Handlers run on a context that survives the shutdown signal, so a sweep waiting for its
 	// receipt can finish; it is cancelled if it overruns the shutdown timeout (the recorded
 	// transaction is re-broadcast on redelivery).
@@ -127,7 +138,7 @@ func sweepLeftovers(ctx context.Context, s *sweep.Sweeper, interval time.Duratio
 
 // dialChains connects to every chain's RPC. A node that does not answer yet is not fatal (its
 // sweeps are retried); one that reports another chain id than CHAINS_FILE is.
-func dialChains(ctx context.Context, f *chains.File, log *slog.Logger) (map[int64]sweep.Network, func(), error) {
+func dialChains(ctx context.Context, f *chains.File, m metric.Meter, log *slog.Logger) (map[int64]sweep.Network, func(), error) {
 	networks := map[int64]sweep.Network{}
 	var clients []*ethclient.Client
 	closeAll := func() {
@@ -136,11 +147,12 @@ func dialChains(ctx context.Context, f *chains.File, log *slog.Logger) (map[int6
 		}
 	}
 	for _, ch := range f.Chains {
-		c, err := ethclient.DialContext(ctx, ch.RPCURL)
+		rc, err := chains.DialRPC(ctx, ch, m)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("chain %d (%s): dial: %w", ch.ID, ch.Name, err)
 		}
+		c := ethclient.NewClient(rc)
 		clients = append(clients, c)
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		id, err := c.ChainID(cctx)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ctrip-pay/pipeline/shared/config"
+	"github.com/ctrip-pay/pipeline/shared/retention"
 	"github.com/ctrip-pay/pipeline/shared/safehttp"
 	"github.com/ctrip-pay/pipeline/shared/signature"
 )
@@ -28,6 +29,9 @@ type Config struct {
 	MaxRetryAfter       time.Duration `env:"WEBHOOK_MAX_RETRY_AFTER, default=1h"`
 	// The URL policy (WEBHOOK_ALLOW_HTTP, WEBHOOK_ALLOW_PRIVATE_NETWORKS), shared with the api.
 	safehttp.Policy
+	// The retention of webhook_attempts (RETENTION_AGE, RETENTION_BATCH, RETENTION_INTERVAL,
+	// RETENTION_PAUSE).
+	retention.Config
 }
 
 // Schedule is a comma-separated list of durations: the BackOff of the webhook-sender consumer.
@@ -45,6 +49,15 @@ func (s *Schedule) EnvDecode(v string) error {
 	}
 	*s = out
 	return nil
+}
+
+// Total is how long a delivery can be retried: the sum of the schedule.
+func (s Schedule) Total() time.Duration {
+	var total time.Duration
+	for _, d := range s {
+		total += d
+	}
+	return total
 }
 
 func (s Schedule) String() string {
@@ -82,6 +95,14 @@ func (c Config) Validate() error {
 		// Each worker keeps up to two batches fetched ahead; more workers would ask for more
 		// events than the webhook-fanout consumer lets be unacked (max_ack_pending 10000).
 		return bad("WEBHOOK_FANOUT_CONCURRENCY", fmt.Sprintf("must be between 1 and %d (fan-out workers of up to %d events each)", maxFanoutWorkers, fanoutBatch))
+	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if total := c.Backoff.Total(); c.Age > 0 && c.Age <= total {
+		// A delivery's attempts are read while it is retried (the dead letter's last error, the
+		// api's deliveries): they must outlive the whole schedule.
+		return bad("RETENTION_AGE", fmt.Sprintf("%v does not outlast the delivery schedule (WEBHOOK_BACKOFF, %v in all; 0 keeps every row)", c.Age, total))
 	}
 	if c.MaxRetryAfter < 0 {
 		return bad("WEBHOOK_MAX_RETRY_AFTER", "must not be negative")

@@ -5,13 +5,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/webhook-sender/internal/webhook"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
+	"github.com/ctrip-pay/pipeline/shared/retention"
 	"github.com/ctrip-pay/pipeline/shared/safehttp"
 	"github.com/ctrip-pay/pipeline/shared/service"
 	"github.com/ctrip-pay/pipeline/streams"
@@ -109,6 +113,15 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	if _, err := webhook.RegisterDLQDepth(tel.Meter, store); err != nil {
+		return err
+	}
+	stopConsumerMetrics, err := natsbus.WatchConsumers(ctx, js, tel.Meter, 0, log, natsbus.Durable{Stream: streams.DLQ, Name: "dlq-processor"},
+		natsbus.Durable{Stream: streams.Webhooks, Name: "webhook-sender"}, natsbus.Durable{Stream: streams.Payments, Name: "webhook-fanout"})
+	if err != nil {
+		return err
+	}
+	defer stopConsumerMetrics()
 	// Handlers run on a context that survives the shutdown signal, so in-flight deliveries can
 	// finish; it is cancelled if they overrun the shutdown timeout.
 	work := deps.WorkContext(ctx)
@@ -128,17 +141,29 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	deps.AddReadiness("consumer "+streams.Payments+"/webhook-fanout", fanoutLoop.Bound)
+	stopPruning := retention.Start(ctx, pruners(cfg, deps.DB, deps.Log, deps.Tel.Meter)...)
 	ops.SetReady(true)
 	log.Info("webhook-sender running", "schedule", Schedule(schedule).String(), "max_deliver", maxDeliver,
 		"concurrency", cfg.Concurrency, "default_endpoint", cfg.WebhookURL != "", "ops_addr", ops.Addr())
 
 	deps.AwaitShutdown(ctx, cfg.ShutdownTimeout)
+	stopPruning()
 	fanoutLoop.Stop(cfg.ShutdownTimeout)
 	sendLoop.Stop(cfg.ShutdownTimeout)
 	deliverer.Wait()
 	recorder.Close()
 	dlqLoop.Stop(cfg.ShutdownTimeout)
 	return nil
+}
+
+// pruners are the sender's retention: webhook_attempts older than RETENTION_AGE (which
+// Validate makes outlast the delivery schedule). Dead letters stay: the DLQ and its replay are
+// the operator's, and they are few.
+func pruners(cfg Config, db *sqlx.DB, log *slog.Logger, meter metric.Meter) []*retention.Pruner {
+	return []*retention.Pruner{{
+		DB: db, Table: "webhook_attempts", TimeColumn: "attempted_at",
+		Config: cfg.Config, Log: log, Meter: meter,
+	}}
 }
 
 // provision applies the streams and consumers this service uses; the webhook-sender consumer

@@ -76,11 +76,14 @@ func Load(ctx context.Context, cfg Validator) error {
 // LoadFrom is Load with an explicit lookuper (tests pass envconfig.MapLookuper).
 func LoadFrom(ctx context.Context, cfg Validator, l envconfig.Lookuper) error {
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: cfg, Lookuper: l}); err != nil {
-		// envconfig names the Go field ("Concurrency: strconv.ParseInt..."); operators know the
-		// variable, so name that instead.
-		field, rest, ok := strings.Cut(err.Error(), ": ")
-		if v, found := envNames(reflect.TypeOf(cfg))[field]; ok && found {
-			return &Error{Var: v, Msg: rest}
+		// envconfig names the Go field ("Concurrency: strconv.ParseInt...", behind the embedded
+		// struct's name for its fields: "Config: Interval: ..."); operators know the variable,
+		// so name that instead.
+		names := envNames(reflect.TypeOf(cfg))
+		for field, rest, ok := strings.Cut(err.Error(), ": "); ok; field, rest, ok = strings.Cut(rest, ": ") {
+			if v, found := names[field]; found {
+				return &Error{Var: v, Msg: rest}
+			}
 		}
 		return fmt.Errorf("config: %w", err)
 	}

@@ -17,8 +17,11 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
@@ -55,7 +58,9 @@ func NewMessage(ctx context.Context, subject, msgID string, data any) (Message, 
 }
 
 // Add writes one message in the caller's transaction (or on the DB). A second Add with the same
-// MsgID is ignored.
+// MsgID is ignored. The event's owner (data.merchant_id, data.payment_id of the envelope) is
+// stored alongside, NULL when absent, so that the api can read a payment's or a merchant's
+// events back.
 func Add(ctx context.Context, q sqlx.ExecerContext, m Message) error {
 	headers := m.Headers
 	if headers == nil {
@@ -65,8 +70,16 @@ func Add(ctx context.Context, q sqlx.ExecerContext, m Message) error {
 	if err != nil {
 		return err
 	}
-	_, err = q.ExecContext(ctx, `INSERT INTO outbox (subject, msg_id, headers, payload) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (msg_id) DO NOTHING`, m.Subject, m.MsgID, h, m.Payload)
+	var owner struct {
+		Data struct {
+			MerchantID string `json:"merchant_id"`
+			PaymentID  string `json:"payment_id"`
+		} `json:"data"`
+	}
+	_ = json.Unmarshal(m.Payload, &owner) // a payload that is not an envelope has no owner
+	_, err = q.ExecContext(ctx, `INSERT INTO outbox (subject, msg_id, headers, payload, merchant_id, payment_id)
+		VALUES ($1, $2, $3, $4, nullif($5, ''), nullif($6, ''))
+		ON CONFLICT (msg_id) DO NOTHING`, m.Subject, m.MsgID, h, m.Payload, owner.Data.MerchantID, owner.Data.PaymentID)
 	if err != nil {
 		return fmt.Errorf("outbox add %s: %w", m.MsgID, err)
 	}
@@ -84,18 +97,21 @@ type Publisher interface {
 // One bad row never blocks the others. A row the server rejects (larger than its max payload, a
 // JetStream API error) or that cannot be decoded is retried with exponential backoff from
 // RetryBase and, after MaxAttempts, parked with its error — logged and counted in
-// outbox_parked_rows — while later rows flow. An error that is not the row's (NATS disconnected,
+// ctrip.outbox.parked_rows — while later rows flow. An error that is not the row's (NATS disconnected,
 // a timeout, no stream answering) stops the pass without charging the row: every row would fail
 // alike, and none should be parked for our outage.
 type Relay struct {
 	DB          *sqlx.DB
 	JS          Publisher
 	Log         *slog.Logger
-	Meter       metric.Meter  // optional: outbox_parked_rows, outbox_publish_failures
+	Meter       metric.Meter  // optional: ctrip.outbox.parked_rows, .publish_failures, .backlog, .oldest.age
 	Interval    time.Duration // poll interval; default 200ms
 	Batch       int           // rows per pass; default 100
 	RetryBase   time.Duration // first retry of a rejected row; default 1s, doubling up to 5m
 	MaxAttempts int           // rejected publishes before a row is parked; default 10
+	// Tracer records a span per published row, a child of the trace context stored with the
+	// row; default: the global provider's (telemetry.Setup installs the service's).
+	Tracer trace.Tracer
 
 	metricsOnce sync.Once
 	parked      metric.Int64Counter
@@ -166,8 +182,13 @@ func (r *Relay) initMetrics() {
 		if m == nil {
 			m = noop.NewMeterProvider().Meter("outbox")
 		}
-		r.parked, _ = m.Int64Counter("outbox_parked_rows", metric.WithDescription("Outbox rows parked after repeated rejected publishes"))
-		r.failures, _ = m.Int64Counter("outbox_publish_failures", metric.WithDescription("Outbox publishes rejected for the row itself (retried with backoff)"))
+		r.parked, _ = m.Int64Counter("ctrip.outbox.parked_rows", metric.WithUnit("{row}"), metric.WithDescription("Outbox rows parked after repeated rejected publishes"))
+		r.failures, _ = m.Int64Counter("ctrip.outbox.publish_failures", metric.WithUnit("{publish}"), metric.WithDescription("Outbox publishes rejected for the row itself (retried with backoff)"))
+		if r.Meter != nil {
+			if _, err := RegisterBacklog(r.Meter, r.DB); err != nil {
+				r.Log.Warn("outbox backlog metrics", "err", err)
+			}
+		}
 	})
 }
 
@@ -195,7 +216,19 @@ func rowsFault(err error) bool {
 		errors.Is(err, nats.ErrBadHeaderMsg)
 }
 
-func (r *Relay) publish(ctx context.Context, rw row) error {
+func (r *Relay) tracer() trace.Tracer {
+	if r.Tracer == nil {
+		return otel.Tracer("outbox")
+	}
+	return r.Tracer
+}
+
+// publish sends one row in a span of its own: a child of the trace context stored with the row
+// (the span that wrote the event), continued in whatever process relays it and after any
+// restart. The message carries the publish span's context rather than the row's, so each
+// consumer's span hangs under the publish it received: writer → publish → consumer reads as
+// the hops the event took, and a row published twice (a crash before it was marked) shows both.
+func (r *Relay) publish(ctx context.Context, rw row) (err error) {
 	m := nats.NewMsg(rw.Subject)
 	m.Data = rw.Payload
 	var hdr map[string]string
@@ -206,6 +239,12 @@ func (r *Relay) publish(ctx context.Context, rw row) error {
 		m.Header.Set(k, v)
 	}
 	m.Header.Set(jetstream.MsgIDHeader, rw.MsgID)
+	sctx, span := r.tracer().Start(natsbus.Extract(ctx, m.Header), "outbox publish "+rw.Subject,
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", rw.Subject),
+			attribute.String("messaging.message.id", rw.MsgID), attribute.Int("outbox.attempts", rw.Attempts)))
+	defer func() { natsbus.EndSpan(span, err) }()
+	natsbus.Inject(sctx, m.Header)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := r.JS.PublishMsg(pctx, m); err != nil {

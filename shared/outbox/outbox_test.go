@@ -177,7 +177,7 @@ func TestPoisonRowIsRetriedThenParkedWhileTheOthersFlow(t *testing.T) {
 			}
 		}
 	}
-	if counts["outbox_parked_rows"] != 1 || counts["outbox_publish_failures"] != 3 {
+	if counts["ctrip.outbox.parked_rows"] != 1 || counts["ctrip.outbox.publish_failures"] != 3 {
 		t.Fatalf("metrics %v, want 1 parked row and 3 rejected publishes", counts)
 	}
 }

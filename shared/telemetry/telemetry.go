@@ -1,6 +1,6 @@
-// Package telemetry sets up OpenTelemetry: traces exported over OTLP/HTTP when
-// OTEL_EXPORTER_OTLP_ENDPOINT is set (Jaeger accepts OTLP), metrics served in the Prometheus
-// format, and the ops HTTP listener with /healthz, /readyz and /metrics.
+// Package telemetry sets up OpenTelemetry: traces exported over OTLP when an OTLP endpoint is
+// set (Jaeger accepts OTLP over gRPC and HTTP), metrics served in the Prometheus format, and the
+// ops HTTP listener with /healthz, /readyz and /metrics.
 package telemetry
 
 import (
@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
@@ -35,8 +37,69 @@ type Telemetry struct {
 	shutdown []func(context.Context) error
 }
 
+// The standard OTLP exporter variables Setup reads (the exporters read the endpoint, headers,
+// timeout, certificate and compression variables themselves).
+const (
+	EnvEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	EnvProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	EnvTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+)
+
+// OTLP transport protocols (OTEL_EXPORTER_OTLP_PROTOCOL). http/json, which the specification
+// also names, has no Go exporter.
+const (
+	ProtocolGRPC         = "grpc"
+	ProtocolHTTPProtobuf = "http/protobuf"
+)
+
+// TraceProtocol is the OTLP protocol traces are exported with: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+// else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf (the specification's default). Another
+// value is refused, naming the variable.
+func TraceProtocol(lookup func(string) (string, bool)) (string, error) {
+	for _, name := range []string{EnvTracesProtocol, EnvProtocol} {
+		v, ok := lookup(name)
+		if !ok || v == "" {
+			continue
+		}
+		switch v {
+		case ProtocolGRPC, ProtocolHTTPProtobuf:
+			return v, nil
+		}
+		return "", fmt.Errorf("%s=%q: must be %s or %s", name, v, ProtocolGRPC, ProtocolHTTPProtobuf)
+	}
+	return ProtocolHTTPProtobuf, nil
+}
+
+// traceExporter is the OTLP exporter of the chosen protocol, or nil when neither endpoint
+// variable is set (otlpEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT as the service's config read it).
+func traceExporter(ctx context.Context, otlpEndpoint string) (sdktrace.SpanExporter, error) {
+	// A bad protocol is refused even while tracing is off: it is a typo waiting for the endpoint.
+	protocol, err := TraceProtocol(os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if otlpEndpoint == "" && os.Getenv(EnvTracesEndpoint) == "" {
+		return nil, nil
+	}
+	// Each exporter reads the endpoint variables itself: the per-signal one as the full URL,
+	// the generic one as a base (OTLP/HTTP appends /v1/traces); an http:// scheme means no TLS.
+	var exp sdktrace.SpanExporter
+	if protocol == ProtocolGRPC {
+		exp, err = otlptracegrpc.New(ctx)
+	} else {
+		exp, err = otlptracehttp.New(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("otlp %s trace exporter: %w", protocol, err)
+	}
+	return exp, nil
+}
+
 // Setup installs the global propagator (W3C tracecontext + baggage) and tracer provider. With
-// no OTLP endpoint, traces are not exported but context is still propagated.
+// no OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), traces
+// are not exported but context is still propagated. A bad OTEL_EXPORTER_OTLP_*PROTOCOL is an
+// error.
 func Setup(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
@@ -47,13 +110,12 @@ func Setup(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error
 	// Always a real SDK provider, exporting only when an endpoint is set: spans then still get
 	// trace ids, which the logs carry and the NATS headers propagate.
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if otlpEndpoint != "" {
-		// The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself (scheme, host, path).
-		exp, err := otlptracehttp.New(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("otlp exporter: %w", err)
-		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
+	spans, err := traceExporter(ctx, otlpEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	if spans != nil {
+		opts = append(opts, sdktrace.WithBatcher(spans))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(tp)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
 	"github.com/ctrip-pay/pipeline/shared/deadletter"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
 	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
@@ -133,11 +134,13 @@ func (s *Store) CreatePayment(ctx context.Context, p rest.Payment, msg outbox.Me
 	// would be a bug and must fail loudly, not be swallowed.
 	res, err := tx.ExecContext(ctx, `INSERT INTO payments (id, merchant_id, status, chain_id, token, token_contract,
 		decimals, address, address_index, amount_base_units, metadata, idempotency_key, request_hash,
-		expires_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11, $12, $13, $14, $15, $15)
+		expires_at, created_at, updated_at, trace_context)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11, $12, $13, $14, $15, $15, $16)
 		ON CONFLICT (merchant_id, idempotency_key) DO NOTHING`,
 		p.ID, p.MerchantID, p.Status, p.ChainID, p.Token, p.TokenContract, p.Decimals, p.Address, p.AddressIndex,
-		sharedpg.NewNumeric(p.Amount), []byte(p.Metadata), p.IdempotencyKey, p.RequestHash, p.ExpiresAt, p.CreatedAt)
+		sharedpg.NewNumeric(p.Amount), []byte(p.Metadata), p.IdempotencyKey, p.RequestHash, p.ExpiresAt, p.CreatedAt,
+		// The creating request's trace context: every later span of the payment descends from it.
+		natsbus.CarrierOf(ctx))
 	if err != nil {
 		return rest.Payment{}, false, fmt.Errorf("insert payment: %w", err)
 	}
@@ -441,4 +444,96 @@ func inUTC(dl *deadletter.Letter) {
 // MarkReplayed moves replay_count from seen to seen+1 (rest.ErrReplayRaced if it moved).
 func (s *Store) MarkReplayed(ctx context.Context, id string, seen int) (int, error) {
 	return deadletter.MarkReplayed(ctx, s.db, id, seen)
+}
+
+// StatusChanges returns the payment's status changes, oldest first.
+func (s *Store) StatusChanges(ctx context.Context, paymentID string, limit int) ([]rest.StatusChange, error) {
+	var rows []struct {
+		From    string    `db:"from_status"`
+		To      string    `db:"to_status"`
+		Reason  string    `db:"reason"`
+		EventID *string   `db:"event_id"`
+		At      time.Time `db:"created_at"`
+	}
+	if err := s.db.SelectContext(ctx, &rows, `SELECT from_status, to_status, reason, event_id, created_at
+		FROM payment_status_changes WHERE payment_id = $1 ORDER BY id LIMIT $2`, paymentID, limit); err != nil {
+		return nil, fmt.Errorf("status changes: %w", err)
+	}
+	out := make([]rest.StatusChange, len(rows))
+	for i, r := range rows {
+		out[i] = rest.StatusChange{From: r.From, To: r.To, Reason: r.Reason, EventID: r.EventID, At: r.At.UTC()}
+	}
+	return out, nil
+}
+
+type storedEventRow struct {
+	Seq         int64      `db:"id"`
+	Subject     string     `db:"subject"`
+	Payload     []byte     `db:"payload"`
+	CreatedAt   time.Time  `db:"created_at"`
+	PublishedAt *time.Time `db:"published_at"`
+}
+
+func storedEvents(rows []storedEventRow) []rest.StoredEvent {
+	out := make([]rest.StoredEvent, len(rows))
+	for i, r := range rows {
+		out[i] = rest.StoredEvent{Seq: r.Seq, Subject: r.Subject, Payload: r.Payload, CreatedAt: r.CreatedAt.UTC(),
+			PublishedAt: utcPtr(r.PublishedAt)}
+	}
+	return out
+}
+
+// PaymentEvents returns the payment's events from the outbox (index outbox_payment).
+func (s *Store) PaymentEvents(ctx context.Context, paymentID string, page rest.Page) ([]rest.StoredEvent, error) {
+	var rows []storedEventRow
+	if err := s.db.SelectContext(ctx, &rows, `SELECT id, subject, payload, created_at, published_at FROM outbox
+		WHERE payment_id = $1 AND id > $2 ORDER BY id LIMIT $3`, paymentID, page.AfterSeq, page.Limit); err != nil {
+		return nil, fmt.Errorf("payment events: %w", err)
+	}
+	return storedEvents(rows), nil
+}
+
+// DeliverySummaries groups the attempts of the payment's events by event and endpoint, counting
+// only the merchant's own endpoints (as Attempts does).
+func (s *Store) DeliverySummaries(ctx context.Context, merchantID, paymentID string, eventIDs []string) ([]rest.DeliverySummary, error) {
+	if len(eventIDs) == 0 {
+		return nil, nil
+	}
+	var rows []struct {
+		EventID         string    `db:"event_id"`
+		EndpointID      string    `db:"endpoint_id"`
+		Attempts        int       `db:"attempts"`
+		Delivered       bool      `db:"delivered"`
+		LastStatusCode  *int      `db:"last_status_code"`
+		LastError       *string   `db:"last_error"`
+		LastAttemptedAt time.Time `db:"last_attempted_at"`
+	}
+	err := s.db.SelectContext(ctx, &rows, `SELECT a.event_id, a.endpoint_id, count(*) AS attempts, bool_or(a.delivered) AS delivered,
+		(array_agg(a.status_code ORDER BY a.id DESC))[1] AS last_status_code,
+		(array_agg(a.error ORDER BY a.id DESC))[1] AS last_error,
+		max(a.attempted_at) AS last_attempted_at
+		FROM webhook_attempts a JOIN webhook_endpoints e ON e.id = a.endpoint_id AND e.merchant_id = $1
+		WHERE a.payment_id = $2 AND a.event_id = ANY($3)
+		GROUP BY a.event_id, a.endpoint_id ORDER BY a.event_id, a.endpoint_id`, merchantID, paymentID, pq.Array(eventIDs))
+	if err != nil {
+		return nil, fmt.Errorf("delivery summaries: %w", err)
+	}
+	out := make([]rest.DeliverySummary, len(rows))
+	for i, r := range rows {
+		out[i] = rest.DeliverySummary{EventID: r.EventID, EndpointID: r.EndpointID, Attempts: r.Attempts, Delivered: r.Delivered,
+			LastStatusCode: r.LastStatusCode, LastError: r.LastError, LastAttemptedAt: r.LastAttemptedAt.UTC()}
+	}
+	return out, nil
+}
+
+// MerchantEvents returns the merchant's published events since a time (index
+// outbox_merchant_created).
+func (s *Store) MerchantEvents(ctx context.Context, merchantID string, since time.Time, subjects []string, limit int) ([]rest.StoredEvent, error) {
+	var rows []storedEventRow
+	if err := s.db.SelectContext(ctx, &rows, `SELECT id, subject, payload, created_at, published_at FROM outbox
+		WHERE merchant_id = $1 AND created_at >= $2 AND subject = ANY($3) AND published_at IS NOT NULL
+		ORDER BY created_at, id LIMIT $4`, merchantID, since, pq.Array(subjects), limit); err != nil {
+		return nil, fmt.Errorf("merchant events: %w", err)
+	}
+	return storedEvents(rows), nil
 }

@@ -146,12 +146,57 @@ type DeadLetters interface {
 	MarkReplayed(ctx context.Context, id string, seen int) (int, error)
 }
 
+// StatusChange is a row of payment_status_changes.
+type StatusChange struct {
+	From    string
+	To      string
+	Reason  string
+	EventID *string
+	At      time.Time
+}
+
+// StoredEvent is an event as the outbox keeps it: its envelope (Payload) as published.
+type StoredEvent struct {
+	Seq         int64 // the outbox row's id: the order events were written in
+	Subject     string
+	Payload     []byte
+	CreatedAt   time.Time
+	PublishedAt *time.Time
+}
+
+// DeliverySummary sums up the attempts to deliver one event to one endpoint.
+type DeliverySummary struct {
+	EventID         string
+	EndpointID      string
+	Attempts        int
+	Delivered       bool
+	LastStatusCode  *int
+	LastError       *string
+	LastAttemptedAt time.Time
+}
+
+// Events is what reading events back needs: a payment's history and events, and a merchant's
+// events since a time (endpoint replay).
+type Events interface {
+	// StatusChanges returns the payment's first limit status changes, oldest first (the
+	// caller has checked that the payment is the merchant's).
+	StatusChanges(ctx context.Context, paymentID string, limit int) ([]StatusChange, error)
+	// PaymentEvents returns the payment's events after page.AfterSeq, oldest first.
+	PaymentEvents(ctx context.Context, paymentID string, page Page) ([]StoredEvent, error)
+	// DeliverySummaries sums up the attempts for the payment's events to the merchant's endpoints.
+	DeliverySummaries(ctx context.Context, merchantID, paymentID string, eventIDs []string) ([]DeliverySummary, error)
+	// MerchantEvents returns up to limit of the merchant's published events on subjects,
+	// written at or after since, oldest first.
+	MerchantEvents(ctx context.Context, merchantID string, since time.Time, subjects []string, limit int) ([]StoredEvent, error)
+}
+
 // Store is every table the api reads or writes.
 type Store interface {
 	Merchants
 	Payments
 	Endpoints
 	DeadLetters
+	Events
 }
 
 // AddressDeriver turns a BIP-32 child index into a deposit address.

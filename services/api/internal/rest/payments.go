@@ -15,6 +15,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ctrip-pay/pipeline/services/api/internal/amount"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
 	"github.com/ctrip-pay/pipeline/shared/chains"
@@ -429,6 +432,9 @@ func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchant
 		c := strings.ToLower(np.token.Contract)
 		p.TokenContract = &c
 	}
+	// This request's span is the root of the payment's trace (its context is stored with the
+	// row); payment.id is how an operator finds the trace (scripts/trace-tree.sh).
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("payment.id", p.ID))
 	msg, err := h.createdEvent(r, p, np.chain)
 	if err != nil {
 		return h.internalError(r, err)

@@ -1,6 +1,7 @@
-// Package rest is the merchant REST API of DESIGN.md: merchants (admin), payments, webhook
-// endpoints, delivery attempts and dead letters. It owns the request rules — validation,
-// authentication, ownership, idempotency — and leaves SQL to the Store it is given.
+// Package rest is the merchant REST API of DESIGN.md: merchants (admin), payments and their
+// events, webhook endpoints (with test events and replay), delivery attempts and dead letters,
+// described by the OpenAPI document it serves at GET /openapi.json. It owns the request rules —
+// validation, authentication, ownership, idempotency — and leaves SQL to the Store it is given.
 package rest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,6 +26,7 @@ import (
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/fault"
 	"github.com/ctrip-pay/pipeline/shared/safehttp"
+	"github.com/ctrip-pay/pipeline/shared/telemetry"
 )
 
 // Config is everything the handler needs.
@@ -31,7 +34,7 @@ type Config struct {
 	Store      Store
 	Chains     *chains.File
 	Wallet     AddressDeriver
-	JS         Publisher // replays dead letters onto WEBHOOKS
+	JS         Publisher // dead-letter replays, endpoint tests and endpoint replays onto WEBHOOKS
 	AdminToken string
 	DefaultTTL time.Duration // PAYMENT_EXPIRY
 	URLPolicy  safehttp.Policy
@@ -46,8 +49,26 @@ type Handler struct {
 	cfg      Config
 	adminSum [sha256.Size]byte
 	mux      *http.ServeMux
+	routes   []Route
 	requests metric.Float64Histogram
 }
+
+// Route is one registered call: its ServeMux pattern ("POST /v1/payments") and who may make it.
+type Route struct {
+	Pattern string
+	Auth    string // AuthAdmin, AuthMerchant or AuthNone
+}
+
+// Who may call a route.
+const (
+	AuthAdmin    = "admin"
+	AuthMerchant = "merchant"
+	AuthNone     = "none"
+)
+
+// Routes returns every registered route, in registration order: the OpenAPI document must
+// describe exactly these.
+func (h *Handler) Routes() []Route { return slices.Clone(h.routes) }
 
 // New builds the handler and its routes.
 func New(cfg Config) (*Handler, error) {
@@ -72,7 +93,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, adminSum: sha256.Sum256([]byte(cfg.AdminToken)), mux: http.NewServeMux()}
 	var err error
 	h.requests, err = cfg.Meter.Float64Histogram("http.server.request.duration",
-		metric.WithUnit("s"), metric.WithDescription("Duration of REST API requests"))
+		metric.WithUnit("s"), telemetry.DurationBuckets, metric.WithDescription("Duration of REST API requests"))
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +106,7 @@ func New(cfg Config) (*Handler, error) {
 	h.merchant("GET /v1/payments", h.listPayments)
 	h.merchant("GET /v1/payments/{id}", h.getPayment)
 	h.merchant("GET /v1/payments/{id}/deliveries", h.listDeliveries)
+	h.merchant("GET /v1/payments/{id}/events", h.listPaymentEvents)
 
 	h.merchant("POST /v1/endpoints", h.createEndpoint)
 	h.merchant("GET /v1/endpoints", h.listEndpoints)
@@ -92,10 +114,14 @@ func New(cfg Config) (*Handler, error) {
 	h.merchant("PATCH /v1/endpoints/{id}", h.updateEndpoint)
 	h.merchant("DELETE /v1/endpoints/{id}", h.deleteEndpoint)
 	h.merchant("POST /v1/endpoints/{id}/rotate-secret", h.rotateSecret)
+	h.merchant("POST /v1/endpoints/{id}/test", h.testEndpoint)
+	h.merchant("POST /v1/endpoints/{id}/replay", h.replayEndpoint)
 
 	h.merchant("GET /v1/dead-letters", h.listDeadLetters)
 	h.merchant("GET /v1/dead-letters/{id}", h.getDeadLetter)
 	h.merchant("POST /v1/dead-letters/{id}/replay", h.replayDeadLetter)
+
+	h.public("GET /openapi.json", h.openAPI)
 
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: http.StatusNotFound, Code: "route_not_found", Message: "no such route: " + r.Method + " " + r.URL.Path})
@@ -106,7 +132,14 @@ func New(cfg Config) (*Handler, error) {
 // handlerFunc is an API handler: it writes a success itself or returns the error to send.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, merchantID string) *apiError
 
+// public registers a call without authentication.
+func (h *Handler) public(pattern string, f http.HandlerFunc) {
+	h.routes = append(h.routes, Route{Pattern: pattern, Auth: AuthNone})
+	h.mux.HandleFunc(pattern, f)
+}
+
 func (h *Handler) admin(pattern string, f handlerFunc) {
+	h.routes = append(h.routes, Route{Pattern: pattern, Auth: AuthAdmin})
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearer(r)
 		sum := sha256.Sum256([]byte(token))
@@ -120,6 +153,7 @@ func (h *Handler) admin(pattern string, f handlerFunc) {
 }
 
 func (h *Handler) merchant(pattern string, f handlerFunc) {
+	h.routes = append(h.routes, Route{Pattern: pattern, Auth: AuthMerchant})
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		key, ok := bearer(r)
 		if !ok || !strings.HasPrefix(key, APIKeyPrefix) || len(key) > 256 {

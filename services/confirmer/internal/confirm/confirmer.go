@@ -72,8 +72,8 @@ func New(cfg Config) (*Confirmer, error) {
 		c.wrote = func() {}
 	}
 	var err error
-	if c.transitions, err = cfg.Meter.Int64Counter("confirmer.payment_transitions",
-		metric.WithDescription("Payment status transitions made by the confirmer")); err != nil {
+	if c.transitions, err = cfg.Meter.Int64Counter("ctrip.payment.transitions", metric.WithUnit("{transition}"),
+		metric.WithDescription("Payment status transitions made by the confirmer, by from and to status")); err != nil {
 		return nil, err
 	}
 	return c, nil

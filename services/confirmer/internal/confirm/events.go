@@ -47,8 +47,8 @@ func (c *Confirmer) paymentEvent(ctx context.Context, st *PaymentState, subject,
 		UnderpaidBaseUnits:       under.String(),
 		Reason:                   reason,
 	}
-	// The event continues the payment's trace (from its detection) and links to the span that
-	// caused it (a chain head, a reorg, the expiry pass).
+	// The event continues the payment's trace (stored with the row by the api request that
+	// created it) and links to the span that caused it (a chain head, a reorg, the expiry pass).
 	parent := ctx
 	if st.TraceContext != nil {
 		carrier := nats.Header{}
@@ -58,7 +58,7 @@ func (c *Confirmer) paymentEvent(ctx context.Context, st *PaymentState, subject,
 		parent = natsbus.Extract(context.Background(), carrier)
 	}
 	pctx, span := c.tracer.Start(parent, "confirmer publish "+subject, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithLinks(trace.LinkFromContext(ctx)), trace.WithAttributes(attribute.String("payment_id", st.ID)))
+		trace.WithLinks(trace.LinkFromContext(ctx)), trace.WithAttributes(attribute.String("payment.id", st.ID)))
 	defer span.End()
 	m, err := outbox.NewMessage(pctx, subject, msgID, data)
 	if err != nil {

@@ -44,13 +44,17 @@ func DetectedMsgID(chainID int64, txHash string, logIndex int64, blockHash strin
 // detect records the transfers of consecutive blocks from `from` on, in chain order, and
 // publishes a payments.detected event for each, returning once JetStream has acknowledged all
 // of them. Each event's amount received is the payment's total up to and including its
-// transfer. Each detection starts the trace that follows the payment through the pipeline.
-func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer) error {
+// transfer. Each detection continues the payment's trace (stored with the row by the api
+// request that created it), linked to the span of this pass over the blocks.
+func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer) (err error) {
 	if len(transfers) == 0 {
 		return nil
 	}
+	ctx, pass := s.tracer.Start(ctx, "scanner.scan", trace.WithAttributes(attribute.Int64("chain_id", s.chainID()),
+		attribute.Int64("block.from", int64(from)), attribute.Int("transfers", len(transfers))))
+	defer func() { natsbus.EndSpan(pass, err) }()
 	var payments map[string]Payment
-	err := s.retry(ctx, "record_transfers", func(ctx context.Context) (err error) {
+	err = s.retry(ctx, "record_transfers", func(ctx context.Context) (err error) {
 		payments, err = s.store.RecordTransfers(ctx, from, transfers)
 		return err
 	})
@@ -59,6 +63,7 @@ func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer)
 	}
 	received := map[string]*big.Int{}
 	msgs := make([]outMsg, 0, len(transfers))
+	logged := make([]LoggedEvent, 0, len(transfers))
 	spans := make([]trace.Span, 0, len(transfers))
 	defer func() {
 		for _, sp := range spans {
@@ -90,16 +95,22 @@ func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer)
 		if err != nil {
 			return err
 		}
-		sctx, span := s.tracer.Start(ctx, "scanner.detect", trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(attribute.String("payment_id", p.ID), attribute.String("event_id", env.ID),
+		sctx, span := natsbus.StartSpanFor(ctx, s.tracer, p.TraceContext, "scanner.detect", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("payment.id", p.ID), attribute.String("event_id", env.ID),
 				attribute.Int64("chain_id", t.ChainID), attribute.String("tx_hash", t.TxHash.Hex()), attribute.Int64("log_index", t.LogIndex)))
 		spans = append(spans, span)
+		msgID := DetectedMsgID(t.ChainID, t.TxHash.Hex(), t.LogIndex, t.BlockHash.Hex())
+		logged = append(logged, LoggedEvent{Subject: event.SubjectDetected, MsgID: msgID, EventType: env.Type,
+			MerchantID: p.MerchantID, PaymentID: p.ID, Body: body})
 		msgs = append(msgs, outMsg{
 			ctx: sctx, key: p.ID, subject: event.SubjectDetected, stream: streamPayments, eventType: env.Type, body: body,
-			msgID: DetectedMsgID(t.ChainID, t.TxHash.Hex(), t.LogIndex, t.BlockHash.Hex()),
+			msgID: msgID,
 			log: []any{"payment_id", p.ID, "event_id", env.ID, "tx_hash", t.TxHash.Hex(), "log_index", t.LogIndex,
 				"block", t.BlockNumber, "value_base_units", t.Value.String(), "received_base_units", sum.String()},
 		})
+	}
+	if err := s.logEvents(ctx, logged, msgs); err != nil {
+		return err
 	}
 	if err := s.publishAll(ctx, msgs); err != nil {
 		for _, sp := range spans {
@@ -139,6 +150,27 @@ func (s *Scanner) detectedData(p Payment, received *big.Int, t Transfer) (event.
 		}},
 		Metadata: p.Metadata, ExpiresAt: p.ExpiresAt,
 	}), nil
+}
+
+// logEvents keeps the events in the event log before they are published, and publishes what
+// the log keeps: an event logged by a run that stopped before the stream acknowledged it goes
+// out with that run's body (its event id), which is what the stream got if it got anything.
+func (s *Scanner) logEvents(ctx context.Context, logged []LoggedEvent, msgs []outMsg) error {
+	var kept map[string][]byte
+	if err := s.retry(ctx, "log_events", func(ctx context.Context) (err error) {
+		kept, err = s.store.LogEvents(ctx, logged)
+		return err
+	}); err != nil {
+		return err
+	}
+	for i := range msgs {
+		body, ok := kept[msgs[i].msgID]
+		if !ok {
+			return fmt.Errorf("event %s was not logged", msgs[i].msgID)
+		}
+		msgs[i].body = body
+	}
+	return nil
 }
 
 // publishHead announces b on chain.<id>.head once every event of the blocks up to it is on

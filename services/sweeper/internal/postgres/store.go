@@ -16,6 +16,7 @@ import (
 
 	"github.com/ctrip-pay/pipeline/services/sweeper/internal/sweep"
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
 	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
@@ -33,7 +34,10 @@ var (
 // New returns a store on db.
 func New(db *sqlx.DB) *Store { return &Store{db: db} }
 
-type paymentRow = sharedpg.PaymentRow
+type paymentRow struct {
+	sharedpg.PaymentRow
+	TraceContext natsbus.TraceCarrier `db:"trace_context"`
+}
 
 type transferRow struct {
 	Late        bool   `db:"late"`
@@ -48,14 +52,15 @@ type transferRow struct {
 // Payment loads a payment and its transfers that are not reorged.
 func (s *Store) Payment(ctx context.Context, id string) (sweep.Payment, error) {
 	var r paymentRow
-	err := s.db.GetContext(ctx, &r, `SELECT `+sharedpg.PaymentColumns+` FROM payments WHERE id = $1`, id)
+	err := s.db.GetContext(ctx, &r, `SELECT `+sharedpg.PaymentColumns+`, trace_context FROM payments WHERE id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sweep.Payment{}, sweep.ErrNotFound
 	}
 	if err != nil {
 		return sweep.Payment{}, fmt.Errorf("load payment %s: %w", id, err)
 	}
-	p := sweep.Payment{PaymentCore: r.Core(), SweepRounds: r.SweepRounds, CoveredBaseUnits: r.SweepCovered.Int()}
+	p := sweep.Payment{PaymentCore: r.Core(), SweepRounds: r.SweepRounds, CoveredBaseUnits: r.SweepCovered.Int(),
+		TraceContext: r.TraceContext}
 	var ts []transferRow
 	if err := s.db.SelectContext(ctx, &ts, `SELECT tx_hash, log_index, block_number, block_hash,
 		value_base_units::text AS value_base_units, status, detected_at > $2 AS late

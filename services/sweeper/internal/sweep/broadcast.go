@@ -9,6 +9,10 @@ import (
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/core/types"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
 // repricer records a replacement for latest, the waiting latest version of a transaction
@@ -24,7 +28,22 @@ type repricer func(ctx context.Context, latest Tx) error
 // turn. before, if set, runs before every broadcast (a token transfer's gas top-ups). A
 // reverted transaction is a failure; no receipt within ReceiptTimeout is an error (transient:
 // the next delivery re-broadcasts the latest version and waits again).
-func (j *job) land(ctx context.Context, vs []Tx, reprice repricer, before func(context.Context) error) (mined, error) {
+//
+// Each transaction is a span ("sweeper.transaction <kind>"), with an event per version
+// broadcast, per replacement signed and for the version mined; its status is Error when the
+// delivery ends without a receipt or the transaction reverted.
+func (j *job) land(ctx context.Context, vs []Tx, reprice repricer, before func(context.Context) error) (m mined, err error) {
+	first := vs[0]
+	ctx, span := j.s.Tracer.Start(ctx, "sweeper.transaction "+first.Kind, trace.WithAttributes(
+		attribute.String("payment.id", j.p.ID), attribute.String("sweep.kind", first.Kind), attribute.Int("sweep.round", j.round),
+		attribute.Int("sweep.seq", first.Seq), attribute.String("sweep.from", first.From.Hex()), attribute.Int64("sweep.nonce", int64(first.Nonce))))
+	defer func() {
+		if m.receipt != nil {
+			span.SetAttributes(attribute.String("sweep.tx_hash", m.tx.Hash.Hex()), attribute.Int64("sweep.block_number", m.receipt.BlockNumber.Int64()),
+				attribute.Int64("sweep.gas_used", int64(m.receipt.GasUsed)), attribute.Int("sweep.versions", len(m.others)+1))
+		}
+		natsbus.EndSpan(span, err)
+	}()
 	for _, v := range vs {
 		switch v.Status {
 		case StatusFailed:
@@ -71,6 +90,8 @@ func (j *job) land(ctx context.Context, vs []Tx, reprice repricer, before func(c
 			}
 			if cur := versions(j.recorded, latest); cur[len(cur)-1].Seq != latest.Seq {
 				vs, latest = cur, cur[len(cur)-1]
+				span.AddEvent("replaced", trace.WithAttributes(attribute.String("sweep.tx_hash", latest.Hash.Hex()),
+					attribute.Int("sweep.seq", latest.Seq)))
 				if m, done, err := j.broadcast(ctx, &latest, vs, before); done || err != nil {
 					return m, err
 				}
@@ -133,6 +154,8 @@ func (j *job) broadcast(ctx context.Context, latest *Tx, vs []Tx, before func(co
 		latest.BroadcastAt = time.Now()
 	}
 	j.log.InfoContext(ctx, "sweep transaction broadcast", "kind", latest.Kind, "seq", latest.Seq, "tx_hash", latest.Hash.Hex(), "nonce", latest.Nonce)
+	trace.SpanFromContext(ctx).AddEvent("broadcast", trace.WithAttributes(attribute.String("sweep.tx_hash", latest.Hash.Hex()),
+		attribute.Int("sweep.seq", latest.Seq)))
 	return mined{}, false, nil
 }
 
@@ -177,16 +200,20 @@ func (j *job) settled(ctx context.Context, tx Tx, vs []Tx, r *types.Receipt) (mi
 		if err := j.s.Ledger.SetStatus(ctx, tx.ID, tx.Status, tx.Error); err != nil {
 			return mined{}, err
 		}
+		j.s.metrics.spent(ctx, j, tx, r)
 		return mined{tx: tx, receipt: r, others: others}, revertFailure(tx)
 	}
 	if tx.Status != StatusMined {
 		if err := j.s.Ledger.SetStatus(ctx, tx.ID, StatusMined, ""); err != nil {
 			return mined{}, err
 		}
+		j.s.metrics.spent(ctx, j, tx, r)
 		tx.Status = StatusMined
 	}
 	j.log.InfoContext(ctx, "sweep transaction mined", "kind", tx.Kind, "seq", tx.Seq, "tx_hash", tx.Hash.Hex(),
 		"block", r.BlockNumber.Uint64(), "gas_used", r.GasUsed, "versions", len(vs))
+	trace.SpanFromContext(ctx).AddEvent("mined", trace.WithAttributes(attribute.String("sweep.tx_hash", tx.Hash.Hex()),
+		attribute.Int64("sweep.block_number", r.BlockNumber.Int64())))
 	return mined{tx: tx, receipt: r, others: others}, nil
 }
 

@@ -134,6 +134,7 @@ func (s *Sweeper) markSwept(ctx context.Context, j *job, ms []mined) error {
 			"round", j.round, "status", j.p.Status)
 		return nil
 	}
+	s.metrics.ended(ctx, j, OutcomeSwept, "")
 	j.log.InfoContext(ctx, "payment swept", "event_id", evt.EventID, "round", j.round, "status", status,
 		"swept", moved.String(), "transactions", strings.Join(hashes, ", "))
 	s.OutboxWake()
@@ -156,6 +157,7 @@ func (s *Sweeper) reportFailure(ctx context.Context, j *job, f *failure, ms []mi
 	if err := s.Payments.ReportFailure(ctx, evt); err != nil {
 		return fault.Transient(err)
 	}
+	s.metrics.ended(ctx, j, OutcomeFailed, f.Code)
 	s.OutboxWake()
 	return nil
 }
@@ -174,6 +176,7 @@ func (s *Sweeper) reportMaxFee(ctx context.Context, j *job, latest Tx, detail st
 	if err := s.Payments.ReportFailure(ctx, evt); err != nil {
 		return err
 	}
+	s.metrics.ended(ctx, j, OutcomeMaxFeeReached, "")
 	s.OutboxWake()
 	return nil
 }

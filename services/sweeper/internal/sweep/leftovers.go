@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"math/big"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 )
 
 // leftoverBatch is how many payments one SweepLeftovers pass takes on.
@@ -21,9 +25,12 @@ const leftoverBatch = 50
 // returns how many payments it swept; a payment that fails is retried on the next pass.
 func (s *Sweeper) SweepLeftovers(ctx context.Context) (int, error) {
 	ids, err := s.Payments.ValueLeft(ctx, leftoverBatch)
-	if err != nil {
+	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
+	// The pass's span: each payment's round continues that payment's trace, linked to it.
+	ctx, pass := s.Tracer.Start(ctx, "sweeper.leftovers", trace.WithAttributes(attribute.Int("payments", len(ids))))
+	defer pass.End()
 	n := 0
 	var errs []error
 	for _, id := range ids {
@@ -38,11 +45,14 @@ func (s *Sweeper) SweepLeftovers(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-func (s *Sweeper) sweepLeftover(ctx context.Context, id string) (bool, error) {
+func (s *Sweeper) sweepLeftover(ctx context.Context, id string) (swept bool, err error) {
 	p, err := s.Payments.Payment(ctx, id)
 	if err != nil {
 		return false, err
 	}
+	ctx, span := natsbus.StartSpanFor(ctx, s.Tracer, p.TraceContext, "sweeper.sweep_round",
+		trace.WithAttributes(attribute.String("payment.id", id), attribute.Int("sweep.round", p.SweepRounds)))
+	defer func() { natsbus.EndSpan(span, err) }()
 	if (p.Status != event.StatusExpired && p.Status != event.StatusSwept) || orZero(p.Confirmed).Cmp(orZero(p.CoveredBaseUnits)) <= 0 {
 		return false, nil // swept by another replica meanwhile, or no longer terminal
 	}

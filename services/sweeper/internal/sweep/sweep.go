@@ -27,12 +27,15 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ctrip-pay/pipeline/shared/chains"
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
+	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
 )
 
@@ -85,6 +88,9 @@ type Payment struct {
 	// LateBaseUnits is the value of the transfers detected after the payment's deadline.
 	LateBaseUnits *big.Int
 	Transfers     []event.Transaction
+	// TraceContext is the payment's trace (the api request that created it): a leftover sweep
+	// round, which no message starts, continues it.
+	TraceContext natsbus.TraceCarrier
 }
 
 // Tx is one recorded sweep transaction (a sweeps row): one signed version. For a token
@@ -208,6 +214,7 @@ type Config struct {
 	OutboxWake   func() // called after an event is written to the outbox (wakes the relay); optional
 
 	Tracer trace.Tracer // default: no spans
+	Meter  metric.Meter // default: no metrics
 	Log    *slog.Logger
 }
 
@@ -232,6 +239,7 @@ func (c Config) Validate() error {
 // Sweeper handles payments.confirmed.
 type Sweeper struct {
 	Config
+	metrics metrics
 }
 
 // New builds a Sweeper, with defaults for what cfg leaves zero.
@@ -254,7 +262,7 @@ func New(cfg Config) (*Sweeper, error) {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("sweep")
 	}
-	return &Sweeper{Config: cfg}, nil
+	return &Sweeper{Config: cfg, metrics: newMetrics(cfg.Meter)}, nil
 }
 
 // Handle is the port of the payments.confirmed consumer: natsbus settles the message by the
@@ -290,6 +298,7 @@ func (s *Sweeper) Sweep(ctx context.Context, body []byte) error {
 // succeed is reported as payments.sweep_failed and returns nil.
 func (s *Sweeper) HandleConfirmed(ctx context.Context, env event.Envelope, in event.Payment) error {
 	log := s.Log.With("payment_id", in.PaymentID, "event_id", env.ID)
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("payment.id", in.PaymentID))
 
 	p, err := s.Payments.Payment(ctx, in.PaymentID)
 	if errors.Is(err, ErrNotFound) {
@@ -439,6 +448,8 @@ func (j *job) record(ctx context.Context, drafts []Draft) ([]Tx, error) {
 	for _, tx := range txs {
 		j.log.InfoContext(ctx, "sweep transaction recorded", "kind", tx.Kind, "seq", tx.Seq, "tx_hash", tx.Hash.Hex(),
 			"from", tx.From.Hex(), "nonce", tx.Nonce, "value", tx.Value.String())
+		trace.SpanFromContext(ctx).AddEvent("signed", trace.WithAttributes(attribute.String("sweep.kind", tx.Kind),
+			attribute.Int("sweep.seq", tx.Seq), attribute.String("sweep.tx_hash", tx.Hash.Hex()), attribute.Int64("sweep.nonce", int64(tx.Nonce))))
 	}
 	return j.reload(ctx)
 }

@@ -323,7 +323,13 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 	}
 	d.metrics.latency.Record(ctx, res.latency.Seconds())
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.SetAttributes(attribute.Int("http.response.status_code", res.status), attribute.String("webhook.event_id", env.ID))
+		span.SetAttributes(attribute.String("webhook.event_id", env.ID), attribute.String("payment.id", env.Data.PaymentID))
+		if res.status != 0 { // no response at all (refused, timed out): no status to report
+			span.SetAttributes(attribute.Int("http.response.status_code", res.status))
+		}
+		if res.err != "" {
+			span.SetAttributes(attribute.String("webhook.error", res.err))
+		}
 	}
 	// A lost attempt row must not turn a delivered webhook into a retry (the merchant would get
 	// it again), so a failed insert is logged and counted, not retried.
@@ -345,6 +351,7 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 			return outcome{err: "HTTP 410; disabling endpoint failed: " + err.Error()}
 		}
 		d.forget(endpointID)
+		d.metrics.endpointsDisabled.Add(ctx, 1)
 		d.log.WarnContext(ctx, "endpoint disabled", "endpoint_id", endpointID, "reason", reason)
 		return outcome{terminate: ReasonEndpointGone + ": HTTP 410 Gone, endpoint disabled"}
 	}
@@ -356,26 +363,4 @@ func (d *Deliverer) attempt(ctx context.Context, msg jetstream.Msg, md *jetstrea
 		out.retryAfter = min(res.retryAfter, d.maxRetryAfter)
 	}
 	return out
-}
-
-type deliveryMetrics struct {
-	outcomes       metric.Int64Counter
-	delivered      metric.AddOption // the common outcome's attributes, built once
-	latency        metric.Float64Histogram
-	recordFailures metric.Int64Counter
-}
-
-func newDeliveryMetrics(m metric.Meter) (deliveryMetrics, error) {
-	dm := deliveryMetrics{delivered: metric.WithAttributes(attribute.String("outcome", "delivered"))}
-	var err error
-	if dm.outcomes, err = m.Int64Counter("webhook_deliveries", metric.WithDescription("Delivery outcomes: delivered, retry, exhausted, terminated, deferred, continued (interrupted by shutdown), store_wait (held while Postgres is down)")); err != nil {
-		return dm, err
-	}
-	if dm.latency, err = m.Float64Histogram("webhook_attempt_duration", metric.WithUnit("s"), metric.WithDescription("HTTP attempt latency")); err != nil {
-		return dm, err
-	}
-	if dm.recordFailures, err = m.Int64Counter("webhook_attempt_record_failures", metric.WithDescription("Attempts that could not be written to Postgres")); err != nil {
-		return dm, err
-	}
-	return dm, nil
 }

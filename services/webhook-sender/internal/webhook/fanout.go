@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
@@ -137,6 +139,8 @@ func (f *Fanout) deliveries(ctx context.Context, subject string, body []byte) ([
 	if err != nil {
 		return nil, fault.Transient(err)
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("payment.id", env.Data.PaymentID),
+		attribute.String("webhook.event_id", env.ID), attribute.Int("webhook.endpoints", len(eps)))
 	out := make([]*nats.Msg, 0, len(eps))
 	for _, ep := range eps {
 		m := nats.NewMsg(DeliverSubjectPrefix + ep.ID)
