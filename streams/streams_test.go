@@ -18,8 +18,8 @@ func TestEveryDefinitionLoads(t *testing.T) {
 		}
 	}
 	files, _ := fs.Glob(files, "consumers/*.json")
-	if len(files) != 6 {
-		t.Fatalf("want 6 consumer files, got %v", files)
+	if len(files) != 7 {
+		t.Fatalf("want 7 consumer files, got %v", files)
 	}
 	for _, f := range files {
 		stream, durable, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(f, "consumers/"), ".json"), ".")

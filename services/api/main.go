@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/ctrip-pay/pipeline/services/api/internal/eventlog"
 	"github.com/ctrip-pay/pipeline/services/api/internal/postgres"
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
 	"github.com/ctrip-pay/pipeline/services/api/internal/wallet"
@@ -36,8 +38,9 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) error {
 	// The relay publishes payments.created (and every row a crashed process left behind).
 	wake := deps.StartOutbox(cfg.OutboxInterval)
 
+	store := postgres.New(deps.DB)
 	handler, err := rest.New(rest.Config{
-		Store: postgres.New(deps.DB), Chains: deps.Chains, Wallet: deriver, JS: deps.JS,
+		Store: store, Chains: deps.Chains, Wallet: deriver, JS: deps.JS,
 		AdminToken: cfg.AdminToken, DefaultTTL: cfg.PaymentExpiry, URLPolicy: cfg.Policy,
 		Log: deps.Log, Tracer: deps.Tel.Tracer, Meter: deps.Tel.Meter,
 		OutboxWake: wake,
@@ -59,6 +62,28 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) error {
 		ErrorLog:          slog.NewLogLogger(deps.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// The event log's consumer: payments.detected, which the scanner publishes itself, kept
+	// beside the events written through the outbox.
+	eventsCons, err := deps.JS.Consumer(ctx, streams.Payments, eventlog.Durable)
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", eventlog.Durable, streams.Payments, err)
+	}
+	eventsLoop, err := natsbus.StartBatchLoop(deps.WorkContext(ctx), eventsCons, 1, eventLogBatch,
+		eventlog.Logger{Store: store}.HandleBatch,
+		natsbus.Runtime{Name: "api.eventlog", Tracer: deps.Tel.Tracer, Log: deps.Log, Timeout: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	stopEvents := sync.OnceFunc(func() { eventsLoop.Stop(cfg.ShutdownTimeout) })
+	defer stopEvents()
+	deps.AddReadiness("consumer "+streams.Payments+"/"+eventlog.Durable, eventsLoop.Bound)
+	stopConsumerMetrics, err := natsbus.WatchConsumers(ctx, deps.JS, deps.Tel.Meter, 0, deps.Log,
+		natsbus.Durable{Stream: streams.Payments, Name: eventlog.Durable})
+	if err != nil {
+		return err
+	}
+	defer stopConsumerMetrics()
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	deps.Ops.SetReady(true)
@@ -72,6 +97,7 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) error {
 	}
 	deps.Log.Info("shutting down")
 	deps.Ops.SetReady(false)
+	stopEvents() // consumers first, then HTTP
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -80,6 +106,11 @@ func start(ctx context.Context, cfg Config, deps *service.Deps) error {
 	return nil
 }
 
-// provision applies the streams the api publishes to: PAYMENTS (payments.created) and
-// WEBHOOKS (dead-letter replays, endpoint test events and endpoint replays).
-var provision = natsbus.Provisioner([]string{streams.Payments, streams.Webhooks}, nil, nil)
+// eventLogBatch is the most payments.detected events kept in one statement.
+const eventLogBatch = 500
+
+// provision applies the streams the api publishes to: PAYMENTS (payments.created; and the
+// event log's consumer, api-events) and WEBHOOKS (dead-letter replays, endpoint test events and
+// endpoint replays).
+var provision = natsbus.Provisioner([]string{streams.Payments, streams.Webhooks},
+	[]natsbus.Durable{{Stream: streams.Payments, Name: eventlog.Durable}}, nil)

@@ -4,6 +4,7 @@ package event
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -188,6 +189,13 @@ func New(typ string, data any) (Envelope, error) {
 	return Envelope{ID: NewID("evt"), Type: typ, Timestamp: time.Now().UTC().Truncate(time.Millisecond), Data: raw}, nil
 }
 
+// NewFor is New with the id IDFor("evt", at, key).
+func NewFor(typ string, at time.Time, key string, data any) (Envelope, error) {
+	env, err := New(typ, data)
+	env.ID = IDFor("evt", at, key)
+	return env, err
+}
+
 // crockford is the ULID alphabet: ids sort by creation time and read unambiguously.
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -199,6 +207,21 @@ func NewID(prefix string) string {
 	if _, err := rand.Read(b[6:]); err != nil {
 		panic(fmt.Sprintf("event: crypto/rand failed: %v", err)) // the OS is broken; nothing sane to do
 	}
+	return ulid(prefix, b)
+}
+
+// IDFor returns the same prefix_<ULID> for the same key and time: the milliseconds of at, then
+// 80 bits of the key's SHA-256. An event that a rerun may build again (the scanner's, after a
+// crash before its block was committed) keeps its id, so the stream and the event log agree.
+func IDFor(prefix string, at time.Time, key string) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(at.UnixMilli())<<16)
+	sum := sha256.Sum256([]byte(key))
+	copy(b[6:], sum[:10])
+	return ulid(prefix, b)
+}
+
+func ulid(prefix string, b [16]byte) string {
 	hi := binary.BigEndian.Uint64(b[:8])
 	lo := binary.BigEndian.Uint64(b[8:])
 	out := make([]byte, 26)

@@ -60,3 +60,21 @@ func TestEnvelopeRoundTripAndValidate(t *testing.T) {
 		t.Fatalf("TypeForSubject = %q", got)
 	}
 }
+
+// TestIDForIsStable: the same key and time give the same id, another key or a later time
+// another one, and ids keep NewID's form and order by time.
+func TestIDForIsStable(t *testing.T) {
+	at := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	a, b := IDFor("evt", at, "detected.1.0xab.-1.0xcd"), IDFor("evt", at, "detected.1.0xab.-1.0xcd")
+	other, later := IDFor("evt", at, "detected.1.0xab.-1.0xce"), IDFor("evt", at.Add(time.Millisecond), "detected.1.0xab.-1.0xcd")
+	switch {
+	case a != b:
+		t.Fatalf("%s and %s for the same key and time", a, b)
+	case a == other || a == later:
+		t.Fatalf("%s repeats for another key (%s) or time (%s)", a, other, later)
+	case !strings.HasPrefix(a, "evt_") || len(a) != 30:
+		t.Fatalf("bad id %q", a)
+	case later[:14] < a[:14]:
+		t.Fatalf("ids not time ordered: %s after %s", later, a)
+	}
+}

@@ -7,6 +7,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -14,8 +15,10 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
+	"github.com/ctrip-pay/pipeline/services/api/internal/eventlog"
 	"github.com/ctrip-pay/pipeline/services/api/internal/rest"
 	"github.com/ctrip-pay/pipeline/shared/deadletter"
+	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/natsbus"
 	"github.com/ctrip-pay/pipeline/shared/outbox"
 	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
@@ -536,4 +539,34 @@ func (s *Store) MerchantEvents(ctx context.Context, merchantID string, since tim
 		return nil, fmt.Errorf("merchant events: %w", err)
 	}
 	return storedEvents(rows), nil
+}
+
+var _ eventlog.Store = (*Store)(nil)
+
+// LogEvents inserts the events as published outbox rows in one statement (the relays skip
+// them); a row already there stays as it is.
+func (s *Store) LogEvents(ctx context.Context, events []eventlog.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	n := len(events)
+	subjects, msgIDs, headers, merchants, payments := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	bodies := make([][]byte, n)
+	for i, e := range events {
+		h, err := json.Marshal(map[string]string{event.HeaderEventType: e.EventType})
+		if err != nil {
+			return err
+		}
+		subjects[i], msgIDs[i], headers[i], merchants[i], payments[i], bodies[i] = e.Subject, e.MsgID, string(h), e.MerchantID, e.PaymentID, e.Body
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO outbox (subject, msg_id, headers, payload, merchant_id, payment_id, published_at)
+		SELECT u.subject, u.msg_id, u.headers::jsonb, u.payload, u.merchant_id, u.payment_id, now()
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[])
+			AS u(subject, msg_id, headers, payload, merchant_id, payment_id)
+		ON CONFLICT (msg_id) DO NOTHING`,
+		pq.Array(subjects), pq.Array(msgIDs), pq.Array(headers), pq.ByteaArray(bodies), pq.Array(merchants), pq.Array(payments))
+	if err != nil {
+		return fmt.Errorf("log %d events: %w", n, err)
+	}
+	return nil
 }

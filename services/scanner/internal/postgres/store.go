@@ -6,7 +6,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/ctrip-pay/pipeline/services/scanner/internal/scan"
-	"github.com/ctrip-pay/pipeline/shared/event"
 	sharedpg "github.com/ctrip-pay/pipeline/shared/postgres"
 )
 
@@ -241,44 +239,6 @@ func (s *Store) RecordTransfers(ctx context.Context, from uint64, ts []scan.Tran
 	out := make(map[string]scan.Payment, len(rows))
 	for _, p := range rows {
 		out[p.ID] = p
-	}
-	return out, nil
-}
-
-// LogEvents inserts the events as published outbox rows in one statement (the relays skip
-// them) and returns every body as stored: a row already there keeps its own.
-func (s *Store) LogEvents(ctx context.Context, events []scan.LoggedEvent) (map[string][]byte, error) {
-	if len(events) == 0 {
-		return map[string][]byte{}, nil
-	}
-	subjects, msgIDs, headers, merchants, payments := make([]string, len(events)), make([]string, len(events)),
-		make([]string, len(events)), make([]string, len(events)), make([]string, len(events))
-	bodies := make([][]byte, len(events))
-	for i, e := range events {
-		h, err := json.Marshal(map[string]string{event.HeaderEventType: e.EventType})
-		if err != nil {
-			return nil, err
-		}
-		subjects[i], msgIDs[i], headers[i], merchants[i], payments[i], bodies[i] = e.Subject, e.MsgID, string(h), e.MerchantID, e.PaymentID, e.Body
-	}
-	var rows []struct {
-		MsgID   string `db:"msg_id"`
-		Payload []byte `db:"payload"`
-	}
-	// DO UPDATE (of nothing) rather than DO NOTHING, so that a row already there is returned.
-	err := s.db.SelectContext(ctx, &rows, `INSERT INTO outbox (subject, msg_id, headers, payload, merchant_id, payment_id, published_at)
-		SELECT u.subject, u.msg_id, u.headers::jsonb, u.payload, nullif(u.merchant_id, ''), nullif(u.payment_id, ''), now()
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[])
-			AS u(subject, msg_id, headers, payload, merchant_id, payment_id)
-		ON CONFLICT (msg_id) DO UPDATE SET msg_id = EXCLUDED.msg_id
-		RETURNING msg_id, payload`,
-		pq.Array(subjects), pq.Array(msgIDs), pq.Array(headers), pq.ByteaArray(bodies), pq.Array(merchants), pq.Array(payments))
-	if err != nil {
-		return nil, fmt.Errorf("log %d events: %w", len(events), err)
-	}
-	out := make(map[string][]byte, len(rows))
-	for _, r := range rows {
-		out[r.MsgID] = r.Payload
 	}
 	return out, nil
 }

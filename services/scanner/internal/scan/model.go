@@ -139,19 +139,6 @@ type TransferRecorder interface {
 	// recorded in another block (re-included after a reorg) to its new one — and returns
 	// their payments by id.
 	RecordTransfers(ctx context.Context, from uint64, ts []Transfer) (map[string]Payment, error)
-	// LogEvents keeps the events about to be published in the event log (the outbox table, as
-	// rows already published: the scanner publishes them itself), where the api reads a
-	// payment's events and replays them. It returns each one's body as kept: for a message id
-	// logged by an earlier run that stopped before its event was acknowledged, that run's body,
-	// which is the one to publish, so the log and the stream carry the same event id.
-	LogEvents(ctx context.Context, events []LoggedEvent) (map[string][]byte, error)
-}
-
-// LoggedEvent is one event of the log: the message the scanner publishes and its owner.
-type LoggedEvent struct {
-	Subject, MsgID, EventType string
-	MerchantID, PaymentID     string
-	Body                      []byte
 }
 
 // OpenPaymentFinder is what a Store may offer besides: the payments of a chain that are open

@@ -46,7 +46,7 @@ func DetectedMsgID(chainID int64, txHash string, logIndex int64, blockHash strin
 // of them. Each event's amount received is the payment's total up to and including its
 // transfer. Each detection continues the payment's trace (stored with the row by the api
 // request that created it), linked to the span of this pass over the blocks.
-func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer) (err error) {
+func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer, times blockTimes) (err error) {
 	if len(transfers) == 0 {
 		return nil
 	}
@@ -63,7 +63,6 @@ func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer)
 	}
 	received := map[string]*big.Int{}
 	msgs := make([]outMsg, 0, len(transfers))
-	logged := make([]LoggedEvent, 0, len(transfers))
 	spans := make([]trace.Span, 0, len(transfers))
 	defer func() {
 		for _, sp := range spans {
@@ -87,7 +86,15 @@ func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer)
 		if err != nil {
 			return err
 		}
-		env, err := event.New(event.TypeForSubject(event.SubjectDetected), data)
+		// The id is the transfer's and its block's (its msgID and the block's time): a rerun
+		// after a crash before the block was committed builds the same event id again, so the
+		// merchant's webhook-id stays too, also past the stream's duplicate window.
+		msgID := DetectedMsgID(t.ChainID, t.TxHash.Hex(), t.LogIndex, t.BlockHash.Hex())
+		at, err := s.blockTimeOf(ctx, times, t.BlockNumber)
+		if err != nil {
+			return err
+		}
+		env, err := event.NewFor(event.TypeForSubject(event.SubjectDetected), at, msgID, data)
 		if err != nil {
 			return err
 		}
@@ -99,18 +106,12 @@ func (s *Scanner) detect(ctx context.Context, from uint64, transfers []Transfer)
 			trace.WithAttributes(attribute.String("payment.id", p.ID), attribute.String("event_id", env.ID),
 				attribute.Int64("chain_id", t.ChainID), attribute.String("tx_hash", t.TxHash.Hex()), attribute.Int64("log_index", t.LogIndex)))
 		spans = append(spans, span)
-		msgID := DetectedMsgID(t.ChainID, t.TxHash.Hex(), t.LogIndex, t.BlockHash.Hex())
-		logged = append(logged, LoggedEvent{Subject: event.SubjectDetected, MsgID: msgID, EventType: env.Type,
-			MerchantID: p.MerchantID, PaymentID: p.ID, Body: body})
 		msgs = append(msgs, outMsg{
 			ctx: sctx, key: p.ID, subject: event.SubjectDetected, stream: streamPayments, eventType: env.Type, body: body,
 			msgID: msgID,
 			log: []any{"payment_id", p.ID, "event_id", env.ID, "tx_hash", t.TxHash.Hex(), "log_index", t.LogIndex,
 				"block", t.BlockNumber, "value_base_units", t.Value.String(), "received_base_units", sum.String()},
 		})
-	}
-	if err := s.logEvents(ctx, logged, msgs); err != nil {
-		return err
 	}
 	if err := s.publishAll(ctx, msgs); err != nil {
 		for _, sp := range spans {
@@ -152,25 +153,32 @@ func (s *Scanner) detectedData(p Payment, received *big.Int, t Transfer) (event.
 	}), nil
 }
 
-// logEvents keeps the events in the event log before they are published, and publishes what
-// the log keeps: an event logged by a run that stopped before the stream acknowledged it goes
-// out with that run's body (its event id), which is what the stream got if it got anything.
-func (s *Scanner) logEvents(ctx context.Context, logged []LoggedEvent, msgs []outMsg) error {
-	var kept map[string][]byte
-	if err := s.retry(ctx, "log_events", func(ctx context.Context) (err error) {
-		kept, err = s.store.LogEvents(ctx, logged)
-		return err
-	}); err != nil {
-		return err
+// blockTimes are the times of the blocks a detect's transfers are in, by number: a copy of the
+// pending blocks' the scanner hands to the detect (which may run in the background), and the
+// detect's own lookups.
+type blockTimes map[uint64]time.Time
+
+// pendingTimes copies the pending blocks' times.
+func (s *Scanner) pendingTimes() blockTimes {
+	times := make(blockTimes, len(s.pending))
+	for _, b := range s.pending {
+		times[b.Number] = b.Time
 	}
-	for i := range msgs {
-		body, ok := kept[msgs[i].msgID]
-		if !ok {
-			return fmt.Errorf("event %s was not logged", msgs[i].msgID)
-		}
-		msgs[i].body = body
+	return times
+}
+
+// blockTimeOf is block n's time: from times, else from its header (a transfer a reconciliation
+// put in an earlier block).
+func (s *Scanner) blockTimeOf(ctx context.Context, times blockTimes, n uint64) (time.Time, error) {
+	if at, ok := times[n]; ok {
+		return at, nil
 	}
-	return nil
+	h, err := s.header(ctx, n)
+	if err != nil {
+		return time.Time{}, err
+	}
+	times[n] = blockTime(h)
+	return times[n], nil
 }
 
 // publishHead announces b on chain.<id>.head once every event of the blocks up to it is on

@@ -381,7 +381,7 @@ func (s *Scanner) addReconciled(t Transfer) {
 }
 
 // detectLate detects reconciled transfers of earlier blocks, block by block.
-func (s *Scanner) detectLate(ctx context.Context, late []Transfer) error {
+func (s *Scanner) detectLate(ctx context.Context, late []Transfer, times blockTimes) error {
 	late = slices.Clone(late)
 	slices.SortStableFunc(late, func(a, b Transfer) int { return cmp.Compare(a.BlockNumber, b.BlockNumber) })
 	for len(late) > 0 {
@@ -389,7 +389,7 @@ func (s *Scanner) detectLate(ctx context.Context, late []Transfer) error {
 		for n < len(late) && late[n].BlockNumber == late[0].BlockNumber {
 			n++
 		}
-		if err := s.detect(ctx, late[0].BlockNumber, late[:n]); err != nil {
+		if err := s.detect(ctx, late[0].BlockNumber, late[:n], times); err != nil {
 			return err
 		}
 		late = late[n:]
@@ -430,10 +430,11 @@ func (s *Scanner) detectAhead(ctx context.Context) {
 	}
 	d := &detecting{first: s.dispatched, from: s.pending[s.dispatched].Number, transfers: s.detected, late: s.late, done: make(chan struct{})}
 	s.inflight, s.detected, s.late, s.dispatched = d, nil, nil, len(s.pending)
+	times := s.pendingTimes()
 	go func() {
 		defer close(d.done)
-		if d.err = s.detectLate(ctx, d.late); d.err == nil {
-			d.err = s.detect(ctx, d.from, d.transfers)
+		if d.err = s.detectLate(ctx, d.late, times); d.err == nil {
+			d.err = s.detect(ctx, d.from, d.transfers, times)
 		}
 	}()
 }
@@ -464,12 +465,13 @@ func (s *Scanner) settle(ctx context.Context) error {
 	if len(s.pending) == 0 {
 		return nil
 	}
-	if err := s.detectLate(ctx, s.late); err != nil {
+	times := s.pendingTimes()
+	if err := s.detectLate(ctx, s.late, times); err != nil {
 		return err
 	}
 	s.late = nil
 	if len(s.detected) > 0 {
-		if err := s.detect(ctx, s.pending[s.dispatched].Number, s.detected); err != nil {
+		if err := s.detect(ctx, s.pending[s.dispatched].Number, s.detected, times); err != nil {
 			return err
 		}
 	}
