@@ -5,7 +5,7 @@ MODULES := ./shared/... ./streams/... $(addsuffix /...,$(addprefix ./services/,$
 GOBIN ?= $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: build test test-short lint check-deploy demo bench tools
+.PHONY: build test test-short lint check-deploy demo bench fuzz tools
 
 build: ## build every service binary into bin/
 	@mkdir -p bin
@@ -32,6 +32,10 @@ demo: ## one machine, nothing else running: nats-server, private Postgres, a sim
 
 bench: ## webhook throughput vs raw HTTP POSTs to the same receiver (20k events), and paced latency
 	scripts/bench-webhooks.sh
+
+FUZZTIME ?= 1m
+fuzz: ## every go test -fuzz target (scripts/fuzz.sh finds them), one after another, FUZZTIME each (default 1m): make fuzz FUZZTIME=30s
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 tools: ## the nats CLI used by scripts/dlq.sh (and its test)
 	go install github.com/nats-io/natscli/nats@v0.5.0

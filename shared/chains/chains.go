@@ -156,6 +156,8 @@ func Parse(raw []byte) (*File, error) {
 			return nil, fmt.Errorf("%s: confirmations must be at least 1", where)
 		case c.Native.Symbol == "" || c.Native.Contract != "":
 			return nil, fmt.Errorf("%s: native needs a symbol and no contract", where)
+		case c.Native.Decimals < 0 || c.Native.Decimals > 77:
+			return nil, fmt.Errorf("%s: native %s: decimals %d out of range", where, c.Native.Symbol, c.Native.Decimals)
 		case c.Treasury != "" && !addressRE.MatchString(c.Treasury):
 			return nil, fmt.Errorf("%s: treasury %q is not an address", where, c.Treasury)
 		case c.MaxHeadAge < 0 || c.MaxHeadAge > maxHeadAgeLimit:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
 	"github.com/ctrip-pay/pipeline/shared/fault"
@@ -30,6 +31,10 @@ func (c *Confirmer) HandleDetected(ctx context.Context, env event.Envelope) erro
 	}
 	if p.PaymentID == "" {
 		return fault.Invalid(ReasonInvalidEvent, errors.New("missing payment_id"))
+	}
+	// Postgres' text refuses NUL: such an id would fail every redelivery as a database error.
+	if strings.ContainsRune(p.PaymentID, 0) {
+		return fault.Invalid(ReasonInvalidEvent, errors.New("payment_id holds a NUL character"))
 	}
 	log := c.log.With("payment_id", p.PaymentID, "event_id", env.ID)
 	var seen *Transfer
@@ -100,6 +105,10 @@ func onRecord(st *PaymentState, t Transfer) bool {
 func transferFromEvent(p event.Payment, tx event.Transaction) (Transfer, error) {
 	if tx.TxHash == "" {
 		return Transfer{}, errors.New("transaction without tx_hash")
+	}
+	if strings.ContainsRune(tx.TxHash, 0) || strings.ContainsRune(tx.BlockHash, 0) ||
+		(p.TokenContract != nil && strings.ContainsRune(*p.TokenContract, 0)) {
+		return Transfer{}, fmt.Errorf("transaction %q: a hash or contract holds a NUL character", tx.TxHash)
 	}
 	value, ok := new(big.Int).SetString(tx.ValueBaseUnits, 10)
 	if !ok || value.Sign() < 0 {

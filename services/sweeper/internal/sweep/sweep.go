@@ -290,6 +290,10 @@ func (s *Sweeper) Sweep(ctx context.Context, body []byte) error {
 	if in.PaymentID == "" {
 		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("event %s: no payment_id", env.ID))
 	}
+	// Postgres' text refuses NUL: such an id would fail every redelivery as a database error.
+	if strings.ContainsRune(in.PaymentID, 0) {
+		return fault.Invalid(ReasonInvalidEvent, fmt.Errorf("event %s: payment_id holds a NUL character", env.ID))
+	}
 	return s.HandleConfirmed(ctx, env, in)
 }
 

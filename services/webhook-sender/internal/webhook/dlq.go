@@ -259,8 +259,11 @@ func mapHeader(m map[string]string) nats.Header {
 	return h
 }
 
+// nonEmpty is s for a nullable text column: nil when empty, and nil when it holds a NUL, which
+// Postgres' text refuses (the row would fail on every redelivery of the advisory; the body
+// keeps the value).
 func nonEmpty(s string) *string {
-	if s == "" {
+	if s == "" || strings.ContainsRune(s, 0) {
 		return nil
 	}
 	return &s

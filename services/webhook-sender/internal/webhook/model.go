@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -100,6 +101,10 @@ func decodeEventBody(body []byte) (eventBody, error) {
 		return env, errors.New("event: missing timestamp")
 	case env.Data == nil:
 		return env, errors.New("event: data must be a JSON object")
+	case strings.ContainsRune(env.ID+env.Type+env.Data.PaymentID+env.Data.MerchantID, 0):
+		// Postgres' text refuses NUL: the endpoint lookup or the attempt row would fail on
+		// every redelivery.
+		return env, errors.New("event: id, type, payment_id or merchant_id holds a NUL character")
 	}
 	return env, nil
 }
