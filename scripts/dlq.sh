@@ -7,6 +7,10 @@
 set -euo pipefail
 
 readonly DLQ_STREAM=DLQ
+readonly STREAM=$DLQ_STREAM
+readonly SCRIPT=dlq.sh
+# shellcheck source=lib/natscli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/natscli.sh"
 readonly DLQ_PREFIX=dlq.webhooks.
 readonly DELIVER_PREFIX=webhooks.deliver.
 
@@ -62,37 +66,6 @@ Examples:
   scripts/dlq.sh replay 42
   scripts/dlq.sh replay-all -y ep_01J9Z...
 EOF
-}
-
-die() {
-	printf 'dlq.sh: %s\n' "$*" >&2
-	exit 1
-}
-
-warn() {
-	printf 'dlq.sh: %s\n' "$*" >&2
-}
-
-require() {
-	command -v nats >/dev/null 2>&1 || die "the nats CLI is not on PATH (go install github.com/nats-io/natscli/nats@latest)"
-	command -v jq >/dev/null 2>&1 || die "jq is not on PATH (apt-get install jq / brew install jq)"
-	command -v base64 >/dev/null 2>&1 || die "base64 is not on PATH (coreutils)"
-}
-
-# natsc runs the nats CLI against NATS_URL, never an interactively selected context server, and
-# never lets it prompt (for a stream to pick, say).
-natsc() {
-	nats --server="$NATS_URL" "$@" </dev/null
-}
-
-# nats_err: the nats CLI's error from $TMP/err on one line. For a stream that does not exist,
-# v0.5.0 says "could not pick a Stream to operate on", which hides the real problem.
-nats_err() {
-	if grep -q 'could not pick a Stream' "$TMP/err" 2>/dev/null; then
-		printf 'stream %s not found on %s' "$DLQ_STREAM" "$NATS_URL"
-	else
-		grep -v 'Reading payload from STDIN' "$TMP/err" | tr '\n' ' ' || true
-	fi
 }
 
 TMP=""
@@ -362,10 +335,10 @@ main() {
 	shift
 	case $cmd in
 	help) usage ;;
-	list) require; cmd_list "$@" ;;
-	show) require; cmd_show "$@" ;;
-	replay) require; cmd_replay "$@" ;;
-	replay-all) require; cmd_replay_all "$@" ;;
+	list) require base64; cmd_list "$@" ;;
+	show) require base64; cmd_show "$@" ;;
+	replay) require base64; cmd_replay "$@" ;;
+	replay-all) require base64; cmd_replay_all "$@" ;;
 	*) die "unknown command '$cmd' (see dlq.sh -h)" ;;
 	esac
 }

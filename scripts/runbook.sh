@@ -5,6 +5,9 @@
 set -euo pipefail
 
 readonly STREAM=PAYMENTS
+readonly SCRIPT=runbook.sh
+# shellcheck source=lib/natscli.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/natscli.sh"
 readonly SUBJECT_ROOT=payments.
 
 : "${NATS_URL:=nats://127.0.0.1:4222}"
@@ -54,35 +57,6 @@ Examples:
   scripts/runbook.sh payment --since 2026-12-01T00:00:00Z pay_01J9Z...
   scripts/runbook.sh dead-letters
 EOF
-}
-
-die() {
-	printf 'runbook.sh: %s\n' "$*" >&2
-	exit 1
-}
-
-warn() {
-	printf 'runbook.sh: %s\n' "$*" >&2
-}
-
-require() {
-	command -v nats >/dev/null 2>&1 || die "the nats CLI is not on PATH (go install github.com/nats-io/natscli/nats@v0.5.0)"
-	command -v jq >/dev/null 2>&1 || die "jq is not on PATH (apt-get install jq / brew install jq)"
-}
-
-# natsc runs the nats CLI against NATS_URL, never an interactively selected context server, and
-# never lets it prompt.
-natsc() {
-	nats --server="$NATS_URL" "$@" </dev/null
-}
-
-# nats_err: the nats CLI's error from $TMP/err on one line.
-nats_err() {
-	if grep -q 'could not pick a Stream' "$TMP/err" 2>/dev/null; then
-		printf 'stream %s not found on %s' "$STREAM" "$NATS_URL"
-	else
-		grep -v 'Subscribing to JetStream' "$TMP/err" | tr '\n' ' ' || true
-	fi
 }
 
 TMP=""
