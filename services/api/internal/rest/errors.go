@@ -123,6 +123,10 @@ func decodeError(err error) *apiError {
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		name = strings.Trim(name, `"`)
+		if name == "" {
+			// invalid("") would say " is not a field...", naming nothing.
+			return &apiError{Status: http.StatusBadRequest, Code: "unknown_field", Message: `the empty key "" is not a field of this request`}
+		}
 		return invalid(name, "unknown_field", "is not a field of this request")
 	}
 	return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body is not valid JSON"}

@@ -135,6 +135,11 @@ func (f *Fanout) deliveries(ctx context.Context, subject string, body []byte) ([
 	if err != nil {
 		return nil, fault.Invalid(ReasonPoison, fmt.Errorf("event on %s: %w", subject, err))
 	}
+	// The type is what endpoints subscribe to and what the merchant reads: one that is not its
+	// subject's is not sent to anyone.
+	if want := event.TypeForSubject(subject); env.Type != want {
+		return nil, fault.Invalid(ReasonPoison, fmt.Errorf("event of type %q on %s, want %q", env.Type, subject, want))
+	}
 	eps, err := f.Endpoints.EndpointsFor(ctx, env.Data.MerchantID, env.Type)
 	if err != nil {
 		return nil, fault.Transient(err)
