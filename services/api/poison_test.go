@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +81,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 			if err != nil {
 				t.Fatalf("publish: %v", err)
 			}
-			if reason := awaitTerminated(t, terminated, ack.Sequence); !strings.HasPrefix(reason, "invalid_event: ") {
+			if reason := testkit.AwaitTerminated(t, terminated, ack.Sequence); !strings.HasPrefix(reason, "invalid_event: ") {
 				t.Errorf("terminated with reason %q, want invalid_event: <why>", reason)
 			}
 			info, err := testkit.ConsumerInfo(ctx, h.js, streams.Payments, "api-events")
@@ -99,7 +96,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 			if after := apiOutbox(t, h); after != before {
 				t.Errorf("outbox changed:\nbefore %s\nafter  %s", before, after)
 			}
-			assertReady(t, h.cfg.OpsAddr)
+			testkit.AssertReady(t, h.cfg.OpsAddr)
 		})
 	}
 
@@ -109,7 +106,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 		return h.count(`SELECT count(*) FROM outbox WHERE msg_id = 'detected.1337.0xab.-1' AND published_at IS NOT NULL
 			AND payment_id = $1 AND merchant_id = $2`, p.ID, merchantID) == 1
 	})
-	assertReady(t, h.cfg.OpsAddr)
+	testkit.AssertReady(t, h.cfg.OpsAddr)
 }
 
 // apiOutbox is the outbox (the event log) as text.
@@ -120,37 +117,4 @@ func apiOutbox(t *testing.T, h *harness) string {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// awaitTerminated reads MSG_TERMINATED advisories from sub until the one for stream sequence
-// seq, and returns its reason.
-func awaitTerminated(t *testing.T, sub *nats.Subscription, seq uint64) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			t.Fatalf("no MSG_TERMINATED advisory for stream sequence %d: %v", seq, err)
-		}
-		var adv struct {
-			StreamSeq uint64 `json:"stream_seq"`
-			Reason    string `json:"reason"`
-		}
-		if json.Unmarshal(m.Data, &adv) == nil && adv.StreamSeq == seq {
-			return adv.Reason
-		}
-	}
-}
-
-func assertReady(t *testing.T, opsAddr string) {
-	t.Helper()
-	resp, err := http.Get("http://" + opsAddr + "/readyz")
-	if err != nil {
-		t.Fatalf("/readyz: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz answered %d: %s", resp.StatusCode, body)
-	}
 }

@@ -3,11 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -68,7 +64,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 			if err != nil {
 				t.Fatalf("publish: %v", err)
 			}
-			if reason := awaitTerminated(t, terminated, ack.Sequence); reason == "" {
+			if reason := testkit.AwaitTerminated(t, terminated, ack.Sequence); reason == "" {
 				t.Errorf("terminated without a reason")
 			}
 			info, err := testkit.ConsumerInfo(context.Background(), h.js, streams.Payments, consumerName)
@@ -83,7 +79,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 			if after := sweeperState(t, h); after != before {
 				t.Errorf("state changed:\nbefore %s\nafter  %s", before, after)
 			}
-			assertReady(t, h.cfg.OpsAddr)
+			testkit.AssertReady(t, h.cfg.OpsAddr)
 		})
 	}
 
@@ -93,55 +89,11 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 	h.publishConfirmed(p, p.ID+".confirmed")
 	testkit.Eventually(t, 20*time.Second, "payment swept", func() bool { return h.status(p.ID) == event.StatusSwept })
 	h.settled()
-	assertReady(t, h.cfg.OpsAddr)
-}
-
-// awaitTerminated reads MSG_TERMINATED advisories from sub until the one for stream sequence
-// seq, and returns its reason.
-func awaitTerminated(t *testing.T, sub *nats.Subscription, seq uint64) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			t.Fatalf("no MSG_TERMINATED advisory for stream sequence %d: %v", seq, err)
-		}
-		var adv struct {
-			StreamSeq uint64 `json:"stream_seq"`
-			Reason    string `json:"reason"`
-		}
-		if err := json.Unmarshal(m.Data, &adv); err != nil {
-			t.Fatal(err)
-		}
-		if adv.StreamSeq == seq {
-			return adv.Reason
-		}
-	}
+	testkit.AssertReady(t, h.cfg.OpsAddr)
 }
 
 // sweeperState is every row the sweeper may change, as text.
 func sweeperState(t *testing.T, h *harness) string {
 	t.Helper()
-	var out []string
-	for _, table := range []string{"payments", "payment_status_changes", "sweeps", "tx_nonces", "outbox"} {
-		var s string
-		if err := h.db.Get(&s, `SELECT coalesce(string_agg(t::text, '|' ORDER BY t::text), '') FROM `+table+` t`); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, table+": "+s)
-	}
-	return strings.Join(out, "\n")
-}
-
-func assertReady(t *testing.T, opsAddr string) {
-	t.Helper()
-	resp, err := http.Get("http://" + opsAddr + "/readyz")
-	if err != nil {
-		t.Fatalf("/readyz: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz answered %d: %s", resp.StatusCode, body)
-	}
+	return testkit.TableRows(t, h.db, "payments", "payment_status_changes", "sweeps", "tx_nonces", "outbox")
 }

@@ -3,10 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +128,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 			if ack.Stream != tc.stream {
 				t.Fatalf("published to %s, want %s", ack.Stream, tc.stream)
 			}
-			reason := awaitTerminated(t, terminated[tc.stream+"."+tc.durable], ack.Sequence)
+			reason := testkit.AwaitTerminated(t, terminated[tc.stream+"."+tc.durable], ack.Sequence)
 			if reason == "" {
 				t.Errorf("terminated without a reason")
 			}
@@ -171,7 +168,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 			if n := len(rc.got()); n != 0 {
 				t.Fatalf("poison was POSTed %d times", n)
 			}
-			assertReady(t, h.cfg.OpsAddr)
+			testkit.AssertReady(t, h.cfg.OpsAddr)
 		})
 	}
 
@@ -186,7 +183,7 @@ func TestPoisonOnEveryConsumedSubject(t *testing.T) {
 			t.Errorf("delivered %s, not one of the good events", got)
 		}
 	}
-	assertReady(t, h.cfg.OpsAddr)
+	testkit.AssertReady(t, h.cfg.OpsAddr)
 }
 
 func contains(ss []string, s string) bool {
@@ -209,37 +206,4 @@ func streamMsgs(t *testing.T, h *harness, stream string) uint64 {
 		t.Fatal(err)
 	}
 	return info.State.Msgs
-}
-
-// awaitTerminated reads MSG_TERMINATED advisories from sub until the one for stream sequence
-// seq, and returns its reason. Messages that are no advisory (forged ones) are skipped.
-func awaitTerminated(t *testing.T, sub *nats.Subscription, seq uint64) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m, err := sub.NextMsg(time.Until(deadline))
-		if err != nil {
-			t.Fatalf("no MSG_TERMINATED advisory for stream sequence %d: %v", seq, err)
-		}
-		var adv struct {
-			StreamSeq uint64 `json:"stream_seq"`
-			Reason    string `json:"reason"`
-		}
-		if json.Unmarshal(m.Data, &adv) == nil && adv.StreamSeq == seq {
-			return adv.Reason
-		}
-	}
-}
-
-func assertReady(t *testing.T, opsAddr string) {
-	t.Helper()
-	resp, err := http.Get("http://" + opsAddr + "/readyz")
-	if err != nil {
-		t.Fatalf("/readyz: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz answered %d: %s", resp.StatusCode, body)
-	}
 }
