@@ -62,45 +62,41 @@ func (m *Meter) Value(tb testing.TB, name string, attrs ...attribute.KeyValue) (
 			}
 			switch d := mt.Data.(type) {
 			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					if matches(p.Attributes) {
-						v += float64(p.Value)
-					}
-				}
+				v += addPoints(d.DataPoints, matches)
 			case metricdata.Sum[float64]:
-				for _, p := range d.DataPoints {
-					if matches(p.Attributes) {
-						v += p.Value
-					}
-				}
+				v += addPoints(d.DataPoints, matches)
 			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					if matches(p.Attributes) {
-						v += float64(p.Value)
-					}
-				}
+				v += addPoints(d.DataPoints, matches)
 			case metricdata.Gauge[float64]:
-				for _, p := range d.DataPoints {
-					if matches(p.Attributes) {
-						v += p.Value
-					}
-				}
+				v += addPoints(d.DataPoints, matches)
 			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					if matches(p.Attributes) {
-						v += float64(p.Count)
-					}
-				}
+				v += addCounts(d.DataPoints, matches)
 			case metricdata.Histogram[int64]:
-				for _, p := range d.DataPoints {
-					if matches(p.Attributes) {
-						v += float64(p.Count)
-					}
-				}
+				v += addCounts(d.DataPoints, matches)
 			}
 		}
 	}
 	return v, ok
+}
+
+// addPoints is the sum of the values of the data points that match.
+func addPoints[N int64 | float64](pts []metricdata.DataPoint[N], matches func(attribute.Set) bool) (v float64) {
+	for _, p := range pts {
+		if matches(p.Attributes) {
+			v += float64(p.Value)
+		}
+	}
+	return v
+}
+
+// addCounts is the sum of the counts of the histogram data points that match.
+func addCounts[N int64 | float64](pts []metricdata.HistogramDataPoint[N], matches func(attribute.Set) bool) (v float64) {
+	for _, p := range pts {
+		if matches(p.Attributes) {
+			v += float64(p.Count)
+		}
+	}
+	return v
 }
 
 // Scrape reads the Prometheus text served at url (a service's /metrics) and returns the
