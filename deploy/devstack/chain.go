@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,11 +34,19 @@ type devChain struct {
 
 	mu    sync.Mutex           // block production vs sends
 	mined map[uint64]time.Time // when each block was committed, for latency figures
+	// reorgKeys are funded accounts, one spent per reorg (reorg).
+	reorgKeys []*ecdsa.PrivateKey
 	stop  chan struct{}
 	done  chan struct{}
 }
 
 func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, error) {
+	var reorgKeys []*ecdsa.PrivateKey
+	for i := range 16 {
+		a := chaintest.NewAccount(fmt.Sprintf("devstack reorg %d", i))
+		alloc[a.Address] = types.Account{Balance: big.NewInt(1e18)}
+		reorgKeys = append(reorgKeys, a.Key)
+	}
 	port, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
@@ -56,7 +66,7 @@ func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, er
 		return nil, err
 	}
 	c := &devChain{backend: backend, rpcURL: fmt.Sprintf("http://127.0.0.1:%d", port),
-		signer: types.LatestSignerForChainID(big.NewInt(1337)), mined: map[uint64]time.Time{},
+		signer: types.LatestSignerForChainID(big.NewInt(1337)), mined: map[uint64]time.Time{}, reorgKeys: reorgKeys,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
@@ -68,15 +78,75 @@ func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, er
 				return
 			case <-t.C:
 				c.mu.Lock()
-				h := c.backend.Commit()
-				if b, err := c.backend.Client().BlockByHash(context.Background(), h); err == nil {
-					c.mined[b.NumberU64()] = time.Now()
-				}
+				c.commitLocked()
 				c.mu.Unlock()
 			}
 		}
 	}()
 	return c, nil
+}
+
+func (c *devChain) commitLocked() {
+	h := c.backend.Commit()
+	if b, err := c.backend.Client().BlockByHash(context.Background(), h); err == nil {
+		c.mined[b.NumberU64()] = time.Now()
+	}
+}
+
+// reorg replaces the last depth blocks with a longer branch, as a real chain's reorg does: the
+// orphaned blocks' transactions go back to the pool and are mined again in the new branch,
+// whose first block also carries a transaction of its own, so that it is a different block
+// even when it holds the same transactions.
+func (c *devChain) reorg(ctx context.Context, depth uint64) (from uint64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.reorgKeys) == 0 {
+		return 0, errors.New("devchain: no reorg account left")
+	}
+	client := c.backend.Client()
+	for attempt := 1; ; attempt++ {
+		head, err := client.HeaderByNumber(ctx, nil)
+		if err != nil {
+			return 0, err
+		}
+		if head.Number.Uint64() <= depth {
+			return 0, fmt.Errorf("devchain: reorg of %d at head %d", depth, head.Number)
+		}
+		from = head.Number.Uint64() - depth + 1
+		parent, err := client.HeaderByNumber(ctx, new(big.Int).SetUint64(from-1))
+		if err != nil {
+			return 0, err
+		}
+		err = c.backend.Fork(parent.Hash())
+		if err == nil {
+			break
+		}
+		// The pool may still be settling a transaction just sent (see chaintest's reorg).
+		if !strings.Contains(err.Error(), "pending block dirty") || attempt == 3 {
+			return 0, fmt.Errorf("devchain: fork at %d: %w", from-1, err)
+		}
+		c.commitLocked()
+	}
+	key := c.reorgKeys[0]
+	c.reorgKeys = c.reorgKeys[1:]
+	head, err := client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	to := common.HexToAddress("0x000000000000000000000000000000000000dEaD")
+	tx, err := types.SignNewTx(key, c.signer, &types.DynamicFeeTx{ChainID: big.NewInt(1337), Nonce: 0,
+		GasTipCap: big.NewInt(1e9), GasFeeCap: new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(3)), big.NewInt(1e9)),
+		Gas: 21000, To: &to, Value: big.NewInt(1)})
+	if err != nil {
+		return 0, err
+	}
+	if err := client.SendTransaction(ctx, tx); err != nil {
+		return 0, err
+	}
+	for range depth + 1 {
+		c.commitLocked()
+	}
+	return from, nil
 }
 
 func (c *devChain) Close() {

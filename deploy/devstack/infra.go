@@ -51,20 +51,21 @@ func (s *stack) stopNATS() {
 	}
 }
 
-// startPostgres points the stack at DATABASE_URL or, when it is unset, at a private Postgres
-// cluster that stop removes (stop does nothing for DATABASE_URL).
-func (s *stack) startPostgres() (stop func(), err error) {
+// startPostgres points the stack at DATABASE_URL or, when it is unset or own is set, at a
+// private Postgres cluster (s.pg, which a run may restart) that stop removes (stop does nothing
+// for DATABASE_URL).
+func (s *stack) startPostgres(own bool) (stop func(), err error) {
 	s.dbURL = os.Getenv("DATABASE_URL")
-	if s.dbURL != "" {
+	if s.dbURL != "" && !own {
 		return func() {}, nil
 	}
-	url, stop, err := testkit.StartPostgres()
+	pg, err := testkit.StartPostgresCluster()
 	if err != nil {
 		return nil, fmt.Errorf("starting a private Postgres (set DATABASE_URL to use yours): %w", err)
 	}
-	s.dbURL = url
+	s.pg, s.dbURL = pg, pg.URL
 	s.log.Info("private Postgres cluster ready", "url", s.dbURL)
-	return stop, nil
+	return pg.Remove, nil
 }
 
 // setUpChain starts the chain with ETH for the customer and the gas tank (which pays for token

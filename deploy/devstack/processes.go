@@ -29,7 +29,7 @@ const adminToken = "devstack-admin-token-not-secret"
 
 // configureServices writes the services' CHAINS_FILE and sets the environment they all run with:
 // the stack's NATS, Postgres and chain, the api on a free port, and the dev wallet.
-func (s *stack) configureServices(gasTank *chaintest.Account) error {
+func (s *stack) configureServices(gasTank *chaintest.Account, extra []string) error {
 	chainsFile := filepath.Join(s.work, "chains.yaml")
 	if err := os.WriteFile(chainsFile, []byte(fmt.Sprintf(`chains:
   - id: 1337
@@ -40,7 +40,7 @@ func (s *stack) configureServices(gasTank *chaintest.Account) error {
     treasury: "%s"
     tokens:
       - {symbol: USDC, contract: "%s", decimals: 6}
-`, s.chain.rpcURL, s.treasury.Hex(), s.token.Hex())), 0o600); err != nil {
+`, s.rpcURL, s.treasury.Hex(), s.token.Hex())), 0o600); err != nil {
 		return err
 	}
 	xpub, err := accountXPub(devMnemonic)
@@ -53,6 +53,7 @@ func (s *stack) configureServices(gasTank *chaintest.Account) error {
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", apiPort)
 	s.apiURL = "http://" + apiAddr
+	s.apiURLs = []string{s.apiURL}
 	s.env = append(os.Environ(),
 		"NATS_URL="+s.natsURL, "DATABASE_URL="+s.dbURL, "LOG_LEVEL=warn", "OPS_ADDR=127.0.0.1:0",
 		"CHAINS_FILE="+chainsFile, "API_ADDR="+apiAddr, "ADMIN_TOKEN="+adminToken, "WALLET_XPUB="+xpub,
@@ -63,6 +64,7 @@ func (s *stack) configureServices(gasTank *chaintest.Account) error {
 	if len(s.natsNodes) >= 3 {
 		s.env = append(s.env, "STREAMS_REPLICAS=3")
 	}
+	s.env = append(s.env, extra...)
 	return nil
 }
 
@@ -112,10 +114,27 @@ func repoRoot() (string, error) {
 }
 
 // start runs the service process called name: a service, or a further replica of one named
-// "<service>-<n>" (scanner-2).
+// "<service>-<n>" (scanner-2). A further api listens on an address of its own (s.apiURLs).
 func (s *stack) start(name string) error {
 	svc := serviceOf(name)
-	cmd, err := startBinary(s.bins[svc], svc, s.env, os.Stdout, os.Stderr)
+	if svc == "api" && name != "api" && s.procEnv[name] == nil {
+		port, err := testkit.FreePort()
+		if err != nil {
+			return err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		s.procEnv[name] = []string{"API_ADDR=" + addr}
+		s.apiURLs = append(s.apiURLs, "http://"+addr)
+	}
+	var stdout, stderr io.Writer = os.Stdout, os.Stderr
+	if s.logToFiles {
+		f, err := os.OpenFile(filepath.Join(s.work, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		stdout, stderr = f, f
+	}
+	cmd, err := startBinary(s.bins[svc], svc, append(append([]string(nil), s.env...), s.procEnv[name]...), stdout, stderr)
 	if err != nil {
 		return err
 	}

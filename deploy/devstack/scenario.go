@@ -40,6 +40,11 @@ type options struct {
 	// crash, when set, names a service that is SIGKILLed and restarted at the moment it is
 	// most likely to hold the payments' work (see crashAt): the figure is paid → swept.
 	crash string
+	// ownPostgres starts a private Postgres cluster even when DATABASE_URL is set (the chaos
+	// runs restart it); rpcFaults puts a fault proxy between the services and the chain.
+	ownPostgres, rpcFaults, logToFiles bool
+	// env is added to every service's environment (later entries win).
+	env []string
 }
 
 // stack is one running dev stack: its infrastructure, the service processes and the merchant.
@@ -50,6 +55,7 @@ type stack struct {
 	bins      map[string]string
 	procs     map[string]*exec.Cmd
 	apiURL    string
+	apiURLs   []string // every api process's, apiURL first
 	dbURL     string
 	natsNodes []*testkit.NATSProcess
 	natsURL   string
@@ -59,7 +65,21 @@ type stack struct {
 	chain       *devChain
 	treasury    common.Address
 	token       common.Address
+	tt          *chaintest.TestToken
 	rcv         *receiver
+	hookURL     string
+	// rpcURL is the chain's JSON-RPC as the services reach it: through rpcProxy when the run
+	// injects RPC faults.
+	rpcURL   string
+	rpcProxy *faultProxy
+	// pg is the stack's own Postgres cluster (nil with DATABASE_URL), for restarts.
+	pg *testkit.PostgresCluster
+	// procEnv is a process's environment beyond env (a second api's address).
+	procEnv map[string][]string
+	// logToFiles writes each process's output to <work>/<process>.log instead of the terminal.
+	logToFiles bool
+	keepWork   bool
+	closers    []func()
 }
 
 // result is what a run proved, for the system test.
@@ -79,50 +99,80 @@ type result struct {
 }
 
 func run(ctx context.Context, o options) (*result, error) {
+	s, err := bringUp(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.down()
+	return s.demo(ctx, o)
+}
+
+// bringUp starts everything the pipeline runs on and the services: NATS, Postgres (migrated),
+// the chain with the customer's ETH and token, the demo merchant's receiver, the five services
+// and their replicas. s.down stops it all in reverse order; on an error bringUp has already.
+func bringUp(ctx context.Context, o options) (s *stack, err error) {
 	log := o.log
 	work, err := os.MkdirTemp("", "ctrip-devstack-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	s := &stack{log: log, work: work, bins: map[string]string{}, procs: map[string]*exec.Cmd{}}
+	s = &stack{log: log, work: work, bins: map[string]string{}, procs: map[string]*exec.Cmd{}, procEnv: map[string][]string{}, logToFiles: o.logToFiles}
+	s.onDown(func() {
+		if !s.keepWork {
+			os.RemoveAll(work)
+		}
+	})
+	defer func() {
+		if err != nil {
+			s.down()
+		}
+	}()
 
 	if err := s.startNATS(o.natsPort, o.natsNodes); err != nil {
 		return nil, err
 	}
-	defer s.stopNATS()
-	stopPG, err := s.startPostgres()
+	s.onDown(s.stopNATS)
+	stopPG, err := s.startPostgres(o.ownPostgres)
 	if err != nil {
 		return nil, err
 	}
-	defer stopPG()
+	s.onDown(stopPG)
 	if err := postgres.MigrateURL(ctx, s.dbURL, log); err != nil {
 		return nil, err
 	}
 	customer, gasTank := chaintest.NewAccount("devstack customer"), chaintest.NewAccount("devstack gas tank")
 	s.treasury = chaintest.NewAccount("devstack treasury").Address
-	tt, err := s.setUpChain(ctx, customer, gasTank)
-	if err != nil {
+	if s.tt, err = s.setUpChain(ctx, customer, gasTank); err != nil {
 		return nil, err
 	}
-	defer s.chain.Close()
+	s.onDown(s.chain.Close)
+	s.customer = customer
+	s.rpcURL = s.chain.rpcURL
+	if o.rpcFaults {
+		if s.rpcProxy, err = startFaultProxy(strings.TrimPrefix(s.chain.rpcURL, "http://")); err != nil {
+			return nil, err
+		}
+		s.onDown(s.rpcProxy.Close)
+		s.rpcURL = "http://" + s.rpcProxy.Addr()
+	}
 
 	s.rcv = &receiver{log: log, events: map[string][]string{}}
 	hookURL, stopHooks, err := serveReceiver(s.rcv)
 	if err != nil {
 		return nil, err
 	}
-	defer stopHooks()
+	s.hookURL = hookURL
+	s.onDown(func() { stopHooks() })
 
-	if err := s.configureServices(gasTank); err != nil {
+	if err := s.configureServices(gasTank, o.env); err != nil {
 		return nil, err
 	}
 	if err := s.buildAll(ctx); err != nil {
 		return nil, err
 	}
-	// Deferred after NATS, Postgres and the chain, so it runs before them: services stop while
-	// what they depend on is still up.
-	defer s.stopAll()
+	// Registered after NATS, Postgres and the chain, so it runs before them: services stop
+	// while what they depend on is still up.
+	s.onDown(s.stopAll)
 	for _, svc := range services {
 		if err := s.start(svc); err != nil {
 			return nil, err
@@ -134,7 +184,24 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err := s.startReplicas(ctx, o.replicas); err != nil {
 		return nil, err
 	}
+	return s, nil
+}
 
+// onDown registers f to run at s.down, before everything registered earlier.
+func (s *stack) onDown(f func()) { s.closers = append(s.closers, f) }
+
+// down stops and removes what bringUp started, last started first.
+func (s *stack) down() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// demo is the demo's flow on a stack brought up: a merchant, its endpoint and two payments,
+// paid by the customer and awaited until swept (see options for the system tests' hooks).
+func (s *stack) demo(ctx context.Context, o options) (*result, error) {
+	log, customer, tt, hookURL := s.log, s.customer, s.tt, s.hookURL
 	// A merchant, its endpoint and two payments, through the REST API.
 	var merchant struct {
 		ID     string `json:"id"`
@@ -153,7 +220,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err := s.rcv.setSecret(ep.Secret); err != nil {
 		return nil, err
 	}
-	s.merchantKey, s.customer = merchant.APIKey, customer
+	s.merchantKey = merchant.APIKey
 	type payment struct {
 		ID              string `json:"id"`
 		Address         string `json:"address"`
@@ -211,6 +278,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 	}
 
+	var err error
 	res := &result{Payments: ids, Events: s.rcv.snapshot(), DBURL: s.dbURL, PaidToSwept: map[string]time.Duration{}, Missing: s.rcv.missingFields()}
 	for _, id := range ids {
 		res.PaidToSwept[id] = s.rcv.arrival(id, "payment.swept").Sub(paidAt)
