@@ -36,8 +36,8 @@ type devChain struct {
 	mined map[uint64]time.Time // when each block was committed, for latency figures
 	// reorgKeys are funded accounts, one spent per reorg (reorg).
 	reorgKeys []*ecdsa.PrivateKey
-	stop  chan struct{}
-	done  chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 func startChain(alloc types.GenesisAlloc, interval time.Duration) (*devChain, error) {
