@@ -44,6 +44,7 @@ func (j *job) land(ctx context.Context, vs []Tx, reprice repricer, before func(c
 		}
 		natsbus.EndSpan(span, err)
 	}()
+	awaiting := false // a version is mined but not yet final: no broadcast, await its depth
 	for _, v := range vs {
 		switch v.Status {
 		case StatusFailed:
@@ -51,7 +52,15 @@ func (j *job) land(ctx context.Context, vs []Tx, reprice repricer, before func(c
 		case StatusMined:
 			r, err := j.net.Client.TransactionReceipt(ctx, v.Hash)
 			if err == nil {
-				return j.settled(ctx, v, vs, r)
+				deep, err := j.final(ctx, r)
+				if err != nil {
+					return mined{}, err
+				}
+				if deep {
+					return j.settled(ctx, v, vs, r)
+				}
+				awaiting = true
+				continue
 			}
 			if !errors.Is(err, ethereum.NotFound) {
 				return mined{}, fmt.Errorf("receipt %s: %w", v.Hash.Hex(), err)
@@ -60,17 +69,59 @@ func (j *job) land(ctx context.Context, vs []Tx, reprice repricer, before func(c
 		}
 	}
 	latest := vs[len(vs)-1]
-	if m, done, err := j.broadcast(ctx, &latest, vs, before); done || err != nil {
-		return m, err
+	if !awaiting {
+		if m, done, err := j.broadcast(ctx, &latest, vs, before); done || err != nil {
+			return m, err
+		}
 	}
 	repriceAt := latest.BroadcastAt.Add(j.s.RepriceAfter)
 	deadline := time.Now().Add(j.s.ReceiptTimeout)
 	t := time.NewTicker(j.s.PollInterval)
 	defer t.Stop()
+	// reorged: a version had a receipt and has none now, its block reorged out; lastSent is
+	// when it was last broadcast again since.
+	var receipted, reorged bool
+	var lastSent time.Time
 	for {
 		v, r, lastErr := j.anyReceipt(ctx, vs)
-		if r != nil {
-			return j.settled(ctx, v, vs, r)
+		switch {
+		case r != nil:
+			receipted, reorged = true, false
+			deep, err := j.final(ctx, r)
+			if err != nil {
+				return mined{}, err
+			}
+			if deep {
+				return j.settled(ctx, v, vs, r)
+			}
+			// Mined: no re-pricing and no receipt deadline while it gets deep.
+			select {
+			case <-ctx.Done():
+				return mined{}, ctx.Err()
+			case <-t.C:
+			}
+			continue
+		case receipted && !reorged:
+			reorged = true
+			j.log.WarnContext(ctx, "sweep transaction's block was reorged out, re-broadcasting", "kind", latest.Kind, "tx_hash", latest.Hash.Hex())
+			span.AddEvent("reorged", trace.WithAttributes(attribute.String("sweep.tx_hash", latest.Hash.Hex())))
+			fallthrough
+		case reorged && time.Since(lastSent) >= reorgResend:
+			// The block that held it left the chain, and the node's pool need not take the
+			// transaction back (a token transfer whose gas top-up was orphaned with it is
+			// invalid when the pool re-checks it) or may drop it again: the same bytes are
+			// broadcast again, every reorgResend until a version has a receipt.
+			lastSent = time.Now()
+			m, done, err := j.broadcast(ctx, &latest, vs, before)
+			if err != nil && isNonceTooLow(err) {
+				// A version is in the new branch already, and the node's receipt index has not
+				// caught up with the reorg yet: the next polls find its receipt (or the
+				// receipt deadline ends the delivery).
+				break
+			}
+			if done || err != nil {
+				return m, err
+			}
 		}
 		now := time.Now()
 		if now.After(deadline) {
@@ -134,10 +185,9 @@ func (j *job) broadcast(ctx context.Context, latest *Tx, vs []Tx, before func(co
 		// Either a version of this transaction was mined (a crash after broadcast, or an
 		// earlier version won over its replacement) or another one used the nonce; only a
 		// receipt for one of our hashes tells which.
-		v, r, rerr := j.anyReceipt(ctx, vs)
+		_, r, rerr := j.anyReceipt(ctx, vs)
 		if r != nil {
-			m, err := j.settled(ctx, v, vs, r)
-			return m, true, err
+			return mined{}, false, nil // land awaits its depth
 		}
 		return mined{}, false, fmt.Errorf("%s transaction %s: nonce %d of %s is used and no version of it has a receipt (%v): %w",
 			latest.Kind, latest.Hash.Hex(), latest.Nonce, latest.From.Hex(), rerr, err)
@@ -189,6 +239,31 @@ func (j *job) send(ctx context.Context, tx *types.Transaction) error {
 		case <-time.After(j.s.PollInterval):
 		}
 	}
+}
+
+// reorgResend is how often a sweep transaction reorged out of the chain is broadcast again
+// until it has a receipt again.
+const reorgResend = time.Second
+
+// final reports whether the receipt r is as deep as the chain's confirmations ask (1: mined)
+// and its block still canonical. Until then a sweep is not recorded as mined, and its payment
+// not as swept: a reorg shallower than the confirmation depth may still take the transaction
+// out again, and the node's pool need not put it back.
+func (j *job) final(ctx context.Context, r *types.Receipt) (bool, error) {
+	need := max(j.net.Chain.Confirmations, 1)
+	head, err := j.net.Client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("head: %w", err)
+	}
+	block := r.BlockNumber.Uint64()
+	if head.Number.Uint64() < block+need-1 {
+		return false, nil
+	}
+	h, err := j.net.Client.HeaderByNumber(ctx, r.BlockNumber)
+	if err != nil {
+		return false, fmt.Errorf("block %d: %w", block, err)
+	}
+	return h.Hash() == r.BlockHash, nil
 }
 
 // settled records the receipt's outcome for tx, a version of the transaction vs: the ledger

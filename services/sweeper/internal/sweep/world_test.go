@@ -91,10 +91,13 @@ func newWorldOn(t *testing.T, chain *chaintest.Chain) *world {
 	return w
 }
 
-func (w *world) sweeper(treasury common.Address) *sweep.Sweeper {
+func (w *world) sweeper(treasury common.Address) *sweep.Sweeper { return w.sweeperWith(treasury, 1) }
+
+// sweeperWith is a sweeper on a chain of that many confirmations.
+func (w *world) sweeperWith(treasury common.Address, confirmations uint64) *sweep.Sweeper {
 	s, err := sweep.New(sweep.Config{
 		Networks: map[int64]sweep.Network{chainID: {
-			Chain: chains.Chain{ID: chainID, Name: "devnet", Confirmations: 1, Treasury: strings.ToLower(treasury.Hex()),
+			Chain: chains.Chain{ID: chainID, Name: "devnet", Confirmations: confirmations, Treasury: strings.ToLower(treasury.Hex()),
 				Native: chains.Token{Symbol: "ETH", Decimals: 18},
 				Tokens: []chains.Token{{Symbol: "USDC", Contract: strings.ToLower(w.token.Hex()), Decimals: 6}}},
 			Client: w.chain.Client(),
