@@ -5,7 +5,7 @@ MODULES := ./shared/... ./streams/... $(addsuffix /...,$(addprefix ./services/,$
 GOBIN ?= $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: build test test-short lint check-deploy demo bench fuzz tools
+.PHONY: build test test-short lint check-deploy demo bench fuzz chaos tools
 
 build: ## build every service binary into bin/
 	@mkdir -p bin
@@ -32,6 +32,11 @@ demo: ## one machine, nothing else running: nats-server, private Postgres, a sim
 
 bench: ## webhook throughput vs raw HTTP POSTs to the same receiver (20k events), and paced latency
 	scripts/bench-webhooks.sh
+
+CHAOS ?= all
+CHAOS_STREAM ?= 40s
+chaos: ## every chaos scenario on a stack of its own (CHAOS=<part of a name> for one), then the table: make chaos CHAOS=reorg
+	go run ./deploy/devstack -chaos "$(CHAOS)" -chaos-stream $(CHAOS_STREAM)
 
 FUZZTIME ?= 1m
 fuzz: ## every go test -fuzz target (scripts/fuzz.sh finds them), one after another, FUZZTIME each (default 1m): make fuzz FUZZTIME=30s

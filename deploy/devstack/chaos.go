@@ -384,11 +384,44 @@ func (c *chaosRun) drain(ctx context.Context) (*chaosReport, error) {
 	if rep, err = c.account(ctx, db, js); err != nil {
 		return nil, err
 	}
+	if err := c.selfCheck(ctx, db, js, rep); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	rep.Faults = slices.Clone(c.faults)
 	rep.Failures = append(rep.Failures, c.payErrs...)
 	c.mu.Unlock()
 	return rep, nil
+}
+
+// selfCheck proves the accounting sees a loss: with one delivered event struck from the
+// merchant's record, it must count one event lost more and fail.
+func (c *chaosRun) selfCheck(ctx context.Context, db *sqlx.DB, js jetstream.JetStream, rep *chaosReport) error {
+	c.hooks.mu.Lock()
+	var struck string
+	var h *hook
+	for id, k := range c.hooks.got {
+		struck, h = id, k
+		break
+	}
+	delete(c.hooks.got, struck)
+	c.hooks.mu.Unlock()
+	if h == nil {
+		rep.Failures = append(rep.Failures, "self-check: the merchant received nothing")
+		return nil
+	}
+	check, err := c.account(ctx, db, js)
+	c.hooks.mu.Lock()
+	c.hooks.got[struck] = h
+	c.hooks.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if check.Lost != rep.Lost+1 || len(check.Failures) == 0 {
+		rep.Failures = append(rep.Failures, fmt.Sprintf("self-check: with event %s struck from the merchant's record the run counts %d lost (before: %d)",
+			struck, check.Lost, rep.Lost))
+	}
+	return nil
 }
 
 // account counts what the run produced, and what failed.

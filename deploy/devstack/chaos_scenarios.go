@@ -29,7 +29,7 @@ func chaosScenarios() []chaosScenario {
 			during(4*time.Second, 6*time.Second, "chain RPC cut (connections refused)", rpcMode(cut)),
 			during(6*time.Second, 10*time.Second, "chain RPC black-holed (accepts, never answers)", rpcMode(blackHole)))},
 		{Name: "flapping endpoint", Flap: flappingMerchant},
-		{Name: "reorg", Faults: sequence(reorgAt(6*time.Second, 2), reorgAt(10*time.Second, 2))},
+		{Name: "reorg", Faults: reorgEvery(5*time.Second, 2)},
 	}
 }
 
@@ -173,6 +173,19 @@ func reorgAt(after time.Duration, depth uint64) func(context.Context, *chaosRun)
 			return err
 		}
 		c.note("reorg of %d blocks from block %d", depth, from)
+		return nil
+	}
+}
+
+// reorgEvery replaces the chain's last depth blocks every period while the stream lasts (at
+// most as many times as the chain has reorg accounts).
+func reorgEvery(period time.Duration, depth uint64) func(context.Context, *chaosRun) error {
+	return func(ctx context.Context, c *chaosRun) error {
+		for i := 0; i < 12 && ctx.Err() == nil; i++ {
+			if err := reorgAt(period, depth)(ctx, c); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 }

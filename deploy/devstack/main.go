@@ -28,11 +28,22 @@ func main() {
 	flag.IntVar(&o.natsPort, "nats-port", 14222, "port of the nats-server")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up if the payments are not swept by then")
 	flag.StringVar(&o.crash, "crash", "", "SIGKILL and restart this service mid-flow and report paid → swept (scripts/crash-latency.sh)")
+	chaos := flag.String("chaos", "", `run the chaos scenarios instead of the demo: "all" (make chaos), "short", or a part of a scenario's name`)
+	var co chaosOptions
+	flag.DurationVar(&co.Stream, "chaos-stream", 40*time.Second, "how long each chaos scenario makes payments")
+	flag.DurationVar(&co.Every, "chaos-every", 500*time.Millisecond, "how often a chaos scenario makes a payment")
+	flag.DurationVar(&co.Drain, "chaos-drain", 4*time.Minute, "how long a chaos scenario waits for every payment and event afterwards")
 	flag.Parse()
 	o.log = slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	_, err := run(ctx, o)
+	var err error
+	if *chaos != "" {
+		o.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		err = runChaosScenarios(ctx, o, *chaos, co, os.Stdout)
+	} else {
+		_, err = run(ctx, o)
+	}
 	testkit.RemoveBuiltNATSServer()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
