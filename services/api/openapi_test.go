@@ -221,7 +221,9 @@ func TestOpenAPIContract(t *testing.T) {
 		{"GET /v1/dead-letters", nil, ""},
 		{"GET /v1/dead-letters/{id}", map[string]string{"id": dl}, ""},
 		{"POST /v1/dead-letters/{id}/replay", map[string]string{"id": dl}, ""},
+		{"GET /v1/operator/overview", nil, ""},
 		{"GET /openapi.json", nil, ""},
+		{"GET /console/", nil, ""},
 	}
 	fill := func(tmpl string, ids map[string]string, missing bool) string {
 		for name, id := range ids {
@@ -311,6 +313,13 @@ func TestOpenAPIContract(t *testing.T) {
 	c.check("GET /v1/dead-letters/{id}", "/v1/dead-letters/"+lost, key, nil, http.StatusOK)
 	c.check("POST /v1/dead-letters/{id}/replay", "/v1/dead-letters/"+dl+"/replay", key, nil, http.StatusAccepted)
 	c.check("POST /v1/dead-letters/{id}/replay", "/v1/dead-letters/"+lost+"/replay", key, nil, http.StatusConflict)
+
+	// The operator overview (console_test.go checks its figures) and the console's files.
+	c.check("GET /v1/operator/overview", "/v1/operator/overview", testAdminToken, nil, http.StatusOK)
+	c.check("GET /v1/operator/overview", "/v1/operator/overview?window=2h", testAdminToken, nil, http.StatusBadRequest)
+	c.check("GET /console/", "/console/", "", nil, http.StatusOK)
+	c.check("GET /console/", "/console/app.js", "", nil, http.StatusOK)
+	c.check("GET /console/", "/console/no-such-file.js", "", nil, http.StatusNotFound)
 
 	// The document itself, without credentials, exactly as embedded.
 	r := c.check("GET /openapi.json", "/openapi.json", "", nil, http.StatusOK)

@@ -197,6 +197,7 @@ type Store interface {
 	Endpoints
 	DeadLetters
 	Events
+	Operator
 }
 
 // AddressDeriver turns a BIP-32 child index into a deposit address.

@@ -121,7 +121,10 @@ func New(cfg Config) (*Handler, error) {
 	h.merchant("GET /v1/dead-letters/{id}", h.getDeadLetter)
 	h.merchant("POST /v1/dead-letters/{id}/replay", h.replayDeadLetter)
 
+	h.admin("GET /v1/operator/overview", h.operatorOverview)
+
 	h.public("GET /openapi.json", h.openAPI)
+	h.public("GET /console/", h.console)
 
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: http.StatusNotFound, Code: "route_not_found", Message: "no such route: " + r.Method + " " + r.URL.Path})
