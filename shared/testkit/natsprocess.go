@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,6 +84,8 @@ type NATSProcess struct {
 	logPath  string
 	args     []string
 
+	name string // the server's name, which ready expects in its INFO
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has been reaped
@@ -100,7 +103,19 @@ func StartNATSProcess(port int, storeDir, logPath string, extra ...string) (*NAT
 			return nil, err
 		}
 	}
-	n := &NATSProcess{bin: bin, port: port, storeDir: storeDir, logPath: logPath, args: extra}
+	// A name of its own, which ready checks: another server already on the port (a stack left
+	// running) would otherwise answer for it while this one exits with "address in use".
+	name := ""
+	for i, a := range extra {
+		if (a == "-n" || a == "--name") && i+1 < len(extra) {
+			name = extra[i+1]
+		}
+	}
+	if name == "" {
+		name = fmt.Sprintf("ctrip-%d-%d", port, time.Now().UnixNano())
+		extra = append(slices.Clone(extra), "-n", name)
+	}
+	n := &NATSProcess{bin: bin, port: port, storeDir: storeDir, logPath: logPath, args: extra, name: name}
 	if err := n.start(); err != nil {
 		return nil, err
 	}
@@ -211,7 +226,8 @@ func (n *NATSProcess) ready() bool {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	r := bufio.NewReader(c)
-	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO ") {
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO ") ||
+		!strings.Contains(line, `"server_name":"`+n.name+`"`) {
 		return false
 	}
 	if _, err := io.WriteString(c, "CONNECT {\"verbose\":false}\r\nPING\r\n"); err != nil {

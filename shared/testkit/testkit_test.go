@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -182,4 +183,24 @@ func TestStartInProcess(t *testing.T) {
 	if len(got) != 2 || got[0] != "svc exited at start: no database" || got[1] != "svc: no database" {
 		t.Fatalf("a service that cannot start: %q, want it said at once and at cleanup", got)
 	}
+}
+
+// A second server on a port another one holds exits ("address already in use"); the first one
+// answering on the port must not pass for it.
+func TestNATSProcessRefusesAPortAnotherServerHolds(t *testing.T) {
+	first := MustNATSProcess(t)
+	dir := t.TempDir()
+	second, err := StartNATSProcess(first.Port(), filepath.Join(dir, "store"), filepath.Join(dir, "log"))
+	if err == nil {
+		second.Shutdown()
+		t.Fatalf("a second nats-server on port %d started; the first one answered for it", first.Port())
+	}
+	t.Logf("refused: %v", firstLine(err.Error()))
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
