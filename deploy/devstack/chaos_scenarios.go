@@ -193,6 +193,8 @@ func reorgEvery(period time.Duration, depth uint64) func(context.Context, *chaos
 // runChaosScenarios runs the scenarios whose names match only (all when empty) one after
 // another, prints the table and fails if any scenario lost or doubled anything.
 func runChaosScenarios(ctx context.Context, o options, only string, co chaosOptions, out io.Writer) error {
+	// Each scenario's nats-server on a free port: another stack may hold the demo's.
+	o.natsPort = 0
 	var reports []*chaosReport
 	for _, sc := range append(chaosScenarios(), shortChaos()) {
 		if only == "all" && strings.HasPrefix(sc.Name, "short") {

@@ -306,7 +306,10 @@ func (s *stack) demo(ctx context.Context, o options) (*result, error) {
 	fmt.Printf("treasury %s on chain: %s wei ETH (12.5 ETH paid, minus the sweep fee), %s USDC base units (25.75 USDC paid)\n",
 		s.treasury.Hex(), res.Treasury.ETH, res.Treasury.Token)
 	if o.keep {
-		log.Info("still running; Ctrl-C to stop", "api", s.apiURL, "admin_token", adminToken, "nats", s.natsURL, "database", s.dbURL, "rpc", s.chain.rpcURL)
+		fmt.Printf("\nconsole: %s/console/ — sign in with the merchant key %s, or the admin token %s for the operator view\n",
+			s.apiURL, s.merchantKey, adminToken)
+		log.Info("still running; Ctrl-C to stop", "api", s.apiURL, "console", s.apiURL+"/console/", "merchant_key", s.merchantKey,
+			"admin_token", adminToken, "nats", s.natsURL, "database", s.dbURL, "rpc", s.chain.rpcURL)
 		<-ctx.Done()
 	}
 	return res, nil
