@@ -5,7 +5,7 @@ MODULES := ./shared/... ./streams/... $(addsuffix /...,$(addprefix ./services/,$
 GOBIN ?= $(shell go env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: build test test-short lint check-deploy demo bench fuzz chaos tools
+.PHONY: build test test-short lint check-deploy demo bench fuzz chaos load tools
 
 build: ## build every service binary into bin/
 	@mkdir -p bin
@@ -32,6 +32,9 @@ demo: ## one machine, nothing else running: nats-server, private Postgres, a sim
 
 bench: ## webhook throughput vs raw HTTP POSTs to the same receiver (20k events), and paced latency
 	scripts/bench-webhooks.sh
+
+load: ## load and scale figures: memory idle and under load, paid → webhook latency, deliveries/s with 1 and 2 senders
+	scripts/load.sh
 
 CHAOS ?= all
 CHAOS_STREAM ?= 40s

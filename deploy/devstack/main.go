@@ -33,6 +33,7 @@ func main() {
 	flag.DurationVar(&co.Stream, "chaos-stream", 40*time.Second, "how long each chaos scenario makes payments")
 	flag.DurationVar(&co.Every, "chaos-every", 500*time.Millisecond, "how often a chaos scenario makes a payment")
 	flag.DurationVar(&co.Drain, "chaos-drain", 4*time.Minute, "how long a chaos scenario waits for every payment and event afterwards")
+	load := flag.Bool("load", false, "after the demo, measure and print the load and scale figures (scripts/load.sh; LOAD_* variables size it)")
 	flag.Parse()
 	o.log = slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -41,6 +42,9 @@ func main() {
 	if *chaos != "" {
 		o.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		err = runChaosScenarios(ctx, o, *chaos, co, os.Stdout)
+	} else if *load {
+		o.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		err = runLoad(ctx, o, os.Stdout)
 	} else {
 		_, err = run(ctx, o)
 	}
