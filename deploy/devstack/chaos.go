@@ -381,7 +381,7 @@ func (c *chaosRun) drain(ctx context.Context) (*chaosReport, error) {
 	}
 	// Room for a late duplicate, a second confirmation or a second sweep to show up.
 	time.Sleep(3 * time.Second)
-	if rep, err = c.account(ctx, db, js); err != nil {
+	if rep, err = c.accountSettled(ctx, db, js); err != nil {
 		return nil, err
 	}
 	if err := c.selfCheck(ctx, db, js, rep); err != nil {
@@ -410,7 +410,7 @@ func (c *chaosRun) selfCheck(ctx context.Context, db *sqlx.DB, js jetstream.JetS
 		rep.Failures = append(rep.Failures, "self-check: the merchant received nothing")
 		return nil
 	}
-	check, err := c.account(ctx, db, js)
+	check, err := c.accountSettled(ctx, db, js)
 	c.hooks.mu.Lock()
 	c.hooks.got[struck] = h
 	c.hooks.mu.Unlock()
@@ -422,6 +422,21 @@ func (c *chaosRun) selfCheck(ctx context.Context, db *sqlx.DB, js jetstream.JetS
 			struck, check.Lost, rep.Lost))
 	}
 	return nil
+}
+
+// accountSettled is account, tried again for up to 30 s while the stack cannot answer: right
+// after a cluster node is back, the JetStream API may have no responders until the meta leader
+// is elected again.
+func (c *chaosRun) accountSettled(ctx context.Context, db *sqlx.DB, js jetstream.JetStream) (*chaosReport, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rep, err := c.account(ctx, db, js)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return rep, err
+		}
+		c.s.log.Warn("chaos: accounting", "error", err)
+		time.Sleep(time.Second)
+	}
 }
 
 // account counts what the run produced, and what failed.
