@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ctrip-pay/pipeline/shared/event"
+	"github.com/ctrip-pay/pipeline/shared/periodic"
 	"github.com/ctrip-pay/pipeline/shared/postgres"
 	"github.com/ctrip-pay/pipeline/shared/testkit"
 )
@@ -227,16 +228,7 @@ func (r *rssSampler) during(phase string, d time.Duration) {
 }
 
 func (r *rssSampler) run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.sample()
-		}
-	}
+	periodic.Every(ctx, every, func(context.Context) bool { r.sample(); return true })
 }
 
 func (r *rssSampler) sample() {
