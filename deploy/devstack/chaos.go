@@ -107,6 +107,10 @@ func runChaos(ctx context.Context, o options, sc chaosScenario, co chaosOptions)
 	defer s.down()
 	c := &chaosRun{s: s, opts: co, hooks: newMerchantHooks()}
 	c.hooks.setFlapping(sc.Flap)
+	if f := sc.Flap; f != (flapping{}) {
+		c.note("the merchant answers %.0f%% 503, holds %.0f%% for %v, resets %.0f%% and answers %.0f%% slowly",
+			100*f.Fail5xx, 100*f.Timeout, f.Hang, 100*f.Reset, 100*f.Slow)
+	}
 	hookURL, stopHooks, err := c.hooks.serve()
 	if err != nil {
 		return nil, err
