@@ -86,6 +86,7 @@ type chaosReport struct {
 	TreasuryETH, TreasuryToken        *big.Int
 	ExpectedTreasuryETH, PaidToken    *big.Int
 	Elapsed                           time.Duration
+	DeadLetterReasons                 map[string]int // reason → dead letters
 	Failures                          []string
 }
 
@@ -457,15 +458,20 @@ func (c *chaosRun) account(ctx context.Context, db *sqlx.DB, js jetstream.JetStr
 		return nil, err
 	}
 	got, badSig, failedReqs, _ := c.hooks.snapshot()
-	var deadLettered []string
-	if err := db.SelectContext(ctx, &deadLettered, `SELECT DISTINCT event_id FROM webhook_dead_letters WHERE event_id IS NOT NULL`); err != nil {
+	var deadLettered []struct {
+		EventID string `db:"event_id"`
+		Reason  string `db:"reason"`
+	}
+	if err := db.SelectContext(ctx, &deadLettered, `SELECT event_id, reason FROM webhook_dead_letters WHERE event_id IS NOT NULL`); err != nil {
 		return nil, err
 	}
 	dead := map[string]bool{}
-	for _, id := range deadLettered {
-		dead[id] = true
+	reasons := map[string]int{}
+	for _, d := range deadLettered {
+		dead[d.EventID] = true
+		reasons[d.Reason]++
 	}
-	r := &chaosReport{Payments: len(payments), Events: len(events), BadSig: badSig, FailedRequests: failedReqs}
+	r := &chaosReport{Payments: len(payments), Events: len(events), BadSig: badSig, FailedRequests: failedReqs, DeadLetterReasons: reasons}
 	var lost []string
 	byType := map[string]map[string]int{} // payment → type → distinct events
 	for _, e := range events {

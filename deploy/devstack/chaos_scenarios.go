@@ -238,6 +238,9 @@ func chaosTable(rs []*chaosReport) string {
 	}
 	for _, r := range rs {
 		fmt.Fprintf(&b, "\n%s (%v): %s", r.Scenario, r.Elapsed.Round(time.Second), strings.Join(r.Faults, "; "))
+		if len(r.DeadLetterReasons) > 0 {
+			fmt.Fprintf(&b, "; dead letters by reason: %v", r.DeadLetterReasons)
+		}
 		if len(r.Failures) > 0 {
 			fmt.Fprintf(&b, "\n  FAILED: %s", strings.Join(r.Failures, "\n  FAILED: "))
 		}
