@@ -95,18 +95,18 @@ func (h *merchantHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch fault, d := h.fault(); fault {
 	case "5xx":
-		h.count(false)
+		h.fail()
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	case "timeout":
-		h.count(false)
+		h.fail()
 		select {
 		case <-r.Context().Done():
 		case <-time.After(d):
 		}
 		return
 	case "reset":
-		h.count(false)
+		h.fail()
 		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
 			if tc, ok := c.(*net.TCPConn); ok {
 				tc.SetLinger(0) // RST, not FIN
@@ -136,11 +136,10 @@ func (h *merchantHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (h *merchantHooks) count(ok bool) {
+// fail counts a request the merchant failed on purpose.
+func (h *merchantHooks) fail() {
 	h.mu.Lock()
-	if !ok {
-		h.failed++
-	}
+	h.failed++
 	h.mu.Unlock()
 }
 
