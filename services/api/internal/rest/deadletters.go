@@ -42,7 +42,7 @@ func deadLetterJSON(dl deadletter.Letter) deadLetterResponse {
 }
 
 func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
-	page, e := pageParams(r)
+	page, e := h.pageParams(r, merchantID)
 	if e != nil {
 		return e
 	}
@@ -50,7 +50,7 @@ func (h *Handler) listDeadLetters(w http.ResponseWriter, r *http.Request, mercha
 	if err != nil {
 		return h.storeError(r, err)
 	}
-	dls, next := trimPage(dls, page.Limit, func(d deadletter.Letter) cursor { return cursor{At: &d.CreatedAt, ID: d.ID} })
+	dls, next := trimPage(h, r, merchantID, dls, page.Limit, func(d deadletter.Letter) cursor { return cursor{At: &d.CreatedAt, ID: d.ID} })
 	data := make([]deadLetterResponse, len(dls))
 	for i, dl := range dls {
 		data[i] = deadLetterJSON(dl)

@@ -106,6 +106,9 @@ type createEndpointRequest struct {
 
 func (h *Handler) createEndpoint(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	var req createEndpointRequest
+	if e := onlyParams(r); e != nil {
+		return e
+	}
 	if e := decode(w, r, &req, false); e != nil {
 		return e
 	}
@@ -168,6 +171,9 @@ type updateEndpointRequest struct {
 
 func (h *Handler) updateEndpoint(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	var req updateEndpointRequest
+	if e := onlyParams(r); e != nil {
+		return e
+	}
 	if e := decode(w, r, &req, false); e != nil {
 		return e
 	}

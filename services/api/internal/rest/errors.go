@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,8 +46,8 @@ func invalid(field, code, msg string) *apiError {
 }
 
 var (
-	errUnauthorized = &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
-		Message: "missing or invalid credentials: send Authorization: Bearer <key>"}
+	errUnauthorized = &apiError{Status: http.StatusUnauthorized, Code: "unauthorized", Field: "Authorization",
+		Message: "Authorization is missing or its credentials are invalid: send Authorization: Bearer <key>"}
 	errNotFound = &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such object"}
 )
 
@@ -78,11 +80,20 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	writeJSON(w, e.Status, map[string]*apiError{"error": e})
 }
 
-// decode reads one JSON object into v: unknown fields, trailing data and bodies over maxBody
-// are refused, and type errors name the field. An empty body is refused unless allowEmpty.
+// decode reads one JSON object into v: bodies over maxBody, anything but one object, unknown
+// fields (and known ones in another case, which encoding/json would take), fields given twice,
+// and strings Postgres could not store — invalid UTF-8, unpaired surrogate escapes, NUL — are
+// refused; type errors name the field. An empty body is refused unless allowEmpty.
 func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *apiError {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return decodeError(err)
+		}
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body could not be read"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) && allowEmpty {
@@ -91,11 +102,56 @@ func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *api
 		return decodeError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return decodeError(err)
-		}
 		return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body must hold exactly one JSON object"}
+	}
+	// null decodes into a struct without an error, as if the body were {}.
+	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) == 0 || b[0] != '{' {
+		return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body must be a JSON object"}
+	}
+	// The decoder has quietly turned invalid UTF-8 and unpaired surrogates into U+FFFD and kept
+	// the last of a field given twice: the text itself is checked.
+	if path, problem := checkJSONText(body, ""); problem != "" {
+		field := strings.TrimPrefix(path, ".")
+		if field == "" {
+			return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body " + problem}
+		}
+		top, _, nested := strings.Cut(field, ".")
+		if problem == problemDuplicate && !nested {
+			return invalid(field, "duplicate_field", problem)
+		}
+		return invalid(field, "invalid_"+top, problem)
+	}
+	return exactFields(body, v)
+}
+
+// exactFields refuses a top-level key that is not exactly one of v's JSON field names:
+// encoding/json matches them regardless of case ("AMOUNT" sets amount).
+func exactFields(body []byte, v any) *apiError {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(body, &keys); err != nil {
+		return nil // unreachable: the body decoded as an object above
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		known := false
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			known = known || name == k
+		}
+		if !known {
+			return invalid(k, "unknown_field", "is not a field of this request")
+		}
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ type paymentEventsResponse struct {
 // outbox keeps each one's envelope as published), with a summary of their deliveries to the
 // merchant's endpoints. Events are paginated; the history comes whole on every page.
 func (h *Handler) listPaymentEvents(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
-	page, e := pageParams(r)
+	page, e := h.pageParams(r, merchantID)
 	if e != nil {
 		return e
 	}
@@ -91,7 +91,7 @@ func (h *Handler) listPaymentEvents(w http.ResponseWriter, r *http.Request, merc
 	if err != nil {
 		return h.storeError(r, err)
 	}
-	evs, next := trimPage(evs, page.Limit, func(e StoredEvent) cursor { return cursor{Seq: e.Seq} })
+	evs, next := trimPage(h, r, merchantID, evs, page.Limit, func(e StoredEvent) cursor { return cursor{Seq: e.Seq} })
 
 	out := paymentEventsResponse{Object: "payment_events", PaymentID: p.ID, Status: p.Status,
 		StatusHistory: make([]statusChangeResponse, len(changes)), Data: make([]paymentEventResponse, 0, len(evs)),

@@ -61,6 +61,9 @@ const maxNameLen = 200
 
 func (h *Handler) createMerchant(w http.ResponseWriter, r *http.Request, _ string) *apiError {
 	var req createMerchantRequest
+	if e := onlyParams(r); e != nil {
+		return e
+	}
 	if e := decode(w, r, &req, false); e != nil {
 		return e
 	}
@@ -89,6 +92,9 @@ func (h *Handler) createMerchant(w http.ResponseWriter, r *http.Request, _ strin
 // createAPIKey issues another key for a merchant (admin): the way to replace a lost or leaked
 // key without downtime — issue, switch, revoke.
 func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request, _ string) *apiError {
+	if e := onlyParams(r); e != nil {
+		return e
+	}
 	if e := decode(w, r, &struct{}{}, true); e != nil {
 		return e
 	}

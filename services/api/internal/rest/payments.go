@@ -170,11 +170,15 @@ const (
 	maxNumberExponent = 1000
 )
 
+// problemDuplicate is checkJSONText's problem with a key given twice in one object.
+const problemDuplicate = "is given more than once"
+
 // checkJSONText walks data, which must be valid JSON, and returns where (a path from root,
 // such as metadata.items.0.name) and what is wrong with the first thing Postgres would refuse
 // in a jsonb: a string holding \u0000, an unpaired UTF-16 surrogate escape or invalid UTF-8,
-// or a number outside the bounds above. A bad object key is reported at the object that holds
-// it. problem is "" when there is nothing wrong.
+// or a number outside the bounds above; or a key given twice in one object (problemDuplicate,
+// reported at that member). A bad object key is reported at the object that holds it. problem
+// is "" when there is nothing wrong.
 //
 // encoding/json's tokenizer does the walking; strings are checked in their raw text (the
 // decoder would hand them back with U+FFFD in place of what is wrong), numbers as written.
@@ -184,9 +188,10 @@ func checkJSONText(data []byte, root string) (path, problem string) {
 	type container struct {
 		path  string
 		array bool
-		n     int    // next element's index (arrays)
-		key   string // the pending member's key (objects)
-		isKey bool   // the next string is a key (objects)
+		n     int             // next element's index (arrays)
+		key   string          // the pending member's key (objects)
+		isKey bool            // the next string is a key (objects)
+		seen  map[string]bool // the keys read so far (objects)
 	}
 	var stack []*container
 	// here is the path of the value the next token starts, and marks an object's key as read.
@@ -218,7 +223,7 @@ func checkJSONText(data []byte, root string) (path, problem string) {
 				stack = stack[:len(stack)-1]
 				continue
 			}
-			stack = append(stack, &container{path: here(), array: d == '[', isKey: d == '{'})
+			stack = append(stack, &container{path: here(), array: d == '[', isKey: d == '{', seen: map[string]bool{}})
 			continue
 		}
 		if len(stack) > 0 && stack[len(stack)-1].isKey {
@@ -227,6 +232,12 @@ func checkJSONText(data []byte, root string) (path, problem string) {
 				return c.path, "has a key that " + problem
 			}
 			c.key, c.isKey = tok.(string), false
+			if c.seen[c.key] {
+				// Postgres's jsonb and Go's decoder would keep the last silently; which one the
+				// sender meant is anyone's guess.
+				return c.path + "." + c.key, problemDuplicate
+			}
+			c.seen[c.key] = true
 			continue
 		}
 		path := here()
@@ -391,6 +402,9 @@ func validIdempotencyKey(k string) bool {
 
 func (h *Handler) createPayment(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
 	var req createPaymentRequest
+	if e := onlyParams(r); e != nil {
+		return e
+	}
 	if e := decode(w, r, &req, false); e != nil {
 		return e
 	}
@@ -571,7 +585,7 @@ func (h *Handler) getPayment(w http.ResponseWriter, r *http.Request, merchantID 
 }
 
 func (h *Handler) listPayments(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
-	page, e := pageParams(r, "status")
+	page, e := h.pageParams(r, merchantID, "status")
 	if e != nil {
 		return e
 	}
@@ -583,7 +597,7 @@ func (h *Handler) listPayments(w http.ResponseWriter, r *http.Request, merchantI
 	if err != nil {
 		return h.storeError(r, err)
 	}
-	ps, next := trimPage(ps, page.Limit, func(p Payment) cursor { return cursor{At: &p.CreatedAt, ID: p.ID} })
+	ps, next := trimPage(h, r, merchantID, ps, page.Limit, func(p Payment) cursor { return cursor{At: &p.CreatedAt, ID: p.ID} })
 	data := make([]paymentResponse, len(ps))
 	for i, p := range ps {
 		data[i] = h.paymentJSON(p)
@@ -607,7 +621,7 @@ type attemptResponse struct {
 }
 
 func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request, merchantID string) *apiError {
-	page, e := pageParams(r)
+	page, e := h.pageParams(r, merchantID)
 	if e != nil {
 		return e
 	}
@@ -619,7 +633,7 @@ func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request, merchan
 	if err != nil {
 		return h.storeError(r, err)
 	}
-	as, next := trimPage(as, page.Limit, func(a Attempt) cursor { return cursor{Seq: a.ID} })
+	as, next := trimPage(h, r, merchantID, as, page.Limit, func(a Attempt) cursor { return cursor{Seq: a.ID} })
 	data := make([]attemptResponse, len(as))
 	for i, a := range as {
 		data[i] = attemptResponse{

@@ -292,7 +292,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	info := &requestInfo{}
 	r = r.WithContext(context.WithValue(ctx, requestInfoKey{}, info))
-	h.mux.ServeHTTP(rec, r)
+	if canonicalPath(r.URL.EscapedPath()) {
+		h.mux.ServeHTTP(rec, r)
+	} else {
+		writeError(rec, errNoRoute(r)) // not ServeMux's HTML redirect to the cleaned path
+	}
 	route := r.Pattern
 	if route == "" || route == "/" {
 		route = "unmatched"
