@@ -108,6 +108,11 @@ func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *api
 	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) == 0 || b[0] != '{' {
 		return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: "the body must be a JSON object"}
 	}
+	// A key that is no field as spelled is refused first, so that what follows names only
+	// fields of the request (encoding/json took "event_tYpes" for event_types).
+	if e := exactFields(body, v); e != nil {
+		return e
+	}
 	// The decoder has quietly turned invalid UTF-8 and unpaired surrogates into U+FFFD and kept
 	// the last of a field given twice: the text itself is checked.
 	if path, problem := checkJSONText(body, ""); problem != "" {
@@ -121,7 +126,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *api
 		}
 		return invalid(field, "invalid_"+top, problem)
 	}
-	return exactFields(body, v)
+	return nil
 }
 
 // exactFields refuses a top-level key that is not exactly one of v's JSON field names:
