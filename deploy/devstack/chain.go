@@ -129,24 +129,31 @@ func (c *devChain) reorg(ctx context.Context, depth uint64) (from uint64, err er
 	}
 	key := c.reorgKeys[0]
 	c.reorgKeys = c.reorgKeys[1:]
-	head, err := client.HeaderByNumber(ctx, nil)
-	if err != nil {
-		return 0, err
-	}
-	to := common.HexToAddress("0x000000000000000000000000000000000000dEaD")
-	tx, err := types.SignNewTx(key, c.signer, &types.DynamicFeeTx{ChainID: big.NewInt(1337), Nonce: 0,
-		GasTipCap: big.NewInt(1e9), GasFeeCap: new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(3)), big.NewInt(1e9)),
-		Gas: 21000, To: &to, Value: big.NewInt(1)})
-	if err != nil {
-		return 0, err
-	}
-	if err := client.SendTransaction(ctx, tx); err != nil {
+	if _, err := c.sendETHAt(ctx, key, 0, common.HexToAddress("0x000000000000000000000000000000000000dEaD"), big.NewInt(1)); err != nil {
 		return 0, err
 	}
 	for range depth + 1 {
 		c.commitLocked()
 	}
 	return from, nil
+}
+
+// sendETHAt sends wei from key to to at the given nonce (the caller tracks it: the pool's
+// pending nonce lags right after a send), a 21,000-gas transfer priced at three times the head's
+// base fee plus a 1 gwei tip. The caller holds c.mu.
+func (c *devChain) sendETHAt(ctx context.Context, key *ecdsa.PrivateKey, nonce uint64, to common.Address, wei *big.Int) (*types.Transaction, error) {
+	client := c.backend.Client()
+	head, err := client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	tip := big.NewInt(1_000_000_000)
+	tx, err := types.SignNewTx(key, c.signer, &types.DynamicFeeTx{ChainID: big.NewInt(1337), Nonce: nonce,
+		GasTipCap: tip, GasFeeCap: new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(3)), tip), Gas: 21000, To: &to, Value: wei})
+	if err != nil {
+		return nil, err
+	}
+	return tx, client.SendTransaction(ctx, tx)
 }
 
 func (c *devChain) Close() {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/nats-io/nats.go/jetstream"
@@ -310,31 +309,19 @@ func (c *chaosRun) pay(p *chaosPayment, units *big.Int, completes bool) error {
 	ch := c.s.chain
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	client := ch.backend.Client()
 	c.mu.Lock()
 	nonce := c.nonce
 	c.mu.Unlock()
-	var tx *types.Transaction
 	var err error
 	if p.Token == "ETH" {
-		var head *types.Header
-		if head, err = client.HeaderByNumber(ctx, nil); err != nil {
-			return err
-		}
-		tip := big.NewInt(1_000_000_000)
-		feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(3)), tip)
-		tx, err = types.SignNewTx(c.s.customer.Key, ch.signer, &types.DynamicFeeTx{ChainID: big.NewInt(1337), Nonce: nonce,
-			GasTipCap: tip, GasFeeCap: feeCap, Gas: 21000, To: &p.Address, Value: units})
-		if err == nil {
-			err = client.SendTransaction(ctx, tx)
-		}
+		_, err = ch.sendETHAt(ctx, c.s.customer.Key, nonce, p.Address, units)
 	} else {
 		var opts *bindOpts
 		if opts, err = ch.transactor(ctx, c.s.customer.Key); err != nil {
 			return err
 		}
 		opts.Nonce = new(big.Int).SetUint64(nonce)
-		tx, err = c.s.tt.Transfer(opts, p.Address, units)
+		_, err = c.s.tt.Transfer(opts, p.Address, units)
 	}
 	if err != nil {
 		return fmt.Errorf("pay %s %s %s (nonce %d): %w", p.ID, units, p.Token, nonce, err)

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/nats-io/nats.go"
@@ -396,22 +395,10 @@ func (l *loadRun) pay(ctx context.Context, i int, nonce uint64) (*loadPayment, e
 		return nil, fmt.Errorf("payment %s: amount_base_units %q", created.ID, created.AmountBaseUnits)
 	}
 	p := &loadPayment{ID: created.ID, Address: common.HexToAddress(created.Address), Wei: wei}
-	ch := s.chain
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	client := ch.backend.Client()
-	head, err := client.HeaderByNumber(ctx, nil)
+	s.chain.mu.Lock()
+	defer s.chain.mu.Unlock()
+	tx, err := s.chain.sendETHAt(ctx, s.customer.Key, nonce, p.Address, wei)
 	if err != nil {
-		return nil, err
-	}
-	tip := big.NewInt(1_000_000_000)
-	feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(3)), tip)
-	tx, err := types.SignNewTx(s.customer.Key, ch.signer, &types.DynamicFeeTx{ChainID: big.NewInt(1337), Nonce: nonce,
-		GasTipCap: tip, GasFeeCap: feeCap, Gas: 21000, To: &p.Address, Value: wei})
-	if err != nil {
-		return nil, err
-	}
-	if err := client.SendTransaction(ctx, tx); err != nil {
 		return nil, fmt.Errorf("pay %s (nonce %d): %w", p.ID, nonce, err)
 	}
 	p.Tx, p.PaidAt = tx.Hash(), time.Now()
